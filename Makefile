@@ -1,0 +1,39 @@
+# bluebutton-ingest: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit integration services schemas bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+services:
+	@scripts/services.sh bbingest bbingest_test
+
+.demo/token.key: | $(STAMP)
+	@mkdir -p .demo && $(BIN)/bbingest keygen > $@ && chmod 600 $@
+
+demo: $(STAMP) services .demo/token.key
+	TOKEN_ENCRYPTION_KEY=$$(cat .demo/token.key) LOG_FORMAT=console $(BIN)/bbingest demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker tests
+	$(BIN)/ruff format --check worker tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck services
+	$(BIN)/pytest
+
+schemas: $(STAMP)
+	$(BIN)/python -m worker.jobs.schemas schemas/jobs
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,134 @@
+"""The one way out to BB2: every request takes a budget slot and gets transient retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
+
+import httpx
+import structlog
+
+from worker import errors
+from worker.bluebutton.retry import RetryPolicy, is_transient_status, parse_retry_after
+from worker.constants import MAX_RESPONSE_BYTES
+
+log = structlog.get_logger(__name__)
+
+
+class Budget(Protocol):
+    """What the client needs from a request budget (see ``budget.RequestBudget``)."""
+
+    async def acquire(self) -> float: ...
+
+    async def pause(self, seconds: float) -> None: ...
+
+
+def build_http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:
+    """The shared httpx client: TLS verification on, bounded sockets, no redirects."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+        follow_redirects=False,
+        headers={"User-Agent": "bluebutton-ingest/0.1"},
+    )
+
+
+class BlueButtonClient:
+    """Sends requests to BB2 through the shared budget, repeating transient failures.
+
+    A 429 pauses the whole app's budget for its Retry-After; 5xx, timeouts and broken
+    connections are repeated with full-jitter backoff. When the attempts run out the last
+    :class:`~worker.errors.RetryableError` is raised, and the job decides to come back later.
+    Any other answer is returned for the caller to interpret.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        budget: Budget,
+        *,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.http = http
+        self.base_url = str(http.base_url).rstrip("/")
+        self._budget = budget
+        self._policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._rand = rand
+        self.requests_sent = 0
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+        auth: httpx.BasicAuth | None = None,
+    ) -> httpx.Response:
+        """Send one logical request; the response has any status but a transient one."""
+        last: errors.RetryableError | None = None
+        for attempt in range(self._policy.max_attempts):
+            if last is not None:
+                await self._back_off(attempt - 1, last)
+            await self._budget.acquire()
+            try:
+                response = await self._send(method, url, headers=headers, data=data, auth=auth)
+            except errors.TransportError as exc:
+                last = exc
+                continue
+            if not is_transient_status(response.status_code):
+                return response
+            last = self._transient(response)
+        assert last is not None
+        raise last
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None,
+        data: Mapping[str, str] | None,
+        auth: httpx.BasicAuth | None,
+    ) -> httpx.Response:
+        self.requests_sent += 1
+        try:
+            request = self.http.build_request(method, url, headers=headers, data=data)
+            response = await self.http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
+        except httpx.TimeoutException as exc:
+            raise errors.TransportError(f"BB2 timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise errors.TransportError(f"BB2 unreachable ({type(exc).__name__})") from exc
+        if len(response.content) > MAX_RESPONSE_BYTES:
+            raise errors.ProtocolError(
+                f"BB2 response of {len(response.content)} bytes is too large"
+            )
+        return response
+
+    def _transient(self, response: httpx.Response) -> errors.RetryableError:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
+        status = response.status_code
+        if status == 429:
+            return errors.RateLimited("BB2 answered 429", status=status, retry_after=retry_after)
+        return errors.ServerError(f"BB2 answered {status}", status=status, retry_after=retry_after)
+
+    async def _back_off(self, attempt: int, error: errors.RetryableError) -> None:
+        delay = self._policy.backoff(attempt, self._rand)
+        if isinstance(error, errors.RateLimited):
+            # Every replica must stop, not just this coroutine: pause the shared budget.
+            await self._budget.pause(error.retry_after if error.retry_after is not None else delay)
+            log.warning("bb2_rate_limited", retry_after=error.retry_after, attempt=attempt)
+            return
+        if error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        log.info("bb2_transient_failure", error=str(error), attempt=attempt, delay=round(delay, 3))
+        await self._sleep(delay)

@@ -1,0 +1,32 @@
+"""Blue Button 2.0 paths and scopes; the API version lives here and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Final
+from urllib.parse import urlsplit
+
+API_VERSION: Final = "v2"
+
+AUTHORIZE_PATH: Final = f"/{API_VERSION}/o/authorize/"
+TOKEN_PATH: Final = f"/{API_VERSION}/o/token/"
+REVOKE_TOKEN_PATH: Final = f"/{API_VERSION}/o/revoke_token/"
+USERINFO_PATH: Final = f"/{API_VERSION}/connect/userinfo"
+FHIR_PATH: Final = f"/{API_VERSION}/fhir/"
+
+SCOPE_PATIENT: Final = "patient/Patient.read"
+SCOPE_COVERAGE: Final = "patient/Coverage.read"
+SCOPE_EOB: Final = "patient/ExplanationOfBenefit.read"
+SCOPE_PROFILE: Final = "profile"
+# No "openid": BB2 never issues an id_token.
+REQUESTED_SCOPES: Final = (SCOPE_PATIENT, SCOPE_COVERAGE, SCOPE_EOB, SCOPE_PROFILE)
+
+
+def is_fhir_url(url: str, base_url: str) -> bool:
+    """True when ``url`` is a FHIR URL on the configured BB2 host (same scheme and port)."""
+    target, base = urlsplit(url), urlsplit(base_url)
+    return (
+        target.scheme == base.scheme
+        and target.netloc.lower() == base.netloc.lower()
+        and target.path.startswith(FHIR_PATH)
+        and not target.username
+    )

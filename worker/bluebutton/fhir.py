@@ -1,0 +1,123 @@
+"""Paged FHIR reads for one beneficiary, as an async iterator of validated pages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote, urlencode
+
+from worker import errors
+from worker.bluebutton import endpoints
+from worker.bluebutton.bundle import Page, check_content_type, parse_read, parse_search_page
+from worker.bluebutton.client import BlueButtonClient
+from worker.bluebutton.retry import fhir_error
+from worker.constants import EOB_PAGE_SIZE
+
+
+@dataclass(frozen=True)
+class ResourceQuery:
+    """How to fetch one resource type; adding a type is adding one of these."""
+
+    resource_type: str
+    scope: str
+    path: str  # relative to the FHIR base; {patient} is the beneficiary id
+    search: bool
+
+    def first_url(self, base_url: str, patient_id: str) -> str:
+        """The absolute URL of the first page for ``patient_id``."""
+        path = self.path.format(patient=quote(patient_id, safe=""))
+        return f"{base_url.rstrip('/')}{endpoints.FHIR_PATH}{path}"
+
+
+def _search(resource_type: str, param: str, value: str) -> str:
+    query = urlencode({param: value, "_count": EOB_PAGE_SIZE}, safe="{}/")
+    return f"{resource_type}?{query}"
+
+
+RESOURCE_QUERIES: tuple[ResourceQuery, ...] = (
+    ResourceQuery("Patient", endpoints.SCOPE_PATIENT, "Patient/{patient}", search=False),
+    ResourceQuery(
+        "Coverage",
+        endpoints.SCOPE_COVERAGE,
+        _search("Coverage", "beneficiary", "Patient/{patient}"),
+        search=True,
+    ),
+    ResourceQuery(
+        "ExplanationOfBenefit",
+        endpoints.SCOPE_EOB,
+        _search("ExplanationOfBenefit", "patient", "{patient}"),
+        search=True,
+    ),
+)
+
+
+def query_for(resource_type: str) -> ResourceQuery:
+    """The query of a resource type (a KeyError for an unknown one)."""
+    return next(q for q in RESOURCE_QUERIES if q.resource_type == resource_type)
+
+
+class AccessTokens(Protocol):
+    """Where the fetcher gets a valid access token, and a new one after a 401."""
+
+    async def current(self) -> str: ...
+
+    async def refreshed(self, stale: str) -> str: ...
+
+
+async def fetch_page(
+    client: BlueButtonClient, url: str, access_token: str, query: ResourceQuery, patient_id: str
+) -> Page:
+    """GET one page (or the single resource of a read) and validate it."""
+    if not endpoints.is_fhir_url(url, client.base_url):
+        raise errors.ProtocolError("BB2 link leaves the configured base URL")
+    response = await client.request(
+        "GET",
+        url,
+        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/fhir+json"},
+    )
+    if response.status_code != 200:
+        raise fhir_error(response.status_code, response.content, None)
+    check_content_type(response.headers.get("Content-Type"))
+    parse = parse_search_page if query.search else parse_read
+    return parse(response.content, url, query.resource_type, patient_id)
+
+
+async def _fetch_with_refresh(
+    client: BlueButtonClient, url: str, tokens: AccessTokens, query: ResourceQuery, patient_id: str
+) -> Page:
+    token = await tokens.current()
+    try:
+        return await fetch_page(client, url, token, query, patient_id)
+    except errors.TokenExpired:
+        token = await tokens.refreshed(token)
+    try:
+        return await fetch_page(client, url, token, query, patient_id)
+    except errors.TokenExpired as exc:
+        raise errors.ReconsentRequired(
+            "BB2 still answers 401 with a freshly refreshed token", status=401
+        ) from exc
+
+
+async def iter_pages(
+    client: BlueButtonClient,
+    query: ResourceQuery,
+    patient_id: str,
+    tokens: AccessTokens,
+    *,
+    start_url: str | None = None,
+) -> AsyncIterator[Page]:
+    """Yield every page of ``query`` from ``start_url`` (a saved cursor) or the first page.
+
+    Stops with a ProtocolError on a ``next`` link that leaves the base URL or repeats a
+    page already seen in this run, so a looping server cannot keep a worker forever.
+    """
+    url: str | None = start_url or query.first_url(client.base_url, patient_id)
+    seen: set[str] = set()
+    while url is not None:
+        if url in seen:
+            raise errors.ProtocolError(f"{query.resource_type} next link repeats a page")
+        seen.add(url)
+        page = await _fetch_with_refresh(client, url, tokens, query, patient_id)
+        yield page
+        url = page.next_url

@@ -1,0 +1,134 @@
+"""Pure decisions about failures: Retry-After, backoff, and what each status means.
+
+Nothing here does I/O or reads a clock, so the whole decision table is unit-tested
+without a network or sleeping.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Final, Literal
+
+import orjson
+
+from worker import errors
+
+MAX_RETRY_AFTER: Final = 300.0
+LAPSED_GRANT_TEXT: Final = "user access has timed out"
+MAX_DETAIL_CHARS: Final = 200
+
+TokenGrant = Literal["authorization_code", "refresh_token"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a request is repeated before the job gives up for now."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+
+    def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Full-jitter delay before retry number ``attempt`` (0-based)."""
+        return rand() * min(self.max_delay, self.base_delay * 2.0**attempt)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date.
+
+    Returns None when the header is absent or unreadable, so the caller backs off instead;
+    the result is clamped to [0, MAX_RETRY_AFTER] so a hostile value cannot park us forever.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - now).total_seconds()
+    return max(0.0, min(MAX_RETRY_AFTER, seconds))
+
+
+def is_transient_status(status: int) -> bool:
+    """Statuses worth repeating the same request for."""
+    return status == 429 or status in {500, 502, 503, 504}
+
+
+def _json_field(body: bytes, *names: str) -> str:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    for name in names:
+        value = data.get(name)
+        if isinstance(value, str) and value:
+            return value[:MAX_DETAIL_CHARS]
+    return ""
+
+
+def fhir_error(status: int, body: bytes, retry_after: float | None) -> errors.BlueButtonError:
+    """The error a failed FHIR or userinfo response stands for (v2 bodies: ``{"detail"}``)."""
+    detail = _json_field(body, "detail") or f"HTTP {status}"
+    message = f"BB2 answered {status}: {detail}"
+    if status == 401:
+        if LAPSED_GRANT_TEXT in detail.lower():
+            return errors.ReconsentRequired(message, status=status)
+        return errors.TokenExpired(message, status=status)
+    if status == 429:
+        return errors.RateLimited(message, status=status, retry_after=retry_after)
+    if status >= 500:
+        return errors.ServerError(message, status=status, retry_after=retry_after)
+    permanent: dict[int, type[errors.PermanentError]] = {
+        400: errors.BadRequest,
+        403: errors.Forbidden,
+        404: errors.NotFound,
+    }
+    return permanent.get(status, errors.ProtocolError)(message, status=status)
+
+
+def token_error(
+    status: int, body: bytes, grant: TokenGrant, retry_after: float | None
+) -> errors.BlueButtonError:
+    """The error a failed token-endpoint response stands for.
+
+    ``invalid_grant`` means a bad code during the exchange, but a dead grant on refresh.
+    """
+    code = _json_field(body, "error") or f"HTTP {status}"
+    description = _json_field(body, "error_description", "detail")
+    message = f"token endpoint answered {status} {code}" + (
+        f": {description}" if description else ""
+    )
+    if status == 429:
+        return errors.RateLimited(message, status=status, retry_after=retry_after)
+    if status >= 500:
+        return errors.ServerError(message, status=status, retry_after=retry_after)
+    if code == "invalid_client" and status == 401:
+        return errors.ClientRejected(message, status=status)
+    if grant == "authorization_code":
+        return errors.AuthorizationFailed(message, status=status)
+    # On refresh: invalid_grant (400), a lapsed grant (401), a deleted grant or a
+    # one-time app (403) all mean the same thing: only a new authorization helps.
+    if status in {400, 401, 403}:
+        return errors.ReconsentRequired(message, status=status)
+    return errors.ProtocolError(message, status=status)
+
+
+def job_retry_delay(job_try: int, retry_after: float | None, cap: float = 600.0) -> float:
+    """Seconds before arq runs a job again after its in-job retries ran out.
+
+    Grows 15 s, 30 s, 60 s ... up to ``cap``, and never sooner than the server asked.
+    """
+    delay = min(cap, 15.0 * 2.0 ** max(0, job_try - 1))
+    return max(delay, retry_after or 0.0)

@@ -1,0 +1,217 @@
+"""The ``bbingest`` command line: each command parses, validates, and calls one function."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn
+
+import asyncpg
+import orjson
+from rich.console import Console
+
+from worker.crypto import generate_key
+from worker.errors import ConfigError, InvalidJob
+from worker.jobs.payloads import ConnectJob, parse_payload
+from worker.log import configure_logging
+from worker.settings import Settings, load_settings
+
+EXIT_INVALID = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"bbingest: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_INVALID)
+
+
+async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from worker.store.migrate import migrate
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    print(f"applied {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+async def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.jobs.worker import build_worker
+
+    worker = build_worker(settings, burst=args.burst, concurrency=args.concurrency)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    return 0
+
+
+async def _enqueue_connect(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.jobs.enqueue import enqueue_connect, open_queue
+
+    try:
+        job = parse_payload(
+            ConnectJob,
+            (),
+            {
+                "connection_id": args.connection_id,
+                "code": args.code,
+                "code_verifier": args.code_verifier,
+                "redirect_uri": args.redirect_uri,
+            },
+        )
+    except InvalidJob as exc:
+        _fail(str(exc))
+    queue = await open_queue(settings.redis_url)
+    try:
+        job_id = await enqueue_connect(queue, job)
+    finally:
+        await queue.aclose()
+    print("queued" if job_id else "already queued (duplicate event)")
+    return 0
+
+
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.status import load_status, render_table
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        statuses = await load_status(conn, args.connection_id)
+    finally:
+        await conn.close()
+    if args.json:
+        print(orjson.dumps([s.as_json() for s in statuses], option=orjson.OPT_INDENT_2).decode())
+    else:
+        render_table(statuses, Console())
+    return 0
+
+
+async def _emulator(_settings: Settings, args: argparse.Namespace) -> int:
+    from worker.emulator.config import config_from_args
+    from worker.emulator.server import serve
+
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        _fail(str(exc))
+    await serve(config, args.host, args.port)
+    return 0
+
+
+async def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.demo import run_demo
+
+    return await run_demo(settings, beneficiaries=args.beneficiaries, replicas=args.replicas)
+
+
+async def _sandbox_connect(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.sandbox_connect import run_sandbox_connect
+
+    return await run_sandbox_connect(settings, connection_id=args.connection_id, port=args.port)
+
+
+def _keygen(_args: argparse.Namespace) -> int:
+    print(generate_key())
+    return 0
+
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree (see CONTRACT.md)."""
+    parser = _Parser(prog="bbingest", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("migrate", help="create or upgrade the tables").set_defaults(run=_migrate)
+
+    worker = commands.add_parser("worker", help="run one worker replica")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--concurrency", type=_positive, help="jobs at once (WORKER_CONCURRENCY)")
+    worker.set_defaults(run=_worker)
+
+    enqueue = commands.add_parser("enqueue", help="queue a job")
+    jobs = enqueue.add_subparsers(dest="job", required=True, parser_class=_Parser)
+    connect = jobs.add_parser("connect", help="exchange a code and fetch everything")
+    connect.add_argument("connection_id", metavar="ID")
+    connect.add_argument("--code", required=True)
+    connect.add_argument("--code-verifier", required=True)
+    connect.add_argument("--redirect-uri", required=True)
+    connect.set_defaults(run=_enqueue_connect)
+
+    status = commands.add_parser("status", help="show connections")
+    status.add_argument("connection_id", metavar="ID", nargs="?")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_status)
+
+    emulator = commands.add_parser("emulator", help="serve the local BB2 emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8765)
+    _emulator_arguments(emulator)
+    emulator.set_defaults(run=_emulator)
+
+    demo = commands.add_parser("demo", help="the whole flow on the local emulator")
+    demo.add_argument("--beneficiaries", type=_positive, default=30)
+    demo.add_argument("--replicas", type=_positive, default=2)
+    demo.set_defaults(run=_demo)
+
+    sandbox = commands.add_parser(
+        "sandbox-connect", help="authorize one sandbox user in your browser and queue the connect"
+    )
+    sandbox.add_argument("--connection-id", default="sandbox-1")
+    sandbox.add_argument("--port", type=int, default=3000)
+    sandbox.set_defaults(run=_sandbox_connect)
+
+    commands.add_parser("keygen", help="print a new TOKEN_ENCRYPTION_KEY").set_defaults(
+        local=_keygen
+    )
+    return parser
+
+
+def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    from worker.emulator.config import add_arguments
+
+    add_arguments(parser)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bbingest`` console script."""
+    args = build_parser().parse_args(argv)
+    if hasattr(args, "local"):
+        return int(args.local(args))
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        _fail(str(exc))
+    configure_logging(fmt=settings.log_format, level=settings.log_level)
+    command: Command = args.run
+    try:
+        return asyncio.run(command(settings, args))
+    except ConfigError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

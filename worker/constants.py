@@ -1,0 +1,33 @@
+"""Every Redis key, queue name and fixed default of the service, in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+REDIS_PREFIX: Final = "bbingest"
+
+# Shared request budget (worker.bluebutton.budget); {client} is the BB2 client id.
+BUDGET_LOG_KEY: Final = REDIS_PREFIX + ":budget:{client}:log"
+BUDGET_COOLDOWN_KEY: Final = REDIS_PREFIX + ":budget:{client}:cooldown"
+# The server counts a sliding one-second window; granting over a slightly longer one
+# absorbs the jitter between our grant and the request's arrival at BB2.
+BUDGET_WINDOW_SECONDS: Final = 1.0
+BUDGET_WINDOW_MARGIN: Final = 0.03
+
+# arq queues and jobs.
+QUEUE_NAME: Final = "arq:queue"
+JOB_CONNECT: Final = "connect"
+JOB_UNLINK: Final = "unlink"
+JOB_RESYNC: Final = "resync"
+JOB_TIMEOUT_SECONDS: Final = 1800
+JOB_MAX_TRIES: Final = 8
+# The result of a job holds its arguments (codes, verifiers): never keep it.
+JOB_KEEP_RESULT_SECONDS: Final = 0
+
+# Blue Button paging.
+EOB_PAGE_SIZE: Final = 50
+# No real page comes near this; a larger one is refused rather than loaded.
+MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
+
+# Longest error text kept in connections.last_error and sync_runs.error.
+MAX_ERROR_CHARS: Final = 500

@@ -1,0 +1,132 @@
+"""The one exception tree of bluebutton-ingest.
+
+Every failure that can reach a job is an :class:`IngestError`, and every Blue Button
+failure carries a :class:`Decision` that tells the job what to do next::
+
+    IngestError
+    ├── ConfigError                  a setting is missing or wrong: fix the deployment
+    ├── InvalidJob                   a job payload that can never succeed: give up, record it
+    ├── UnknownConnection            a job names a connection we do not have: give up
+    └── BlueButtonError              BB2 refused, failed, or answered nonsense (.decision)
+        ├── RetryableError           RETRY later (.retry_after seconds, if the server said)
+        │   ├── RateLimited          429 Too Many Requests
+        │   ├── ServerError          5xx: BB2 or its backend failed
+        │   └── TransportError       timeout, refused or reset connection
+        ├── TokenExpired             REFRESH the access token, then try once more
+        ├── ReconsentRequired        RECONSENT: the grant is gone; the beneficiary must log in again
+        └── PermanentError           GIVE_UP: repeating the same request cannot help
+            ├── AuthorizationFailed  the code exchange was refused (bad code, verifier or redirect)
+            ├── ClientRejected       our client id or secret is wrong (invalid_client)
+            ├── BadRequest           400: a parameter BB2 does not accept
+            ├── Forbidden            403: a scope was not granted, or data is withheld
+            ├── NotFound             404: no such resource for this beneficiary
+            └── ProtocolError        a response we cannot trust: bad JSON, bad Bundle, bad link
+
+Messages never contain a token, code, secret or personal data: they are stored in
+``connections.last_error`` and shown to operators.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Decision(enum.Enum):
+    """What a job does after a Blue Button failure."""
+
+    RETRY = "retry"
+    REFRESH = "refresh"
+    RECONSENT = "reconsent"
+    GIVE_UP = "give_up"
+
+
+class IngestError(Exception):
+    """Base of every error this service raises on purpose."""
+
+
+class ConfigError(IngestError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class InvalidJob(IngestError):
+    """A job payload that fails validation; retrying cannot fix it."""
+
+
+class UnknownConnection(IngestError):
+    """A job refers to a connection id that is not in the database."""
+
+
+class BlueButtonError(IngestError):
+    """A failure talking to BB2; ``decision`` says how to react."""
+
+    decision: Decision = Decision.GIVE_UP
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetryableError(BlueButtonError):
+    """A failure that may pass: try the same request again later."""
+
+    decision = Decision.RETRY
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class RateLimited(RetryableError):
+    """BB2 answered 429; ``retry_after`` holds its Retry-After in seconds when given."""
+
+
+class ServerError(RetryableError):
+    """BB2 answered 5xx."""
+
+
+class TransportError(RetryableError):
+    """The request did not complete: timeout, refused or reset connection."""
+
+
+class TokenExpired(BlueButtonError):
+    """A FHIR call answered 401: refresh the access token and try once more."""
+
+    decision = Decision.REFRESH
+
+
+class ReconsentRequired(BlueButtonError):
+    """The data access grant lapsed or was withdrawn; only a new authorization helps."""
+
+    decision = Decision.RECONSENT
+
+
+class PermanentError(BlueButtonError):
+    """The request cannot succeed as it is; record the reason and stop."""
+
+    decision = Decision.GIVE_UP
+
+
+class AuthorizationFailed(PermanentError):
+    """The authorization code exchange was refused."""
+
+
+class ClientRejected(PermanentError):
+    """BB2 does not accept our client credentials (``invalid_client``)."""
+
+
+class BadRequest(PermanentError):
+    """BB2 answered 400 to a FHIR request."""
+
+
+class Forbidden(PermanentError):
+    """BB2 answered 403: the scope was not granted, or the data is withheld."""
+
+
+class NotFound(PermanentError):
+    """BB2 answered 404."""
+
+
+class ProtocolError(PermanentError):
+    """BB2's answer breaks the protocol: malformed JSON, a broken Bundle, a foreign link."""

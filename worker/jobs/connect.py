@@ -1,0 +1,84 @@
+"""The ``connect`` job: exchange the code, store the grant, fetch everything."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from worker import errors
+from worker.bluebutton import oauth
+from worker.constants import JOB_MAX_TRIES
+from worker.jobs.outcome import run_sync
+from worker.jobs.payloads import ConnectJob, parse_payload
+from worker.jobs.services import Services
+from worker.store import audit, connections
+from worker.store.connections import Grant, Tokens
+
+log = structlog.get_logger(__name__)
+
+# A grant without access_grant_expiration lapses 13 months after authorization.
+_DEFAULT_GRANT_DAYS = 396
+
+
+def code_fingerprint(code: str) -> str:
+    """sha256 of an authorization code: lets a redelivered job recognise a spent code."""
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def grant_from(tokens: oauth.TokenSet, code: str, now: datetime) -> Grant:
+    """The connection's new grant from a token response."""
+    return Grant(
+        tokens=Tokens(tokens.access_token, tokens.refresh_token, tokens.expires_at),
+        patient_id=tokens.patient_id,
+        scopes=tuple(sorted(tokens.scopes)),
+        consent_expires_at=tokens.grant_expires_at or now + timedelta(days=_DEFAULT_GRANT_DAYS),
+        code_sha256=code_fingerprint(code),
+    )
+
+
+async def _authorize(services: Services, job: ConnectJob) -> bool:
+    """Exchange the code unless this job already did; False when BB2 refused it."""
+    fingerprint = code_fingerprint(job.code)
+    async with services.pool.acquire() as conn:
+        connection = await connections.create_pending(conn, job.connection_id)
+    if connection.code_sha256 == fingerprint and connection.has_tokens:
+        log.info("code_already_exchanged")  # a redelivered job: the code is spent
+        return True
+    try:
+        tokens = await oauth.exchange_code(
+            services.bluebutton,
+            services.credentials,
+            code=job.code,
+            code_verifier=job.code_verifier,
+            redirect_uri=job.redirect_uri,
+        )
+    except (errors.AuthorizationFailed, errors.ClientRejected, errors.ProtocolError) as exc:
+        async with services.pool.acquire() as conn, conn.transaction():
+            await connections.set_status(conn, job.connection_id, "error", error=str(exc))
+            await audit.record(conn, job.connection_id, "authorization_failed")
+        log.warning("authorization_failed", reason=str(exc))
+        return False
+    async with services.pool.acquire() as conn, conn.transaction():
+        await connections.save_grant(
+            conn,
+            services.cipher,
+            job.connection_id,
+            grant_from(tokens, job.code, datetime.now(UTC)),
+        )
+        await audit.record(conn, job.connection_id, "authorized", scopes=sorted(tokens.scopes))
+    return True
+
+
+async def connect(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """arq job ``connect(connection_id, code, code_verifier, redirect_uri)``."""
+    job = parse_payload(ConnectJob, args, kwargs)
+    services: Services = ctx["services"]
+    with structlog.contextvars.bound_contextvars(job="connect", connection_id=job.connection_id):
+        if not await _authorize(services, job):
+            return {"status": "error"}
+        return await run_sync(
+            services, job.connection_id, "connect", job_try=ctx["job_try"], max_tries=JOB_MAX_TRIES
+        )

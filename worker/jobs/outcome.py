@@ -1,0 +1,82 @@
+"""Runs a sync for a job and turns its outcome into the connection's status.
+
+The decision table: success → ``active``; a retryable failure → arq ``Retry`` with a delay
+(the run keeps its cursor and resumes), or ``error`` once the tries are spent; re-consent
+needed → ``needs_reauth``; anything permanent → ``error``. The reason goes into
+``last_error`` and the sync run; an unlink that wins the race ends the job quietly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from arq import Retry
+
+from worker import errors
+from worker.bluebutton.retry import job_retry_delay
+from worker.crypto import DecryptionError
+from worker.jobs.services import Services
+from worker.jobs.sync import sync_connection
+from worker.store import audit, connections, sync_runs
+from worker.store.connections import ConnectionRevoked, Status
+from worker.store.sync_runs import Kind
+
+log = structlog.get_logger(__name__)
+
+
+async def _fail(services: Services, connection_id: str, status: Status, reason: str) -> None:
+    async with services.pool.acquire() as conn, conn.transaction():
+        await sync_runs.fail_running(conn, connection_id, reason)
+        await connections.set_status(conn, connection_id, status, error=reason)
+        await audit.record(conn, connection_id, "sync_failed", status=status)
+    log.warning("sync_failed", status=status, reason=reason)
+
+
+async def _succeed(services: Services, connection_id: str, run_id: int) -> None:
+    async with services.pool.acquire() as conn, conn.transaction():
+        await connections.lock_live(conn, connection_id)
+        await sync_runs.finish(conn, run_id)
+        await connections.set_status(conn, connection_id, "active", synced_at=datetime.now(UTC))
+        await audit.record(conn, connection_id, "synced", run_id=run_id)
+
+
+async def run_sync(
+    services: Services, connection_id: str, kind: Kind, *, job_try: int, max_tries: int
+) -> dict[str, Any]:
+    """Sync the connection and record the outcome; raises ``Retry`` to come back later."""
+    async with services.pool.acquire() as conn:
+        connection = await connections.get(conn, connection_id)
+    if connection is None:
+        raise errors.UnknownConnection(f"connection {connection_id!r} does not exist")
+    if connection.status == "revoked" or not connection.has_tokens:
+        log.info("sync_not_needed", status=connection.status)
+        return {"status": connection.status}
+    try:
+        result = await sync_connection(services, connection, kind)
+        await _succeed(services, connection_id, result.run_id)
+    except ConnectionRevoked:
+        log.info("sync_stopped_by_unlink")
+        return {"status": "revoked"}
+    except errors.RetryableError as exc:
+        if job_try < max_tries:
+            delay = job_retry_delay(job_try, exc.retry_after)
+            log.warning("sync_deferred", reason=str(exc), job_try=job_try, defer=delay)
+            raise Retry(defer=delay) from exc
+        await _fail(services, connection_id, "error", f"gave up after {job_try} tries: {exc}")
+        return {"status": "error"}
+    except errors.ReconsentRequired as exc:
+        await _fail(services, connection_id, "needs_reauth", str(exc))
+        return {"status": "needs_reauth"}
+    except (errors.PermanentError, DecryptionError) as exc:
+        await _fail(services, connection_id, "error", str(exc))
+        return {"status": "error"}
+    log.info(
+        "sync_succeeded",
+        pages=result.pages,
+        resources=result.resources,
+        skipped=result.skipped_types,
+        refreshes=result.refreshes,
+    )
+    return {"status": "active", "pages": result.pages, "resources": result.resources}

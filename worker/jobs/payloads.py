@@ -1,0 +1,93 @@
+"""Job payloads: validated before any work, so a bad one fails once with a clear reason.
+
+The JSON schemas in ``schemas/jobs/`` are generated from these models (``make schemas``)
+for upstream services that enqueue jobs in other languages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from worker.errors import InvalidJob
+from worker.settings import is_loopback_host
+
+ConnectionId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$",
+        description="The upstream's id of the connection.",
+    ),
+]
+MAX_URI_LENGTH: Final = 2048
+
+
+class JobPayload(BaseModel):
+    """Base of every payload: strict types, no unknown keys, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ConnectJob(JobPayload):
+    """``connect(connection_id, code, code_verifier, redirect_uri)``."""
+
+    connection_id: ConnectionId
+    code: str = Field(min_length=1, max_length=512, repr=False)
+    code_verifier: str = Field(
+        min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$", repr=False
+    )
+    redirect_uri: str = Field(min_length=1, max_length=MAX_URI_LENGTH)
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _absolute_uri(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URI")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("http:// is allowed only for loopback hosts")
+        return value
+
+
+class UnlinkJob(JobPayload):
+    """``unlink(connection_id)``."""
+
+    connection_id: ConnectionId
+
+
+class ResyncJob(JobPayload):
+    """``resync(connection_id)``."""
+
+    connection_id: ConnectionId
+
+
+Payload = TypeVar("Payload", bound=JobPayload)
+
+
+def describe_errors(error: ValidationError) -> str:
+    """A one-line reason naming each bad field, never echoing the (secret) value."""
+    reasons = []
+    for item in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "payload"
+        reasons.append(f"{field}: {item['msg']}")
+    return "; ".join(reasons)
+
+
+def parse_payload(model: type[Payload], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Payload:
+    """Bind positional and keyword job arguments to ``model``; InvalidJob when they do not fit."""
+    fields = list(model.model_fields)
+    if len(args) > len(fields):
+        raise InvalidJob(f"{len(args)} positional arguments, at most {len(fields)} expected")
+    data = dict(zip(fields, args, strict=False))
+    duplicated = data.keys() & kwargs.keys()
+    if duplicated:
+        raise InvalidJob(f"argument given twice: {', '.join(sorted(duplicated))}")
+    try:
+        return model.model_validate({**data, **kwargs})
+    except ValidationError as exc:
+        raise InvalidJob(f"invalid {model.__name__} payload: {describe_errors(exc)}") from None

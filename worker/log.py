@@ -1,0 +1,76 @@
+"""structlog set-up: JSON lines in production, and a processor that keeps secrets out.
+
+The first defence is never to pass a token, code, secret or personal field to a logger;
+:func:`redact_sensitive` is the second, for the day someone forgets.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Final
+
+import structlog
+
+REDACTED: Final = "[redacted]"
+SENSITIVE_KEYS: Final = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "token",
+        "code",
+        "code_verifier",
+        "client_secret",
+        "secret",
+        "password",
+        "authorization",
+        "state",
+        "name",
+        "given_name",
+        "family_name",
+        "email",
+        "birth_date",
+        "birthdate",
+        "address",
+    }
+)
+
+
+def redact_sensitive(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Replace the value of every sensitive key with a marker, at any nesting depth."""
+    for key, value in event_dict.items():
+        if key.lower() in SENSITIVE_KEYS:
+            event_dict[key] = REDACTED
+        elif isinstance(value, dict):
+            redact_sensitive(_logger, _method, value)
+    return event_dict
+
+
+def configure_logging(*, fmt: str = "json", level: str = "info") -> None:
+    """Route structlog (and the stdlib loggers of our dependencies) to stderr."""
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_sensitive,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # httpx logs every request URL at INFO; URLs hold patient ids, so keep it quiet.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    for noisy in ("httpx", "httpcore", "arq", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,131 @@
+"""The one typed settings object, read once from the environment (see CONTRACT.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from worker.errors import ConfigError
+
+BASE_URLS: Mapping[str, str] = {
+    "sandbox": "https://sandbox.bluebutton.cms.gov",
+    "production": "https://api.bluebutton.cms.gov",
+}
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/bbingest"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_METRICS_PORT = 9108
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses, where plain HTTP cannot be sniffed."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseModel):
+    """Every setting of the service; built by :func:`load_settings`, then never changed."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    bb_env: Literal["sandbox", "production"] = Field("sandbox", alias="BB_ENV")
+    bb_base_url: str = Field("", alias="BB_BASE_URL")
+    bb_client_id: str = Field("", alias="BB_CLIENT_ID")
+    bb_client_secret: SecretStr = Field(SecretStr(""), alias="BB_CLIENT_SECRET")
+    bb_rate_limit: int = Field(10, alias="BB_RATE_LIMIT", ge=1, le=1000)
+    bb_http_timeout: float = Field(60.0, alias="BB_HTTP_TIMEOUT", gt=0, le=600)
+    bb_refresh_margin: int = Field(120, alias="BB_REFRESH_MARGIN", ge=0, le=3000)
+    database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
+    token_encryption_key: SecretStr = Field(SecretStr(""), alias="TOKEN_ENCRYPTION_KEY")
+    metrics_port: int = Field(DEFAULT_METRICS_PORT, alias="METRICS_PORT", ge=0, le=65535)
+    worker_concurrency: int = Field(8, alias="WORKER_CONCURRENCY", ge=1, le=256)
+    log_format: Literal["json", "console"] = Field("json", alias="LOG_FORMAT")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="LOG_LEVEL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_dsn(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"postgres", "postgresql"}:
+            raise ValueError("must be a postgresql:// DSN")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _base_url(self) -> Settings:
+        url = self.bb_base_url or BASE_URLS[self.bb_env]
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"BB_BASE_URL: must be an http(s) URL, got {url!r}")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("BB_BASE_URL: plain http:// is accepted only for loopback hosts")
+        if parts.path not in {"", "/"} or parts.query:
+            raise ValueError(
+                "BB_BASE_URL: give the host only, e.g. https://sandbox.bluebutton.cms.gov"
+            )
+        object.__setattr__(self, "bb_base_url", f"{parts.scheme}://{parts.netloc}")
+        return self
+
+    def client_credentials(self) -> tuple[str, str]:
+        """The app's client id and secret, or a ConfigError naming what is missing."""
+        secret = self.bb_client_secret.get_secret_value()
+        if not self.bb_client_id or not secret:
+            raise ConfigError(
+                "BB_CLIENT_ID and BB_CLIENT_SECRET (or BB_CLIENT_SECRET_FILE) must be set"
+            )
+        return self.bb_client_id, secret
+
+
+def _read_secret_file(env: dict[str, str]) -> None:
+    path = env.pop("BB_CLIENT_SECRET_FILE", "")
+    if not path:
+        return
+    if env.get("BB_CLIENT_SECRET"):
+        raise ConfigError("set BB_CLIENT_SECRET or BB_CLIENT_SECRET_FILE, not both")
+    try:
+        env["BB_CLIENT_SECRET"] = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"BB_CLIENT_SECRET_FILE: cannot read {path}: {exc.strerror}") from exc
+
+
+def _describe(error: ValidationError) -> str:
+    reasons = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"])
+        message = str(item["msg"]).removeprefix("Value error, ")
+        reasons.append(f"{field}: {message}" if field else message)
+    return "; ".join(reasons)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; a ConfigError names every bad variable at once."""
+    source = os.environ if environ is None else environ
+    env = {key: value for key, value in source.items() if key.isupper()}
+    _read_secret_file(env)
+    try:
+        return Settings.model_validate(env)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {_describe(exc)}") from None

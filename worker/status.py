@@ -1,0 +1,85 @@
+"""``bbingest status``: what each connection holds, as a table or JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from worker.store import connections, resources
+from worker.store.connections import Connection
+from worker.store.db import Conn
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """A connection row with its stored resource counts."""
+
+    connection: Connection
+    counts: dict[str, int]
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain JSON-ready fields (no tokens: the row never carries them)."""
+        c = self.connection
+        return {
+            "connection_id": c.connection_id,
+            "app": c.app,
+            "status": c.status,
+            "patient_id": c.patient_id,
+            "scopes": list(c.scopes),
+            "counts": self.counts,
+            "last_synced_at": _iso(c.last_synced_at),
+            "consent_expires_at": _iso(c.consent_expires_at),
+            "last_error": c.last_error,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+async def load_status(conn: Conn, connection_id: str | None) -> list[ConnectionStatus]:
+    """Every connection (or the one named) with its counts per resource type."""
+    rows = await connections.list_all(conn, connection_id)
+    return [
+        ConnectionStatus(row, await resources.count_by_type(conn, row.connection_id))
+        for row in rows
+    ]
+
+
+def render_table(statuses: list[ConnectionStatus], console: Console) -> None:
+    """Print the statuses as a table an operator can read at a glance."""
+    table = Table(title="connections")
+    for column in (
+        "connection",
+        "status",
+        "patient",
+        "Patient",
+        "Coverage",
+        "EOB",
+        "last sync",
+        "consent expires",
+        "last error",
+    ):
+        table.add_column(column)
+    for item in statuses:
+        c = item.connection
+        table.add_row(
+            c.connection_id,
+            c.status,
+            c.patient_id or "-",
+            str(item.counts.get("Patient", 0)),
+            str(item.counts.get("Coverage", 0)),
+            str(item.counts.get("ExplanationOfBenefit", 0)),
+            _short(c.last_synced_at),
+            _short(c.consent_expires_at),
+            c.last_error or "",
+        )
+    console.print(table)
+
+
+def _short(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")

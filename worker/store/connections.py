@@ -1,0 +1,190 @@
+"""Connection rows: status, consent, and tokens, which only ever leave here decrypted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+import asyncpg
+
+from worker.constants import MAX_ERROR_CHARS
+from worker.crypto import TokenCipher
+from worker.errors import UnknownConnection
+from worker.store.db import Conn
+
+Status = Literal["pending", "active", "needs_reauth", "revoked", "error"]
+
+_COLUMNS: Final = """connection_id, app, patient_id, status, scopes, consent_expires_at,
+    last_synced_at, last_error, access_expires_at, code_sha256,
+    refresh_token_enc IS NOT NULL AS has_tokens"""
+
+
+class ConnectionRevoked(Exception):
+    """The connection was unlinked while a job was working on it: write nothing more."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A connection row, without its tokens."""
+
+    connection_id: str
+    app: str
+    patient_id: str | None
+    status: Status
+    scopes: tuple[str, ...]
+    consent_expires_at: datetime | None
+    last_synced_at: datetime | None
+    last_error: str | None
+    access_expires_at: datetime | None
+    code_sha256: str | None
+    has_tokens: bool
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Decrypted tokens of a connection; never logged, never stored in this form."""
+
+    access_token: str
+    refresh_token: str
+    access_expires_at: datetime
+
+    def __repr__(self) -> str:
+        return f"Tokens(access_expires_at={self.access_expires_at})"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a code exchange established for a connection."""
+
+    tokens: Tokens
+    patient_id: str
+    scopes: tuple[str, ...]
+    consent_expires_at: datetime | None
+    code_sha256: str
+
+
+def _row(record: asyncpg.Record) -> Connection:
+    return Connection(**{**dict(record), "scopes": tuple(record["scopes"])})
+
+
+def _context(connection_id: str, column: str) -> str:
+    return f"{connection_id}/{column}"
+
+
+async def get(conn: Conn, connection_id: str) -> Connection | None:
+    """The connection, or None when the id is unknown."""
+    record = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM connections WHERE connection_id = $1", connection_id
+    )
+    return None if record is None else _row(record)
+
+
+async def create_pending(conn: Conn, connection_id: str) -> Connection:
+    """Insert the connection as ``pending`` unless it exists; returns the row either way."""
+    await conn.execute(
+        "INSERT INTO connections (connection_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        connection_id,
+    )
+    found = await get(conn, connection_id)
+    assert found is not None
+    return found
+
+
+async def list_all(conn: Conn, connection_id: str | None = None) -> list[Connection]:
+    """Every connection (or the one named), in id order."""
+    records = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM connections WHERE $1::text IS NULL OR connection_id = $1"
+        " ORDER BY connection_id",
+        connection_id,
+    )
+    return [_row(record) for record in records]
+
+
+async def save_grant(conn: Conn, cipher: TokenCipher, connection_id: str, grant: Grant) -> None:
+    """Store what a code exchange gave, tokens encrypted, and mark the connection pending."""
+    await conn.execute(
+        """UPDATE connections SET patient_id = $2, scopes = $3, access_token_enc = $4,
+               refresh_token_enc = $5, access_expires_at = $6, consent_expires_at = $7,
+               code_sha256 = $8, status = 'pending', last_error = NULL, updated_at = now()
+           WHERE connection_id = $1""",
+        connection_id,
+        grant.patient_id,
+        list(grant.scopes),
+        cipher.encrypt(grant.tokens.access_token, context=_context(connection_id, "access")),
+        cipher.encrypt(grant.tokens.refresh_token, context=_context(connection_id, "refresh")),
+        grant.tokens.access_expires_at,
+        grant.consent_expires_at,
+        grant.code_sha256,
+    )
+
+
+async def load_tokens(
+    conn: Conn, cipher: TokenCipher, connection_id: str, *, for_update: bool = False
+) -> Tokens:
+    """Decrypt the tokens; ``for_update`` locks the row until the transaction ends."""
+    lock = " FOR UPDATE" if for_update else ""
+    record = await conn.fetchrow(
+        "SELECT access_token_enc, refresh_token_enc, access_expires_at FROM connections"
+        f" WHERE connection_id = $1{lock}",
+        connection_id,
+    )
+    if record is None:
+        raise UnknownConnection(f"connection {connection_id!r} does not exist")
+    if record["refresh_token_enc"] is None:
+        raise ConnectionRevoked(f"connection {connection_id!r} holds no tokens")
+    return Tokens(
+        access_token=cipher.decrypt(
+            record["access_token_enc"], context=_context(connection_id, "access")
+        ),
+        refresh_token=cipher.decrypt(
+            record["refresh_token_enc"], context=_context(connection_id, "refresh")
+        ),
+        access_expires_at=record["access_expires_at"],
+    )
+
+
+async def save_tokens(conn: Conn, cipher: TokenCipher, connection_id: str, tokens: Tokens) -> None:
+    """Replace the tokens after a refresh (call inside the transaction that locked the row)."""
+    await conn.execute(
+        """UPDATE connections SET access_token_enc = $2, refresh_token_enc = $3,
+               access_expires_at = $4, updated_at = now()
+           WHERE connection_id = $1""",
+        connection_id,
+        cipher.encrypt(tokens.access_token, context=_context(connection_id, "access")),
+        cipher.encrypt(tokens.refresh_token, context=_context(connection_id, "refresh")),
+        tokens.access_expires_at,
+    )
+
+
+async def set_status(
+    conn: Conn,
+    connection_id: str,
+    status: Status,
+    *,
+    error: str | None = None,
+    synced_at: datetime | None = None,
+) -> None:
+    """Move the connection to ``status``; a revoked connection stays revoked."""
+    await conn.execute(
+        """UPDATE connections SET status = $2, last_error = $3,
+               last_synced_at = COALESCE($4, last_synced_at), updated_at = now()
+           WHERE connection_id = $1 AND status <> 'revoked'""",
+        connection_id,
+        status,
+        None if error is None else error[:MAX_ERROR_CHARS],
+        synced_at,
+    )
+
+
+async def lock_live(conn: Conn, connection_id: str) -> None:
+    """Share-lock the row for this transaction, or raise if it was unlinked meanwhile.
+
+    Unlink takes the row FOR UPDATE, so a page written under this lock either commits
+    before the unlink starts (and is deleted by it) or sees ``revoked`` and writes nothing.
+    """
+    status = await conn.fetchval(
+        "SELECT status FROM connections WHERE connection_id = $1 FOR SHARE", connection_id
+    )
+    if status is None or status == "revoked":
+        raise ConnectionRevoked(f"connection {connection_id!r} was unlinked")
