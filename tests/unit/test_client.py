@@ -1,0 +1,87 @@
+import httpx
+import pytest
+import respx
+
+from tests.unit.fakes import RecordingBudget, RecordingSleep
+from worker import errors
+from worker.bluebutton.client import BlueButtonClient, build_http_client
+from worker.bluebutton.retry import RetryPolicy
+
+BASE = "https://sandbox.bluebutton.cms.gov"
+URL = f"{BASE}/v2/fhir/Patient/-1"
+
+
+@pytest.fixture
+async def setup() -> tuple[BlueButtonClient, RecordingBudget, RecordingSleep]:
+    budget, sleep = RecordingBudget(), RecordingSleep()
+    http = build_http_client(BASE, timeout=5, max_connections=4)
+    client = BlueButtonClient(
+        http, budget, policy=RetryPolicy(max_attempts=3), sleep=sleep, rand=lambda: 1.0
+    )
+    yield client, budget, sleep
+    await http.aclose()
+
+
+@respx.mock
+async def test_every_attempt_takes_a_budget_slot(setup) -> None:  # type: ignore[no-untyped-def]
+    client, budget, sleep = setup
+    route = respx.get(URL).mock(
+        side_effect=[httpx.Response(502), httpx.Response(503), httpx.Response(200, json={})]
+    )
+    response = await client.request("GET", URL)
+    assert response.status_code == 200
+    assert route.call_count == 3
+    assert budget.acquired == 3
+    assert sleep.delays == [0.5, 1.0]
+
+
+@respx.mock
+async def test_429_pauses_the_shared_budget_for_retry_after(setup) -> None:  # type: ignore[no-untyped-def]
+    client, budget, sleep = setup
+    respx.get(URL).mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200)]
+    )
+    await client.request("GET", URL)
+    assert budget.pauses == [7.0]
+    assert sleep.delays == []  # the budget does the waiting, for every replica
+
+
+@respx.mock
+async def test_429_without_header_pauses_for_backoff(setup) -> None:  # type: ignore[no-untyped-def]
+    client, budget, _ = setup
+    respx.get(URL).mock(side_effect=[httpx.Response(429), httpx.Response(200)])
+    await client.request("GET", URL)
+    assert budget.pauses == [0.5]
+
+
+@respx.mock
+async def test_gives_up_after_max_attempts_with_retryable_error(setup) -> None:  # type: ignore[no-untyped-def]
+    client, _, _ = setup
+    respx.get(URL).mock(return_value=httpx.Response(503, headers={"Retry-After": "30"}))
+    with pytest.raises(errors.ServerError) as caught:
+        await client.request("GET", URL)
+    assert caught.value.retry_after == 30.0
+    assert caught.value.decision is errors.Decision.RETRY
+
+
+@respx.mock
+async def test_timeouts_and_resets_are_transport_errors(setup) -> None:  # type: ignore[no-untyped-def]
+    client, _, sleep = setup
+    respx.get(URL).mock(
+        side_effect=[httpx.ReadTimeout("slow"), httpx.ConnectError("reset"), httpx.Response(200)]
+    )
+    assert (await client.request("GET", URL)).status_code == 200
+    assert len(sleep.delays) == 2
+    respx.get(URL).mock(side_effect=httpx.ReadTimeout("slow"))
+    with pytest.raises(errors.TransportError, match="timed out"):
+        await client.request("GET", URL)
+
+
+@respx.mock
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+async def test_non_transient_answers_are_returned_once(setup, status: int) -> None:  # type: ignore[no-untyped-def]
+    client, budget, _ = setup
+    route = respx.get(URL).mock(return_value=httpx.Response(status))
+    assert (await client.request("GET", URL)).status_code == status
+    assert route.call_count == 1
+    assert budget.acquired == 1

@@ -1,0 +1,43 @@
+import pytest
+
+from worker.crypto import DecryptionError, TokenCipher, generate_key
+from worker.errors import ConfigError
+
+
+def test_round_trip_bound_to_context() -> None:
+    cipher = TokenCipher.from_setting(generate_key())
+    sealed = cipher.encrypt("secret-token", context="c1/access")
+    assert "secret-token" not in sealed
+    assert cipher.decrypt(sealed, context="c1/access") == "secret-token"
+    with pytest.raises(DecryptionError):
+        cipher.decrypt(sealed, context="c2/access")
+
+
+def test_each_encryption_uses_a_fresh_nonce() -> None:
+    cipher = TokenCipher.from_setting(generate_key())
+    assert cipher.encrypt("t", context="c") != cipher.encrypt("t", context="c")
+
+
+def test_rotation_old_key_still_decrypts_new_key_encrypts() -> None:
+    old, new = generate_key(), generate_key()
+    sealed_old = TokenCipher.from_setting(f"k1:{old}").encrypt("t", context="c")
+    rotated = TokenCipher.from_setting(f"k2:{new},k1:{old}")
+    assert rotated.decrypt(sealed_old, context="c") == "t"
+    assert rotated.encrypt("t", context="c").startswith("v1.k2.")
+
+
+def test_unknown_key_and_tampering_are_refused() -> None:
+    sealed = TokenCipher.from_setting(generate_key()).encrypt("t", context="c")
+    with pytest.raises(DecryptionError):
+        TokenCipher.from_setting(generate_key()).decrypt(sealed, context="c")
+    cipher = TokenCipher.from_setting(generate_key())
+    sealed = cipher.encrypt("t", context="c")
+    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    with pytest.raises(DecryptionError):
+        cipher.decrypt(flipped, context="c")
+
+
+@pytest.mark.parametrize("value", ["", "not-base64!!", "c2hvcnQ=", "a:x,a:y"])
+def test_bad_key_settings_are_config_errors(value: str) -> None:
+    with pytest.raises(ConfigError, match="TOKEN_ENCRYPTION_KEY"):
+        TokenCipher.from_setting(value)

@@ -1,0 +1,125 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from worker import errors
+from worker.bluebutton.retry import (
+    MAX_RETRY_AFTER,
+    RetryPolicy,
+    fhir_error,
+    is_transient_status,
+    job_retry_delay,
+    parse_retry_after,
+    token_error,
+)
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        (" 0 ", 0.0),
+        ("Mon, 23 Nov 2026 12:00:30 GMT", 30.0),
+        ("Mon, 23 Nov 2026 11:59:00 GMT", 0.0),  # a date in the past: go now
+        ("999999", MAX_RETRY_AFTER),  # clamped
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-5", None),
+        ("1.5", None),  # RFC 9110 delay-seconds is a whole number
+    ],
+)
+def test_parse_retry_after(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header, NOW) == expected
+
+
+def test_backoff_is_full_jitter_and_capped() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=4.0)
+    assert policy.backoff(0, lambda: 1.0) == 0.5
+    assert policy.backoff(2, lambda: 1.0) == 2.0
+    assert policy.backoff(10, lambda: 1.0) == 4.0
+    assert policy.backoff(10, lambda: 0.0) == 0.0
+    assert policy.backoff(3, lambda: 0.25) == 1.0
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_transient_statuses(status: int) -> None:
+    assert is_transient_status(status)
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 403, 404, 501])
+def test_not_transient_statuses(status: int) -> None:
+    assert not is_transient_status(status)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "decision"),
+    [
+        (
+            401,
+            b'{"detail": "Authentication credentials were not provided."}',
+            errors.TokenExpired,
+            errors.Decision.REFRESH,
+        ),
+        (
+            401,
+            b'{"detail": "User access has timed out. To refresh Medicare data, end user must'
+            b' re-authenticate and consent to share their data."}',
+            errors.ReconsentRequired,
+            errors.Decision.RECONSENT,
+        ),
+        (
+            403,
+            b'{"detail": "You do not have permission to perform this action."}',
+            errors.Forbidden,
+            errors.Decision.GIVE_UP,
+        ),
+        (404, b'{"detail": "Not found."}', errors.NotFound, errors.Decision.GIVE_UP),
+        (400, b'{"detail": "bad _count"}', errors.BadRequest, errors.Decision.GIVE_UP),
+        (429, b"{}", errors.RateLimited, errors.Decision.RETRY),
+        (502, b"<html>bad gateway</html>", errors.ServerError, errors.Decision.RETRY),
+        (418, b"", errors.ProtocolError, errors.Decision.GIVE_UP),
+    ],
+)
+def test_fhir_error_table(
+    status: int, body: bytes, kind: type[errors.BlueButtonError], decision: errors.Decision
+) -> None:
+    error = fhir_error(status, body, None)
+    assert type(error) is kind
+    assert error.decision is decision
+    assert error.status == status
+
+
+def test_fhir_error_message_carries_detail() -> None:
+    assert "Not found." in str(fhir_error(404, b'{"detail": "Not found."}', None))
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "grant", "kind"),
+    [
+        (400, "invalid_grant", "authorization_code", errors.AuthorizationFailed),
+        (400, "invalid_request", "authorization_code", errors.AuthorizationFailed),
+        (401, "invalid_client", "authorization_code", errors.ClientRejected),
+        (401, "invalid_client", "refresh_token", errors.ClientRejected),
+        (400, "invalid_grant", "refresh_token", errors.ReconsentRequired),
+        (401, "invalid_grant", "refresh_token", errors.ReconsentRequired),
+        (403, "invalid_client", "refresh_token", errors.ReconsentRequired),
+        (403, "access_denied", "refresh_token", errors.ReconsentRequired),
+        (503, "", "refresh_token", errors.ServerError),
+        (429, "", "authorization_code", errors.RateLimited),
+    ],
+)
+def test_token_error_table(
+    status: int, error: str, grant: str, kind: type[errors.BlueButtonError]
+) -> None:
+    body = f'{{"status_code": {status}, "error": "{error}", "error_description": "x"}}'.encode()
+    assert type(token_error(status, body, grant, None)) is kind  # type: ignore[arg-type]
+
+
+def test_job_retry_delay_grows_and_respects_server() -> None:
+    assert job_retry_delay(1, None) == 15.0
+    assert job_retry_delay(3, None) == 60.0
+    assert job_retry_delay(20, None) == 600.0
+    assert job_retry_delay(1, 120.0) == 120.0
