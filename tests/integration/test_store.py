@@ -1,0 +1,105 @@
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.integration.conftest import DATABASE_URL
+from worker.crypto import TokenCipher, generate_key
+from worker.store import connections, resources
+from worker.store.connections import ConnectionRevoked, Grant, Tokens
+from worker.store.migrate import Migration, load_migrations, migrate
+from worker.store.resources import ResourceRow
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def row(rid: str, value: int) -> ResourceRow:
+    resource = {
+        "resourceType": "ExplanationOfBenefit",
+        "id": rid,
+        "meta": {"lastUpdated": "x"},
+        "v": value,
+    }
+    return ResourceRow(rid, resource, T0)
+
+
+async def test_upsert_inserts_updates_and_leaves_unchanged_rows_alone(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await connections.create_pending(conn, "c1")
+        first = await resources.upsert(
+            conn, "c1", "ExplanationOfBenefit", [row("a", 1), row("b", 1)]
+        )
+        assert (first.inserted, first.updated, first.unchanged) == (2, 0, 0)
+        xmin_b = await conn.fetchval(
+            "SELECT xmin::text FROM fhir_resources WHERE resource_id = 'b'"
+        )
+        second = await resources.upsert(
+            conn, "c1", "ExplanationOfBenefit", [row("a", 2), row("b", 1)]
+        )
+        assert (second.inserted, second.updated, second.unchanged) == (0, 1, 1)
+        assert (
+            await conn.fetchval("SELECT xmin::text FROM fhir_resources WHERE resource_id = 'b'")
+            == xmin_b
+        )  # the unchanged row was not rewritten
+        stored = await conn.fetchval("SELECT resource FROM fhir_resources WHERE resource_id = 'a'")
+        assert stored["v"] == 2
+
+
+async def test_duplicate_ids_in_one_batch_keep_the_last(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await connections.create_pending(conn, "c1")
+        counts = await resources.upsert(conn, "c1", "Coverage", [row("a", 1), row("a", 2)])
+        assert counts.inserted == 1
+        assert (await conn.fetchval("SELECT resource FROM fhir_resources"))["v"] == 2
+
+
+async def test_tokens_are_encrypted_at_rest(pool: asyncpg.Pool, encryption_key: str) -> None:
+    cipher = TokenCipher.from_setting(encryption_key)
+    tokens = Tokens("access-secret", "refresh-secret", T0)
+    grant = Grant(tokens, "-1", ("patient/Coverage.read",), None, "hash")
+    async with pool.acquire() as conn:
+        await connections.create_pending(conn, "c1")
+        await connections.save_grant(conn, cipher, "c1", grant)
+        dump = await conn.fetchval("SELECT row_to_json(c)::text FROM connections c")
+        assert "access-secret" not in dump and "refresh-secret" not in dump
+        assert await connections.load_tokens(conn, cipher, "c1") == tokens
+        with pytest.raises(Exception, match="authentication|key"):
+            await connections.load_tokens(conn, TokenCipher.from_setting(generate_key()), "c1")
+
+
+async def test_revoked_connection_refuses_writes(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await connections.create_pending(conn, "c1")
+        await conn.execute("UPDATE connections SET status = 'revoked'")
+        with pytest.raises(ConnectionRevoked):
+            await connections.lock_live(conn, "c1")
+        await connections.set_status(conn, "c1", "active")
+        assert (await connections.get(conn, "c1")).status == "revoked"  # type: ignore[union-attr]
+
+
+async def test_migrations_are_recorded_and_safe_to_rerun(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        assert await migrate(conn) == []
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in versions] == [m.version for m in load_migrations()]
+
+
+async def test_concurrent_migrations_apply_once(migrated: str, tmp_path: Path) -> None:
+    schema = f"mig_{id(tmp_path)}"
+    admin = await asyncpg.connect(DATABASE_URL)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        plan = [Migration("900_probe", f"CREATE TABLE {schema}.probe (x int)")]
+        conns = [await asyncpg.connect(DATABASE_URL) for _ in range(3)]
+        try:
+            results = await asyncio.gather(*(migrate(c, plan) for c in conns))
+        finally:
+            for c in conns:
+                await c.close()
+        assert sorted(len(r) for r in results) == [0, 0, 1]
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.execute("DELETE FROM schema_migrations WHERE version = '900_probe'")
+        await admin.close()
