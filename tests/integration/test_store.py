@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from tests.integration.conftest import DATABASE_URL
-from worker.crypto import TokenCipher, generate_key
+from worker.crypto import DecryptionError, TokenCipher, generate_key
 from worker.store import connections, resources
 from worker.store.connections import ConnectionRevoked, Grant, Tokens
 from worker.store.migrate import Migration, load_migrations, migrate
@@ -63,9 +63,10 @@ async def test_tokens_are_encrypted_at_rest(pool: asyncpg.Pool, encryption_key: 
         await connections.create_pending(conn, "c1")
         await connections.save_grant(conn, cipher, "c1", grant)
         dump = await conn.fetchval("SELECT row_to_json(c)::text FROM connections c")
-        assert "access-secret" not in dump and "refresh-secret" not in dump
+        assert "access-secret" not in dump
+        assert "refresh-secret" not in dump
         assert await connections.load_tokens(conn, cipher, "c1") == tokens
-        with pytest.raises(Exception, match="authentication|key"):
+        with pytest.raises(DecryptionError):
             await connections.load_tokens(conn, TokenCipher.from_setting(generate_key()), "c1")
 
 
