@@ -1,3 +1,5 @@
+import base64
+
 import pytest
 
 from worker.crypto import DecryptionError, TokenCipher, generate_key
@@ -32,7 +34,10 @@ def test_unknown_key_and_tampering_are_refused() -> None:
         TokenCipher.from_setting(generate_key()).decrypt(sealed, context="c")
     cipher = TokenCipher.from_setting(generate_key())
     sealed = cipher.encrypt("t", context="c")
-    flipped = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    prefix, blob = sealed.rsplit(".", 1)
+    raw = bytearray(base64.urlsafe_b64decode(blob))
+    raw[-1] ^= 0x01
+    flipped = f"{prefix}.{base64.urlsafe_b64encode(bytes(raw)).decode()}"
     with pytest.raises(DecryptionError):
         cipher.decrypt(flipped, context="c")
 
