@@ -1,0 +1,149 @@
+"""Rate limiting, request statistics, and the admin API."""
+
+from tests.emulator.support import CLIENT, ME, Harness, MakeHarness
+from worker.emulator.config import EmulatorConfig
+
+
+async def test_rate_limit_answers_429_with_retry_after(make_harness: MakeHarness) -> None:
+    harness = await make_harness(EmulatorConfig(rate_limit=5))
+    token = (await harness.tokens())["access_token"]  # the token call is counted too
+    harness.clock.advance(1)
+    statuses = []
+    for _ in range(6):
+        statuses.append((await harness.fhir("Coverage", token)).status_code)
+        harness.clock.advance(0.1)
+    throttled = await harness.fhir("Coverage", token)
+    harness.clock.advance(0.5)
+    after_window = await harness.fhir("Coverage", token)
+    assert statuses == [200] * 5 + [429]
+    assert throttled.status_code == 429
+    assert throttled.headers["Retry-After"] == "1"
+    assert throttled.json()["detail"].startswith("Request was throttled. Expected available in")
+    assert throttled.headers["X-RateLimit-Remaining"] == "0"
+    assert after_window.status_code == 200
+    stats = (await harness.http.get("/_emulator/stats")).json()
+    assert stats["by_status"]["429"] == 2
+
+
+async def test_burst_raises_the_ceiling(make_harness: MakeHarness) -> None:
+    harness = await make_harness(EmulatorConfig(rate_limit=2, rate_burst=2))
+    token = (await harness.tokens())["access_token"]
+    harness.clock.advance(1)
+    statuses = [(await harness.fhir("Coverage", token)).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]
+
+
+async def test_token_endpoint_is_rate_limited_per_client(make_harness: MakeHarness) -> None:
+    harness = await make_harness(EmulatorConfig(rate_limit=1))
+    tokens = await harness.tokens()
+    harness.clock.advance(1)
+    first = await harness.refresh(tokens["refresh_token"])
+    second = await harness.refresh(first.json()["refresh_token"])
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert int(second.headers["Retry-After"]) >= 1
+
+
+async def test_no_limit_when_not_configured(harness: Harness) -> None:
+    token = (await harness.tokens())["access_token"]
+    statuses = {(await harness.fhir("Coverage", token)).status_code for _ in range(30)}
+    assert statuses == {200}
+
+
+async def test_stats_count_by_endpoint_status_client_and_second(harness: Harness) -> None:
+    token = (await harness.tokens())["access_token"]
+    await harness.http.post("/_emulator/stats/reset")
+    await harness.fhir("ExplanationOfBenefit", token)
+    await harness.fhir("ExplanationOfBenefit", token)
+    harness.clock.advance(1)
+    await harness.fhir(f"Patient/{ME}", token)
+    await harness.fhir("ExplanationOfBenefit/nope", token)
+    await harness.http.post("/v2/o/token/", data={"grant_type": "x"}, auth=("bad", "client"))
+    stats = (await harness.http.get("/_emulator/stats")).json()
+    second = int(harness.clock.now)
+    assert stats["total"] == 5
+    assert stats["by_endpoint"] == {"eob_search": 2, "patient_read": 1, "eob_read": 1, "token": 1}
+    assert stats["by_status"] == {"200": 3, "404": 1, "401": 1}
+    assert stats["by_client"] == {CLIENT[0]: 4, "bad": 1}
+    assert stats["by_second"] == {str(second - 1): 2, str(second): 3}
+    assert stats["max_per_second"] == 3
+
+
+async def test_stats_are_also_a_method_of_the_state(harness: Harness) -> None:
+    await harness.http.get("/v2/fhir/metadata")
+    over_http = (await harness.http.get("/_emulator/stats")).json()
+    assert over_http["by_endpoint"] == {"metadata": 1}
+    assert over_http == harness.state.stats()
+
+
+async def test_beneficiaries_listing(make_harness: MakeHarness) -> None:
+    harness = await make_harness(EmulatorConfig(beneficiaries=40))
+    everyone = (await harness.http.get("/_emulator/beneficiaries")).json()
+    some = (await harness.http.get("/_emulator/beneficiaries", params={"limit": 2})).json()
+    assert len(everyone) == 40
+    assert some == [
+        {
+            "username": "BBUser00000",
+            "password": "PW00000!",
+            "patient_id": "-19990000000001",
+            "eob_count": 52,
+        },
+        {
+            "username": "BBUser00001",
+            "password": "PW00001!",
+            "patient_id": "-19990000000002",
+            "eob_count": 50,
+        },
+    ]
+
+
+async def test_touched_claims_show_up_in_a_last_updated_search(harness: Harness) -> None:
+    token = (await harness.tokens())["access_token"]
+    since = "gt2026-01-01T00:00:00+00:00"
+    before = (await harness.fhir("ExplanationOfBenefit", token, _lastUpdated=since)).json()
+    touched = await harness.http.post(
+        "/_emulator/claims/touch", json={"patient_id": ME, "count": 3}
+    )
+    after = (await harness.fhir("ExplanationOfBenefit", token, _lastUpdated=since)).json()
+    assert before["total"] == 0
+    assert after["total"] == 3
+    assert {entry["resource"]["id"] for entry in after["entry"]} == set(touched.json()["touched"])
+
+
+async def test_added_and_removed_claims_change_the_search(harness: Harness) -> None:
+    token = (await harness.tokens())["access_token"]
+    added = await harness.http.post(
+        "/_emulator/claims/add", json={"patient_id": ME, "claim_type": "hospice"}
+    )
+    new_id = added.json()["added"]
+    read = await harness.fhir(f"ExplanationOfBenefit/{new_id}", token)
+    removed = await harness.http.post(
+        "/_emulator/claims/remove", json={"patient_id": ME, "eob_id": new_id}
+    )
+    gone = await harness.fhir(f"ExplanationOfBenefit/{new_id}", token)
+    total = (await harness.fhir("ExplanationOfBenefit", token, _count=0)).json()["total"]
+    assert new_id.startswith("hospice--")
+    assert read.status_code == 200
+    assert removed.status_code == 200
+    assert gone.status_code == 404
+    assert total == 52
+
+
+async def test_admin_rejects_bad_input(harness: Harness) -> None:
+    unknown = await harness.http.post("/_emulator/claims/touch", json={"patient_id": "-1"})
+    bad_type = await harness.http.post(
+        "/_emulator/claims/add", json={"patient_id": ME, "claim_type": "dental"}
+    )
+    not_json = await harness.http.post("/_emulator/grants/lapse", content=b"[1")
+    missing = await harness.http.post(
+        "/_emulator/claims/remove", json={"patient_id": ME, "eob_id": "carrier--1"}
+    )
+    assert unknown.status_code == 404
+    assert bad_type.status_code == not_json.status_code == missing.status_code == 400
+
+
+async def test_injected_faults_fail_the_next_fhir_requests(harness: Harness) -> None:
+    token = (await harness.tokens())["access_token"]
+    await harness.http.post("/_emulator/faults", json={"status": 502, "count": 2})
+    statuses = [(await harness.fhir("Coverage", token)).status_code for _ in range(3)]
+    assert statuses == [502, 502, 200]

@@ -1,0 +1,29 @@
+"""The in-process server used by tests and the demo."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from worker.emulator.config import EmulatorConfig
+from worker.emulator.server import running_emulator
+from worker.emulator.state import EmulatorState
+
+
+async def test_running_emulator_serves_on_a_free_port_and_stops_cleanly() -> None:
+    state = EmulatorState()
+    tasks_before = len(asyncio.all_tasks())
+    async with running_emulator(EmulatorConfig(), state=state) as emulator:
+        async with httpx.AsyncClient(base_url=emulator.base_url) as http:
+            metadata = await http.get("/v2/fhir/metadata")
+        base_url = emulator.base_url
+    assert emulator.state is state
+    assert base_url.startswith("http://127.0.0.1:")
+    assert int(base_url.rsplit(":", 1)[1]) > 0
+    assert metadata.status_code == 200
+    assert f"{base_url}/v2/o/token/" in metadata.text
+    assert state.stats()["by_endpoint"] == {"metadata": 1}
+    assert len(asyncio.all_tasks()) == tasks_before
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"{base_url}/v2/fhir/metadata")

@@ -1,0 +1,117 @@
+"""Settings of the local Blue Button 2.0 emulator, and their command-line wiring."""
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Literal
+
+GrantType = Literal["THIRTEEN_MONTH", "ONE_TIME", "RESEARCH_STUDY"]
+GRANT_TYPES: tuple[GrantType, ...] = ("THIRTEEN_MONTH", "ONE_TIME", "RESEARCH_STUDY")
+
+# The sandbox has BBUser00000..BBUser10000; the claim counts ship for exactly these.
+MAX_BENEFICIARIES = 10_001
+# Claim ids encode (beneficiary, sequence) in 10**6 slots per beneficiary.
+MAX_CLAIMS_PER_BENEFICIARY = 100_000
+
+
+@dataclass(frozen=True)
+class RegisteredClient:
+    """An application registered with the emulator, as on the BB2 developer sandbox."""
+
+    client_id: str = "emulator-client"
+    client_secret: str = "emulator-secret"  # noqa: S105 - a well-known local demo credential
+    name: str = "bluebutton-ingest demo"
+    grant_type: GrantType = "THIRTEEN_MONTH"
+    redirect_uris: tuple[str, ...] = (
+        "http://localhost:3000/api/auth/smart/callback",
+        "http://127.0.0.1:3000/api/auth/smart/callback",
+    )
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything that shapes one emulator instance; validated on construction."""
+
+    beneficiaries: int = 30
+    claims_per_beneficiary: int | None = None
+    token_lifetime: int = 3600
+    code_lifetime: int = 600
+    rate_limit: int | None = None
+    rate_burst: int = 0
+    clients: tuple[RegisteredClient, ...] = field(default_factory=lambda: (RegisteredClient(),))
+
+    def __post_init__(self) -> None:
+        _check_range("beneficiaries", self.beneficiaries, 1, MAX_BENEFICIARIES)
+        if self.claims_per_beneficiary is not None:
+            _check_range(
+                "claims_per_beneficiary", self.claims_per_beneficiary, 0, MAX_CLAIMS_PER_BENEFICIARY
+            )
+        _check_range("token_lifetime", self.token_lifetime, 1, None)
+        _check_range("code_lifetime", self.code_lifetime, 1, None)
+        if self.rate_limit is not None:
+            _check_range("rate_limit", self.rate_limit, 1, None)
+        _check_range("rate_burst", self.rate_burst, 0, None)
+        if not self.clients:
+            raise ValueError("at least one registered client is needed")
+        if len({c.client_id for c in self.clients}) != len(self.clients):
+            raise ValueError("client ids must be unique")
+        for client in self.clients:
+            _check_client(client)
+
+    def client(self, client_id: str) -> RegisteredClient | None:
+        """The registered client with this id, or None."""
+        return next((c for c in self.clients if c.client_id == client_id), None)
+
+
+def _check_range(name: str, value: int, low: int, high: int | None) -> None:
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+def _check_client(client: RegisteredClient) -> None:
+    if client.grant_type not in GRANT_TYPES:
+        raise ValueError(
+            f"grant_type of {client.client_id} must be one of {', '.join(GRANT_TYPES)}"
+        )
+    if not client.client_id or not client.client_secret or not client.redirect_uris:
+        raise ValueError(f"client {client.client_id!r} needs an id, a secret and a redirect URI")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the emulator's options (not --host/--port, which belong to the server) to a parser."""
+    defaults = EmulatorConfig()
+    parser.add_argument("--beneficiaries", type=int, default=defaults.beneficiaries)
+    parser.add_argument(
+        "--claims-per-beneficiary",
+        type=int,
+        default=None,
+        help="the same EOB count for every beneficiary (default: the sandbox's counts)",
+    )
+    parser.add_argument("--token-lifetime", type=int, default=defaults.token_lifetime)
+    parser.add_argument("--code-lifetime", type=int, default=defaults.code_lifetime)
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        help="requests per sliding second per client id (default: unlimited)",
+    )
+    parser.add_argument("--rate-burst", type=int, default=defaults.rate_burst)
+    parser.add_argument(
+        "--grant-type",
+        choices=GRANT_TYPES,
+        default=RegisteredClient().grant_type,
+        help="data access type of the default client",
+    )
+
+
+def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
+    """Build a validated config from parsed arguments; raises ValueError with a one-line reason."""
+    return EmulatorConfig(
+        beneficiaries=ns.beneficiaries,
+        claims_per_beneficiary=ns.claims_per_beneficiary,
+        token_lifetime=ns.token_lifetime,
+        code_lifetime=ns.code_lifetime,
+        rate_limit=ns.rate_limit,
+        rate_burst=ns.rate_burst,
+        clients=(RegisteredClient(grant_type=ns.grant_type),),
+    )

@@ -1,0 +1,186 @@
+"""The FHIR views (Patient, Coverage, ExplanationOfBenefit) and userinfo."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from worker.emulator import resources
+from worker.emulator.bearer import authenticate, bearer_token
+from worker.emulator.claims import CLAIM_TYPES, Claim
+from worker.emulator.context import Emulator, Handler, base_url, metered
+from worker.emulator.oauth import COVERAGE_SCOPE, EOB_SCOPE, PATIENT_SCOPE, PROFILE_SCOPE
+from worker.emulator.population import Beneficiary
+from worker.emulator.responses import FHIR_JSON, NO_PERMISSION, NOT_FOUND, detail, json_response
+from worker.emulator.search import (
+    DateBound,
+    Paging,
+    SearchError,
+    admits_all,
+    day_start,
+    page_links,
+    parse_dates,
+    parse_paging,
+    parse_types,
+    searchset,
+)
+from worker.emulator.templates import JsonObject
+
+_FHIR = "/v2/fhir"
+_EOB_CRITERIA = ("_lastUpdated", "type", "service-date")
+
+
+def fhir_routes(emulator: Emulator) -> list[Route]:
+    """Reads and searches of the token's own beneficiary, plus /v2/connect/userinfo."""
+    state, dataset = emulator.state, emulator.dataset
+
+    async def token_client(request: Request) -> str | None:
+        token = bearer_token(request)
+        return None if token is None else state.client_of(token)
+
+    def caller(request: Request, scope: str) -> Beneficiary | Response:
+        token = authenticate(request, state, scope)
+        if isinstance(token, Response):
+            return token
+        beneficiary = dataset.population.by_patient_id(token.patient_id)
+        return detail(404, NOT_FOUND) if beneficiary is None else beneficiary
+
+    async def patient_read(request: Request) -> Response:
+        me = caller(request, PATIENT_SCOPE)
+        if isinstance(me, Response):
+            return me
+        if request.path_params["resource_id"] != me.patient_id:
+            return detail(404, NOT_FOUND)
+        return _fhir(resources.patient(me))
+
+    async def coverage_read(request: Request) -> Response:
+        me = caller(request, COVERAGE_SCOPE)
+        if isinstance(me, Response):
+            return me
+        found = [r for r in _coverages(me) if r["id"] == request.path_params["resource_id"]]
+        return _fhir(found[0]) if found else detail(404, NOT_FOUND)
+
+    async def coverage_search(request: Request) -> Response:
+        me = caller(request, COVERAGE_SCOPE)
+        if isinstance(me, Response):
+            return me
+        query = request.query_params
+        if not _is_subject(query.get("beneficiary"), me):
+            return detail(403, NO_PERMISSION)
+        try:
+            paging = parse_paging(query)
+            updated = parse_dates(query.getlist("_lastUpdated"), "_lastUpdated")
+        except SearchError as error:
+            return detail(400, str(error))
+        moment = resources.demographics_updated(me)
+        matches = _coverages(me) if admits_all(updated, moment) else []
+        page = matches[paging.start : paging.start + paging.count]
+        criteria = [("beneficiary", f"Patient/{me.patient_id}"), *_echo(query, "_lastUpdated")]
+        return _bundle(request, emulator, "Coverage", paging, len(matches), page, criteria)
+
+    async def eob_read(request: Request) -> Response:
+        me = caller(request, EOB_SCOPE)
+        if isinstance(me, Response):
+            return me
+        wanted = request.path_params["resource_id"]
+        found = [c for c in dataset.claims(me) if c.eob_id == wanted]
+        return _fhir(resources.eob(found[0], me)) if found else detail(404, NOT_FOUND)
+
+    async def eob_search(request: Request) -> Response:
+        me = caller(request, EOB_SCOPE)
+        if isinstance(me, Response):
+            return me
+        query = request.query_params
+        if not _is_subject(query.get("patient"), me):
+            return detail(403, NO_PERMISSION)
+        try:
+            paging = parse_paging(query)
+            keep = _eob_filter(query)
+        except SearchError as error:
+            return detail(400, str(error))
+        claims = [claim for claim in dataset.claims(me) if keep.admits(claim)]
+        chosen = claims[paging.start : paging.start + paging.count]
+        page = [resources.eob(claim, me) for claim in chosen]
+        criteria = [("patient", me.patient_id)]
+        criteria += [pair for name in _EOB_CRITERIA for pair in _echo(query, name)]
+        return _bundle(
+            request, emulator, "ExplanationOfBenefit", paging, len(claims), page, criteria
+        )
+
+    async def userinfo(request: Request) -> Response:
+        me = caller(request, PROFILE_SCOPE)
+        if isinstance(me, Response):
+            return me
+        return json_response(resources.userinfo(me, datetime.fromtimestamp(state.now(), UTC)))
+
+    def fhir(path: str, name: str, handler: Handler) -> list[Route]:
+        wrapped = metered(emulator, name, token_client, fhir=True)(handler)
+        # BB2 answers with and without the trailing slash; no redirect in between.
+        return [Route(f"{_FHIR}{path}{end}", wrapped, methods=["GET"]) for end in ("", "/")]
+
+    return [
+        *fhir("/Patient/{resource_id}", "patient_read", patient_read),
+        *fhir("/Coverage", "coverage_search", coverage_search),
+        *fhir("/Coverage/{resource_id}", "coverage_read", coverage_read),
+        *fhir("/ExplanationOfBenefit", "eob_search", eob_search),
+        *fhir("/ExplanationOfBenefit/{resource_id}", "eob_read", eob_read),
+        Route("/v2/connect/userinfo", metered(emulator, "userinfo", token_client)(userinfo)),
+    ]
+
+
+def _bundle(
+    request: Request,
+    emulator: Emulator,
+    resource_type: str,
+    paging: Paging,
+    total: int,
+    page: list[JsonObject],
+    criteria: list[tuple[str, str]],
+) -> Response:
+    url = f"{base_url(request)}{_FHIR}/{resource_type}"
+    links = page_links(url, paging, total, criteria)
+    loaded = resources.instant(emulator.dataset.loaded_at)
+    return _fhir(searchset(page, total, links, loaded))
+
+
+@dataclass(frozen=True)
+class _EobFilter:
+    types: frozenset[str] | None
+    updated: tuple[DateBound, ...]
+    served: tuple[DateBound, ...]
+
+    def admits(self, claim: Claim) -> bool:
+        if self.types is not None and claim.claim_type not in self.types:
+            return False
+        return admits_all(self.updated, claim.last_updated) and admits_all(
+            self.served, day_start(claim.service_end)
+        )
+
+
+def _eob_filter(query: QueryParams) -> _EobFilter:
+    return _EobFilter(
+        types=parse_types(query.getlist("type"), CLAIM_TYPES),
+        updated=parse_dates(query.getlist("_lastUpdated"), "_lastUpdated"),
+        served=parse_dates(query.getlist("service-date"), "service-date"),
+    )
+
+
+def _is_subject(value: str | None, me: Beneficiary) -> bool:
+    """A search may name its patient (`-1999...` or `Patient/-1999...`); BB2 fills it in if not."""
+    return value is None or value.removeprefix("Patient/") == me.patient_id
+
+
+def _echo(query: QueryParams, name: str) -> list[tuple[str, str]]:
+    """Search criteria repeated in the paging links."""
+    return [(name, value) for value in query.getlist(name)]
+
+
+def _coverages(me: Beneficiary) -> list[JsonObject]:
+    return [resources.coverage(me, part) for part in resources.COVERAGE_PARTS]
+
+
+def _fhir(body: JsonObject) -> Response:
+    return json_response(body, media_type=FHIR_JSON)

@@ -1,0 +1,92 @@
+"""Serving the emulator: for the CLI, and in-process for tests and the demo."""
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+
+from worker.emulator.app import build_app
+from worker.emulator.config import EmulatorConfig
+from worker.emulator.state import EmulatorState
+
+_log = logging.getLogger("uvicorn.error")
+_STARTUP_POLL_SECONDS = 0.005
+_GRACEFUL_SHUTDOWN_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class RunningEmulator:
+    """A live emulator: where it listens and its state (stats, tokens, clock)."""
+
+    base_url: str
+    state: EmulatorState
+    config: EmulatorConfig
+
+
+async def serve(config: EmulatorConfig, host: str, port: int) -> None:
+    """Serve the emulator until Ctrl+C or SIGTERM.
+
+    Like uvicorn.run, it re-raises a caught SIGINT after a clean shutdown, so callers see
+    KeyboardInterrupt.
+    """
+    server = uvicorn.Server(_uvicorn_config(build_app(config), log_level="info"))
+    sock = _bind(host, port)
+    _log.info("Blue Button 2.0 emulator listening on %s", _url(sock))
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        sock.close()
+
+
+@asynccontextmanager
+async def running_emulator(
+    config: EmulatorConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    state: EmulatorState | None = None,
+) -> AsyncIterator[RunningEmulator]:
+    """Run the emulator in this event loop; port 0 picks a free port (see `.base_url`)."""
+    state = state if state is not None else EmulatorState()
+    server = uvicorn.Server(_uvicorn_config(build_app(config, state), log_level="warning"))
+    sock = _bind(host, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the emulator stopped during start-up")
+            await asyncio.sleep(_STARTUP_POLL_SECONDS)
+        yield RunningEmulator(base_url=_url(sock), state=state, config=config)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def _uvicorn_config(app: Starlette, *, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        ws="none",
+        http="h11",
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind first, so that port 0 becomes a known port before the server starts."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    return socket.create_server((host, port), family=family)
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
