@@ -7,13 +7,19 @@ database 15, both emptied before each test, so they never touch demo data.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from tests.integration.support import CLIENT_ID, CLIENT_SECRET
 from worker.crypto import generate_key
+from worker.emulator.config import EmulatorConfig
+from worker.emulator.server import RunningEmulator, running_emulator
+from worker.jobs.services import Services, close_services, open_services
+from worker.settings import Settings, load_settings
 from worker.store.db import create_pool
 from worker.store.migrate import migrate
 
@@ -57,3 +63,37 @@ async def redis() -> AsyncIterator[Redis]:
 def encryption_key() -> str:
     """A token encryption key for the session."""
     return generate_key()
+
+
+def settings_for(base_url: str, key: str, **extra: str) -> Settings:
+    """Worker settings pointing at an emulator and the test database and Redis."""
+    return load_settings(
+        {
+            "BB_BASE_URL": base_url,
+            "BB_CLIENT_ID": CLIENT_ID,
+            "BB_CLIENT_SECRET": CLIENT_SECRET,
+            "DATABASE_URL": DATABASE_URL,
+            "REDIS_URL": REDIS_URL,
+            "TOKEN_ENCRYPTION_KEY": key,
+            "BB_RATE_LIMIT": "1000",
+            **extra,
+        }
+    )
+
+
+Stack = tuple[RunningEmulator, Settings, Services]
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
+    """Start an emulator with the given config, and worker services pointed at it."""
+    async with AsyncExitStack() as stack:
+
+        async def _start(config: EmulatorConfig | None = None, **settings: str) -> Stack:
+            emulator = await stack.enter_async_context(running_emulator(config or EmulatorConfig()))
+            worker_settings = settings_for(emulator.base_url, generate_key(), **settings)
+            services = await open_services(worker_settings, concurrency=4)
+            stack.push_async_callback(close_services, services)
+            return emulator, worker_settings, services
+
+        yield _start

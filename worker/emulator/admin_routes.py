@@ -81,8 +81,9 @@ def admin_routes(emulator: Emulator) -> list[Route]:
         status = _number(body, "status", 502)
         if status not in _FAULT_STATUSES:
             raise AdminError(400, f"status must be one of {sorted(_FAULT_STATUSES)}")
-        state.inject_faults(status, _number(body, "count", 1))
-        return {"status": status, "count": _number(body, "count", 1)}
+        count, after = _number(body, "count", 1), _number(body, "after", 0)
+        state.inject_faults(status, count, after)
+        return {"status": status, "count": count, "after": after}
 
     return [
         Route("/_emulator/stats", _get(stats)),

@@ -85,7 +85,8 @@ class EmulatorState:
         self._access: dict[str, AccessToken] = {}
         self._refresh: dict[str, RefreshToken] = {}
         self._grants: dict[tuple[str, str], Grant] = {}
-        self._faults: deque[int] = deque()
+        self._faults: deque[int | None] = deque()
+        self._expiry_armed: dict[str, int] = {}
 
     # Requests and faults
 
@@ -101,9 +102,12 @@ class EmulatorState:
         """Start counting from zero."""
         self._requests = RequestStats()
 
-    def inject_faults(self, status: int, count: int) -> None:
-        """Make the next `count` FHIR requests fail with `status` (e.g. 502)."""
-        self._faults.extend([status] * count)
+    def inject_faults(self, status: int, count: int, after: int = 0) -> None:
+        """Make `count` FHIR requests fail with `status` (e.g. 502), once `after` more passed.
+
+        Faults queue behind those already injected; `None` entries are the requests let through.
+        """
+        self._faults.extend([None] * after + [status] * count)
 
     def take_fault(self) -> int | None:
         """The status the next FHIR request must fail with, if a fault is pending."""
@@ -191,7 +195,13 @@ class EmulatorState:
     ) -> tuple[str, str]:
         """A new access token and its refresh token."""
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        self._access[access] = AccessToken(client_id, patient_id, scopes, self.now() + lifetime)
+        self._access[access] = AccessToken(
+            client_id,
+            patient_id,
+            scopes,
+            self.now() + lifetime,
+            uses_left=self._expiry_armed.pop(patient_id, None),
+        )
         self._refresh[refresh] = RefreshToken(client_id, patient_id, scopes, access)
         return access, refresh
 
@@ -234,7 +244,11 @@ class EmulatorState:
         return owner.patient_id
 
     def expire_tokens_after(self, patient_id: str, requests: int) -> int:
-        """Make this patient's live access tokens die after `requests` more FHIR requests."""
+        """Make this patient's live access tokens die after `requests` more FHIR requests.
+
+        With no live token yet, the next one issued gets the countdown, so a test can make
+        a token die in the middle of a sync that has not exchanged its code yet.
+        """
         live = [
             token
             for key, token in self._access.items()
@@ -242,4 +256,6 @@ class EmulatorState:
         ]
         for token in live:
             token.uses_left = requests
+        if not live:
+            self._expiry_armed[patient_id] = requests
         return len(live)
