@@ -7,12 +7,12 @@ from typing import Final
 REDIS_PREFIX: Final = "bbingest"
 
 # Shared request budget (worker.bluebutton.budget); {client} is the BB2 client id.
-BUDGET_LOG_KEY: Final = REDIS_PREFIX + ":budget:{client}:log"
+BUDGET_TAT_KEY: Final = REDIS_PREFIX + ":budget:{client}:tat"
 BUDGET_COOLDOWN_KEY: Final = REDIS_PREFIX + ":budget:{client}:cooldown"
-# The server counts a sliding one-second window; granting over a slightly longer one
-# absorbs the jitter between our grant and the request's arrival at BB2.
+# The server counts a sliding one-second window; spacing grants over a slightly longer
+# one absorbs the jitter between our grant and the request's arrival at BB2.
 BUDGET_WINDOW_SECONDS: Final = 1.0
-BUDGET_WINDOW_MARGIN: Final = 0.03
+BUDGET_WINDOW_MARGIN: Final = 0.04
 
 # arq queues and jobs.
 QUEUE_NAME: Final = "arq:queue"

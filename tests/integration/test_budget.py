@@ -2,17 +2,48 @@
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 
 from worker.bluebutton.budget import RequestBudget
 
+WINDOW = 1.0
 
-async def test_instances_share_one_sliding_window(redis: Redis) -> None:
-    replicas = [RequestBudget(redis, "client-a", rate=5) for _ in range(3)]
-    waits = [await replicas[i % 3].try_acquire() for i in range(8)]
-    assert waits[:5] == [0.0] * 5  # five grants across three instances
-    assert all(w > 0 for w in waits[5:])  # then everybody waits
-    assert all(w <= 1.03 for w in waits[5:])
+
+async def grants_in_a_row(budgets: list[RequestBudget], attempts: int) -> list[float]:
+    return [await budgets[i % len(budgets)].try_acquire() for i in range(attempts)]
+
+
+async def test_instances_share_one_budget(redis: Redis) -> None:
+    replicas = [RequestBudget(redis, "client-a", rate=5, burst=5, window=WINDOW) for _ in range(3)]
+    waits = await grants_in_a_row(replicas, 8)
+    assert waits[:5] == [0.0] * 5  # a burst of five across three instances
+    assert all(0 < w <= WINDOW for w in waits[5:])  # then one a window, for everybody
+
+
+async def test_default_burst_of_one_spaces_requests_evenly(redis: Redis) -> None:
+    budget = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
+    assert await budget.try_acquire() == 0.0
+    wait = await budget.try_acquire()
+    assert 0.09 < wait <= 0.1
+
+
+async def test_at_most_rate_grants_in_any_window(redis: Redis) -> None:
+    """Grant times (read from Redis right after each grant) never put more than `rate` in a
+    window; 20 ms are allowed for the round trip between the grant and the reading."""
+    budgets = [RequestBudget(redis, "client-a", rate=10, burst=3, window=0.5) for _ in range(3)]
+    granted: list[float] = []
+
+    async def worker(budget: RequestBudget) -> None:
+        for _ in range(6):
+            await budget.acquire()
+            seconds, micros = await redis.time()
+            granted.append(seconds + micros / 1e6)
+
+    await asyncio.gather(*(worker(b) for b in budgets))
+    most = max(sum(1 for t in granted if start <= t < start + 0.48) for start in granted)
+    assert most <= 10
+    assert max(granted) - min(granted) >= (18 - 10) * 0.5 / 8  # and it was really throttled
 
 
 async def test_budgets_are_per_client_id(redis: Redis) -> None:
@@ -23,25 +54,14 @@ async def test_budgets_are_per_client_id(redis: Redis) -> None:
 
 
 async def test_pause_stops_every_instance_and_only_lengthens(redis: Redis) -> None:
-    one, two = (
-        RequestBudget(redis, "client-a", rate=100),
-        RequestBudget(redis, "client-a", rate=100),
-    )
+    one = RequestBudget(redis, "client-a", rate=100)
+    two = RequestBudget(redis, "client-a", rate=100)
     await one.pause(5)
     await one.pause(1)  # a shorter pause must not cut the cool-down short
     wait = await two.try_acquire()
     assert 4.5 < wait <= 5.0
 
 
-async def test_acquire_waits_out_the_window(redis: Redis) -> None:
-    slept: list[float] = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        await asyncio.sleep(seconds)
-
-    budget = RequestBudget(redis, "client-a", rate=2, window=0.2, sleep=fake_sleep)
-    for _ in range(4):
-        await budget.acquire()
-    assert len(slept) >= 1  # the third grant had to wait for the window to slide
-    assert await redis.zcard("bbingest:budget:client-a:log") <= 2
+def test_burst_beyond_rate_is_refused() -> None:
+    with pytest.raises(ValueError, match="burst"):
+        RequestBudget(None, "c", rate=5, burst=6)  # type: ignore[arg-type]

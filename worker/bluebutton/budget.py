@@ -1,8 +1,11 @@
 """One request budget per BB2 client id, shared by every coroutine of every replica.
 
-A sliding log in Redis: the grant times of the last window live in a sorted set, and a
-request is granted only while fewer than ``rate`` grants fall inside the window. Unlike a
-token bucket this promises "at most ``rate`` in any window", which is how BB2 counts.
+GCRA (the generic cell rate algorithm) in Redis: one key holds the theoretical arrival
+time of the next request, and a request is granted when that time has come. With a burst
+of ``B`` the emission interval is ``window / (limit - B + 1)``, which admits at most
+``limit`` requests in any window (a GCRA admits ``B + r·W - 1``). The default burst of 1
+spaces requests evenly: a burst of simultaneous grants would reach BB2 one after another,
+late, and crowd the next window at the server, which is where the limit is counted.
 Time comes from Redis (``TIME``), so replicas with skewed clocks still agree. A 429 sets a
 shared cool-down key that stops every replica until it expires.
 """
@@ -10,7 +13,6 @@ shared cool-down key that stops every replica until it expires.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -18,27 +20,25 @@ from redis.asyncio import Redis
 
 from worker.constants import (
     BUDGET_COOLDOWN_KEY,
-    BUDGET_LOG_KEY,
+    BUDGET_TAT_KEY,
     BUDGET_WINDOW_MARGIN,
     BUDGET_WINDOW_SECONDS,
 )
 
+# KEYS: theoretical arrival time, cool-down. ARGV: emission interval and tolerance (µs).
 # Returns 0 when granted, else the microseconds to wait before asking again.
 _ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local cool = redis.call('PTTL', KEYS[2])
 if cool > 0 then return cool * 1000 end
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 500))
-  return 0
-end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, math.ceil(tonumber(oldest[2]) + window - now))
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
+if tat - now > tolerance then return math.ceil(tat - now - tolerance) end
+redis.call('SET', KEYS[1], string.format('%d', tat + interval),
+           'PX', math.ceil((tat + interval - now) / 1000) + 1000)
+return 0
 """
 
 # Extends the cool-down to ARGV[1] ms from now, never shortens it.
@@ -60,13 +60,17 @@ class RequestBudget:
         client_id: str,
         rate: int,
         *,
+        burst: int = 1,
         window: float = BUDGET_WINDOW_SECONDS + BUDGET_WINDOW_MARGIN,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._log_key = BUDGET_LOG_KEY.format(client=client_id)
+        if not 1 <= burst <= rate:
+            raise ValueError("burst must be between 1 and the rate")
+        self._tat_key = BUDGET_TAT_KEY.format(client=client_id)
         self._cooldown_key = BUDGET_COOLDOWN_KEY.format(client=client_id)
-        self._rate = rate
-        self._window_us = int(window * 1_000_000)
+        interval = window / (rate - burst + 1)
+        self._interval_us = round(interval * 1_000_000)
+        self._tolerance_us = round((burst - 1) * interval * 1_000_000)
         self._acquire = redis.register_script(_ACQUIRE)
         self._pause = redis.register_script(_PAUSE)
         self._sleep = sleep
@@ -74,8 +78,8 @@ class RequestBudget:
     async def try_acquire(self) -> float:
         """Take a slot if one is free: 0.0 when granted, else the seconds to wait."""
         wait_us = await self._acquire(
-            keys=[self._log_key, self._cooldown_key],
-            args=[self._rate, self._window_us, secrets.token_hex(8)],
+            keys=[self._tat_key, self._cooldown_key],
+            args=[self._interval_us, self._tolerance_us],
         )
         return int(wait_us) / 1_000_000
 
