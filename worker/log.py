@@ -49,6 +49,16 @@ def redact_sensitive(
     return event_dict
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at write time, so redirections (and tests) see every line."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, fmt: str = "json", level: str = "info") -> None:
     """Route structlog (and the stdlib loggers of our dependencies) to stderr."""
     renderer: structlog.types.Processor = (
@@ -67,7 +77,7 @@ def configure_logging(*, fmt: str = "json", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     # httpx logs every request URL at INFO; URLs hold patient ids, so keep it quiet.

@@ -1,0 +1,154 @@
+"""The bbingest command line against real Postgres, Redis and the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from tests.integration.conftest import DATABASE_URL, REDIS_URL, Stack
+from tests.integration.support import REDIRECT_URI
+from worker.cli import main
+from worker.emulator.config import EmulatorConfig
+from worker.jobs.worker import build_worker
+
+Start = Callable[..., Awaitable[Stack]]
+VERIFIER = "v" * 64
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", DATABASE_URL)
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("LOG_FORMAT", "console")
+
+
+async def run_cli(*argv: str) -> int:
+    """main() runs its own event loop, so it runs in a thread here."""
+    return await asyncio.to_thread(main, list(argv))
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (
+            [
+                "enqueue",
+                "connect",
+                "c1",
+                "--code-verifier",
+                VERIFIER,
+                "--redirect-uri",
+                REDIRECT_URI,
+            ],
+            "the following arguments are required: --code",
+        ),
+        (
+            [
+                "enqueue",
+                "connect",
+                "--code",
+                "x",
+                "--code-verifier",
+                VERIFIER,
+                "--redirect-uri",
+                REDIRECT_URI,
+            ],
+            "the following arguments are required: ID",
+        ),
+        (
+            [
+                "enqueue",
+                "connect",
+                "c 1",
+                "--code",
+                "x",
+                "--code-verifier",
+                VERIFIER,
+                "--redirect-uri",
+                REDIRECT_URI,
+            ],
+            "connection_id",
+        ),
+        (
+            [
+                "enqueue",
+                "connect",
+                "c1",
+                "--code",
+                "x",
+                "--code-verifier",
+                "short",
+                "--redirect-uri",
+                REDIRECT_URI,
+            ],
+            "code_verifier",
+        ),
+        (["worker", "--concurrency", "0"], "must be at least 1"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+async def test_invalid_input_exits_2_with_a_one_line_reason(
+    env: None, capsys: pytest.CaptureFixture[str], argv: list[str], reason: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        await run_cli(*argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert reason in err
+
+
+async def test_bad_setting_exits_2_naming_it(
+    env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BB_RATE_LIMIT", "lots")
+    with pytest.raises(SystemExit) as exit_:
+        await run_cli("status")
+    assert exit_.value.code == 2
+    assert "BB_RATE_LIMIT" in capsys.readouterr().err
+
+
+async def test_a_code_the_emulator_never_issued_ends_in_error_and_stores_nothing(
+    env: None, pool: asyncpg.Pool, redis: Redis, start: Start, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, settings, _ = await start(EmulatorConfig(beneficiaries=1))
+    code = await run_cli(
+        "enqueue",
+        "connect",
+        "c-bogus",
+        "--code",
+        "never-issued",
+        "--code-verifier",
+        VERIFIER,
+        "--redirect-uri",
+        REDIRECT_URI,
+    )
+    assert code == 0
+    assert "queued" in capsys.readouterr().out
+    worker = build_worker(settings, burst=True)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    assert await run_cli("status", "c-bogus", "--json") == 0
+    [status] = orjson.loads(capsys.readouterr().out)
+    assert status["status"] == "error"
+    assert "invalid_grant" in status["last_error"]
+    assert status["counts"] == {}
+    row = await pool.fetchrow("SELECT * FROM connections WHERE connection_id = 'c-bogus'")
+    assert row["access_token_enc"] is None
+    assert row["refresh_token_enc"] is None
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
+    assert await pool.fetchval("SELECT count(*) FROM sync_runs") == 0
+
+
+async def test_migrate_twice_and_keygen(env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run_cli("migrate") == 0
+    assert "up to date" in capsys.readouterr().out
+    assert await run_cli("keygen") == 0
+    assert len(capsys.readouterr().out.strip()) == 44

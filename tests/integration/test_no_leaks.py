@@ -1,0 +1,57 @@
+"""No token, code, verifier, secret or personal data in any log line of a connect."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from tests.integration.conftest import Stack
+from tests.integration.support import CLIENT_SECRET, authorized_job, emulator_post, patient_id
+from worker.emulator import resources as emulated
+from worker.emulator.config import EmulatorConfig
+from worker.emulator.data import Dataset
+from worker.jobs.connect import connect
+from worker.log import configure_logging
+from worker.store import connections
+
+Start = Callable[..., Awaitable[Stack]]
+
+
+async def test_connect_with_a_refresh_logs_no_secret(
+    pool: asyncpg.Pool, redis: Redis, start: Start, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(fmt="json", level="debug")
+    config = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=120)
+    emulator, _, services = await start(config)
+    job = await authorized_job(emulator.base_url, 0)
+    await emulator_post(
+        emulator.base_url,
+        "/_emulator/tokens/expire",
+        {"patient_id": patient_id(0), "after_requests": 2},
+    )
+    assert (await connect({"services": services, "job_try": 1}, **job.model_dump()))[
+        "status"
+    ] == "active"
+    lines = capsys.readouterr().err.splitlines()
+    events = [orjson.loads(line)["event"] for line in lines]
+    assert "sync_succeeded" in events  # the capture really saw the worker's lines
+    async with pool.acquire() as conn:
+        tokens = await connections.load_tokens(conn, services.cipher, "conn-0")
+    beneficiary = Dataset(config).population.get(0)
+    patient = emulated.patient(beneficiary)
+    secrets = {
+        "code": job.code,
+        "verifier": job.code_verifier,
+        "client secret": CLIENT_SECRET,
+        "access token": tokens.access_token,
+        "refresh token": tokens.refresh_token,
+        "family name": patient["name"][0]["family"],
+        "birth date": patient["birthDate"],
+    }
+    for line in lines:
+        for what, value in secrets.items():
+            assert value not in line, f"{what} leaked into a log line"
