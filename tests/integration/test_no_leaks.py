@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -37,8 +36,7 @@ async def test_connect_with_a_refresh_logs_no_secret(
         "status"
     ] == "active"
     lines = capsys.readouterr().err.splitlines()
-    events = [orjson.loads(line)["event"] for line in lines]
-    assert "sync_succeeded" in events  # the capture really saw the worker's lines
+    assert any("sync_succeeded" in line for line in lines)  # the worker's lines were seen
     async with pool.acquire() as conn:
         tokens = await connections.load_tokens(conn, services.cipher, "conn-0")
     beneficiary = Dataset(config).population.get(0)
