@@ -9,6 +9,9 @@ REDIS_PREFIX: Final = "bbingest"
 # Shared request budget (worker.bluebutton.budget); {client} is the BB2 client id.
 BUDGET_TAT_KEY: Final = REDIS_PREFIX + ":budget:{client}:tat"
 BUDGET_COOLDOWN_KEY: Final = REDIS_PREFIX + ":budget:{client}:cooldown"
+BUDGET_SERVER_LIMIT_KEY: Final = REDIS_PREFIX + ":budget:{client}:server-limit"
+# How long a lower limit announced by BB2 holds before the configured one is tried again.
+BUDGET_SERVER_LIMIT_TTL: Final = 60
 # The server counts a sliding one-second window; spacing grants over a slightly longer
 # one absorbs the jitter between our grant and the request's arrival at BB2.
 BUDGET_WINDOW_SECONDS: Final = 1.0

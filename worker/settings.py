@@ -50,6 +50,7 @@ class Settings(BaseModel):
     bb_client_id: str = Field("", alias="BB_CLIENT_ID")
     bb_client_secret: SecretStr = Field(SecretStr(""), alias="BB_CLIENT_SECRET")
     bb_rate_limit: int = Field(10, alias="BB_RATE_LIMIT", ge=1, le=1000)
+    bb_rate_burst: int = Field(1, alias="BB_RATE_BURST", ge=1, le=1000)
     bb_http_timeout: float = Field(60.0, alias="BB_HTTP_TIMEOUT", gt=0, le=600)
     bb_refresh_margin: int = Field(120, alias="BB_REFRESH_MARGIN", ge=0, le=3000)
     database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
@@ -73,6 +74,12 @@ class Settings(BaseModel):
         if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _burst_within_rate(self) -> Settings:
+        if self.bb_rate_burst > self.bb_rate_limit:
+            raise ValueError("BB_RATE_BURST: must not exceed BB_RATE_LIMIT")
+        return self
 
     @model_validator(mode="after")
     def _base_url(self) -> Settings:

@@ -65,3 +65,14 @@ async def test_pause_stops_every_instance_and_only_lengthens(redis: Redis) -> No
 def test_burst_beyond_rate_is_refused() -> None:
     with pytest.raises(ValueError, match="burst"):
         RequestBudget(None, "c", rate=5, burst=6)  # type: ignore[arg-type]
+
+
+async def test_a_lower_announced_limit_slows_every_instance(redis: Redis) -> None:
+    one = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
+    two = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
+    await one.observe_limit(20)  # higher than ours: ignored
+    assert await redis.get("bbingest:budget:client-a:server-limit") is None
+    await one.observe_limit(4)
+    assert await two.try_acquire() == 0.0
+    assert 0.2 < await two.try_acquire() <= 0.25  # spaced for 4 a second, not 10
+    assert 0 < await redis.ttl("bbingest:budget:client-a:server-limit") <= 60

@@ -9,6 +9,7 @@ class RecordingBudget:
     def __init__(self) -> None:
         self.acquired = 0
         self.pauses: list[float] = []
+        self.limits: list[int] = []
 
     async def acquire(self) -> float:
         self.acquired += 1
@@ -16,6 +17,9 @@ class RecordingBudget:
 
     async def pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
+
+    async def observe_limit(self, limit: int) -> None:
+        self.limits.append(limit)
 
 
 class RecordingSleep:

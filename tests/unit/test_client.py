@@ -85,3 +85,16 @@ async def test_non_transient_answers_are_returned_once(setup, status: int) -> No
     assert (await client.request("GET", URL)).status_code == status
     assert route.call_count == 1
     assert budget.acquired == 1
+
+
+@respx.mock
+async def test_announced_limit_is_passed_to_the_budget(setup) -> None:  # type: ignore[no-untyped-def]
+    client, budget, _ = setup
+    respx.get(URL).mock(
+        return_value=httpx.Response(
+            200, headers={"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0"}
+        )
+    )
+    await client.request("GET", URL)
+    assert budget.limits == [5]
+    assert budget.pauses == []

@@ -6,6 +6,7 @@ from worker import errors
 from worker.bluebutton.retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,
+    announced_limit,
     fhir_error,
     is_transient_status,
     job_retry_delay,
@@ -123,3 +124,11 @@ def test_job_retry_delay_grows_and_respects_server() -> None:
     assert job_retry_delay(3, None) == 60.0
     assert job_retry_delay(20, None) == 600.0
     assert job_retry_delay(1, 120.0) == 120.0
+
+
+@pytest.mark.parametrize(
+    ("value", "limit"),
+    [("10", 10), (" 5 ", 5), ("x", None), ("", None), (None, None), ("-1", None)],
+)
+def test_announced_limit(value: str | None, limit: int | None) -> None:
+    assert announced_limit(value) == limit

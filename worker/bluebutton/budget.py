@@ -7,7 +7,8 @@ of ``B`` the emission interval is ``window / (limit - B + 1)``, which admits at 
 spaces requests evenly: a burst of simultaneous grants would reach BB2 one after another,
 late, and crowd the next window at the server, which is where the limit is counted.
 Time comes from Redis (``TIME``), so replicas with skewed clocks still agree. A 429 sets a
-shared cool-down key that stops every replica until it expires.
+shared cool-down key that stops every replica until it expires, and a lower limit that BB2
+announces in ``X-RateLimit-Limit`` lowers the rate of every replica for a while.
 """
 
 from __future__ import annotations
@@ -20,20 +21,24 @@ from redis.asyncio import Redis
 
 from worker.constants import (
     BUDGET_COOLDOWN_KEY,
+    BUDGET_SERVER_LIMIT_KEY,
+    BUDGET_SERVER_LIMIT_TTL,
     BUDGET_TAT_KEY,
     BUDGET_WINDOW_MARGIN,
     BUDGET_WINDOW_SECONDS,
 )
 
-# KEYS: theoretical arrival time, cool-down. ARGV: emission interval and tolerance (µs).
-# Returns 0 when granted, else the microseconds to wait before asking again.
+# KEYS: theoretical arrival time, cool-down, the limit the server announced.
+# ARGV: our rate, burst and window (µs). Returns 0 when granted, else µs to wait.
 _ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local cool = redis.call('PTTL', KEYS[2])
 if cool > 0 then return cool * 1000 end
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
+local rate = math.min(tonumber(ARGV[1]), tonumber(redis.call('GET', KEYS[3]) or ARGV[1]))
+local burst = math.min(tonumber(ARGV[2]), rate)
+local interval = tonumber(ARGV[3]) / (rate - burst + 1)
+local tolerance = (burst - 1) * interval
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
 if tat - now > tolerance then return math.ceil(tat - now - tolerance) end
 redis.call('SET', KEYS[1], string.format('%d', tat + interval),
@@ -66,21 +71,22 @@ class RequestBudget:
     ) -> None:
         if not 1 <= burst <= rate:
             raise ValueError("burst must be between 1 and the rate")
-        self._tat_key = BUDGET_TAT_KEY.format(client=client_id)
-        self._cooldown_key = BUDGET_COOLDOWN_KEY.format(client=client_id)
-        interval = window / (rate - burst + 1)
-        self._interval_us = round(interval * 1_000_000)
-        self._tolerance_us = round((burst - 1) * interval * 1_000_000)
+        self._keys = [
+            BUDGET_TAT_KEY.format(client=client_id),
+            BUDGET_COOLDOWN_KEY.format(client=client_id),
+            BUDGET_SERVER_LIMIT_KEY.format(client=client_id),
+        ]
+        self._args = [rate, burst, round(window * 1_000_000)]
+        self._rate = rate
+        self._redis = redis
+        self._announced: int | None = None
         self._acquire = redis.register_script(_ACQUIRE)
         self._pause = redis.register_script(_PAUSE)
         self._sleep = sleep
 
     async def try_acquire(self) -> float:
         """Take a slot if one is free: 0.0 when granted, else the seconds to wait."""
-        wait_us = await self._acquire(
-            keys=[self._tat_key, self._cooldown_key],
-            args=[self._interval_us, self._tolerance_us],
-        )
+        wait_us = await self._acquire(keys=self._keys, args=self._args)
         return int(wait_us) / 1_000_000
 
     async def acquire(self) -> float:
@@ -93,4 +99,15 @@ class RequestBudget:
 
     async def pause(self, seconds: float) -> None:
         """Stop every replica from sending for this client id for ``seconds``."""
-        await self._pause(keys=[self._cooldown_key], args=[max(1, int(seconds * 1000))])
+        await self._pause(keys=[self._keys[1]], args=[max(1, int(seconds * 1000))])
+
+    async def observe_limit(self, limit: int) -> None:
+        """Slow every replica to a lower limit the server announced (X-RateLimit-Limit).
+
+        The lower rate holds for a while and then lapses, so that a budget raised at BB2
+        is used again; a limit at or above ours changes nothing.
+        """
+        if limit >= self._rate or limit < 1 or limit == self._announced:
+            return
+        self._announced = limit
+        await self._redis.set(self._keys[2], limit, ex=BUDGET_SERVER_LIMIT_TTL)

@@ -12,7 +12,12 @@ import httpx
 import structlog
 
 from worker import errors
-from worker.bluebutton.retry import RetryPolicy, is_transient_status, parse_retry_after
+from worker.bluebutton.retry import (
+    RetryPolicy,
+    announced_limit,
+    is_transient_status,
+    parse_retry_after,
+)
 from worker.constants import MAX_RESPONSE_BYTES
 
 log = structlog.get_logger(__name__)
@@ -24,6 +29,8 @@ class Budget(Protocol):
     async def acquire(self) -> float: ...
 
     async def pause(self, seconds: float) -> None: ...
+
+    async def observe_limit(self, limit: int) -> None: ...
 
 
 def build_http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:
@@ -85,6 +92,7 @@ class BlueButtonClient:
             except errors.TransportError as exc:
                 last = exc
                 continue
+            await self._heed_limit(response)
             if not is_transient_status(response.status_code):
                 return response
             last = self._transient(response)
@@ -113,6 +121,14 @@ class BlueButtonClient:
                 f"BB2 response of {len(response.content)} bytes is too large"
             )
         return response
+
+    async def _heed_limit(self, response: httpx.Response) -> None:
+        # X-RateLimit-Remaining and -Reset are per token and in whole seconds: pausing the
+        # app on each "Remaining: 0" would halve a fully used budget. The announced limit
+        # is what lets every replica slow down before BB2 has to say no.
+        limit = announced_limit(response.headers.get("X-RateLimit-Limit"))
+        if limit is not None:
+            await self._budget.observe_limit(limit)
 
     def _transient(self, response: httpx.Response) -> errors.RetryableError:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))

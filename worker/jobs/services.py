@@ -38,7 +38,7 @@ async def open_services(settings: Settings, *, concurrency: int) -> Services:
         settings.bb_base_url, timeout=settings.bb_http_timeout, max_connections=concurrency
     )
     pool = await create_pool(settings.database_url, max_size=concurrency + 2)
-    budget = RequestBudget(redis, client_id, settings.bb_rate_limit)
+    budget = RequestBudget(redis, client_id, settings.bb_rate_limit, burst=settings.bb_rate_burst)
     return Services(
         settings=settings,
         pool=pool,
