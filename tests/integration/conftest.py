@@ -14,11 +14,11 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.support import CLIENT_ID, CLIENT_SECRET
 from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.jobs.services import Services, close_services, open_services
+from worker.local import CLIENT_ID, CLIENT_SECRET
 from worker.settings import Settings, load_settings
 from worker.store.db import create_pool
 from worker.store.migrate import migrate

@@ -4,20 +4,16 @@ resources the emulator serves, to compare with what the worker stored."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
 
-from worker.bluebutton import oauth
 from worker.emulator import resources as emulated
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
-from worker.emulator.useragent import authorize
 from worker.jobs.payloads import ConnectJob
+from worker.local import REDIRECT_URI, authorize_beneficiary
 
-CLIENT_ID, CLIENT_SECRET = "emulator-client", "emulator-secret"
-REDIRECT_URI = "http://localhost:3000/api/auth/smart/callback"
 Key = tuple[str, str]
 
 
@@ -38,26 +34,16 @@ async def authorized_job(
     redirect_uri: str = REDIRECT_URI,
 ) -> ConnectJob:
     """Walk BBUser<index> through authorize, login and consent; the connect job that follows."""
-    pkce, state = oauth.make_pkce(), oauth.make_state()
-    url = oauth.authorize_url(
-        base_url,
-        client_id=CLIENT_ID,
-        redirect_uri=REDIRECT_URI,
-        state=state,
-        challenge=pkce.challenge,
-    )
     async with httpx.AsyncClient() as http:
-        location = await authorize(
-            http, url, username(index), f"PW{index:05d}!", share_personal_info=share_personal_info
+        return await authorize_beneficiary(
+            http,
+            base_url,
+            username(index),
+            f"PW{index:05d}!",
+            connection_id or f"conn-{index}",
+            share_personal_info=share_personal_info,
+            redirect_uri=redirect_uri,
         )
-    query = parse_qs(urlsplit(location).query)
-    assert query["state"] == [state]
-    return ConnectJob(
-        connection_id=connection_id or f"conn-{index}",
-        code=query["code"][0],
-        code_verifier=pkce.verifier,
-        redirect_uri=redirect_uri,
-    )
 
 
 def served_resources(
@@ -85,11 +71,6 @@ async def stored_resources(pool: asyncpg.Pool, connection_id: str) -> dict[Key, 
         connection_id,
     )
     return {(r["resource_type"], r["resource_id"]): r["resource"] for r in rows}
-
-
-async def emulator_stats(base_url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base_url) as http:
-        return (await http.get("/_emulator/stats")).json()  # type: ignore[no-any-return]
 
 
 async def emulator_post(base_url: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -11,10 +11,10 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.integration.conftest import DATABASE_URL, REDIS_URL, Stack
-from tests.integration.support import REDIRECT_URI
 from worker.cli import main
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.worker import build_worker
+from worker.local import REDIRECT_URI
 
 Start = Callable[..., Awaitable[Stack]]
 VERIFIER = "v" * 64

@@ -15,7 +15,6 @@ from tests.integration.conftest import Stack
 from tests.integration.support import (
     authorized_job,
     emulator_post,
-    emulator_stats,
     patient_id,
     served_resources,
     stored_resources,
@@ -30,6 +29,7 @@ from worker.jobs.connect import connect
 from worker.jobs.enqueue import enqueue_connect, open_queue
 from worker.jobs.services import Services
 from worker.jobs.worker import build_worker
+from worker.local import emulator_stats
 from worker.settings import Settings
 from worker.store import connections
 

@@ -9,11 +9,12 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.integration.conftest import Stack
-from tests.integration.support import CLIENT_SECRET, authorized_job, emulator_post, patient_id
+from tests.integration.support import authorized_job, emulator_post, patient_id
 from worker.emulator import resources as emulated
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
 from worker.jobs.connect import connect
+from worker.local import CLIENT_SECRET
 from worker.log import configure_logging
 from worker.store import connections
 

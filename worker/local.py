@@ -1,0 +1,134 @@
+"""Driving the service against the local emulator: synthetic beneficiaries authorize through
+the real redirect, and worker replicas run as separate processes. Shared by the demo, the
+benchmarks and the multi-process tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from worker.bluebutton import oauth
+from worker.emulator.useragent import authorize
+from worker.jobs.enqueue import enqueue_connect, open_queue
+from worker.jobs.payloads import ConnectJob
+from worker.settings import Settings
+
+REDIRECT_URI = "http://localhost:3000/api/auth/smart/callback"
+CLIENT_ID, CLIENT_SECRET = "emulator-client", "emulator-secret"
+
+
+async def authorize_beneficiary(
+    http: httpx.AsyncClient,
+    base_url: str,
+    username: str,
+    password: str,
+    connection_id: str,
+    *,
+    share_personal_info: bool = True,
+    redirect_uri: str = REDIRECT_URI,
+) -> ConnectJob:
+    """One beneficiary logs in and consents; the connect job the app would push.
+
+    ``redirect_uri`` is what the job carries: a value other than the one sent to authorize
+    is how tests make the code exchange fail.
+    """
+    pkce, state = oauth.make_pkce(), oauth.make_state()
+    url = oauth.authorize_url(
+        base_url,
+        client_id=CLIENT_ID,
+        redirect_uri=REDIRECT_URI,
+        state=state,
+        challenge=pkce.challenge,
+    )
+    location = await authorize(
+        http, url, username, password, share_personal_info=share_personal_info
+    )
+    query = parse_qs(urlsplit(location).query)
+    if not secrets.compare_digest(query.get("state", [""])[0], state):
+        raise RuntimeError("the authorization redirect carried a different state")
+    return ConnectJob(
+        connection_id=connection_id,
+        code=query["code"][0],
+        code_verifier=pkce.verifier,
+        redirect_uri=redirect_uri,
+    )
+
+
+async def authorize_beneficiaries(base_url: str, count: int, prefix: str) -> list[ConnectJob]:
+    """The first ``count`` synthetic beneficiaries log in and consent; their connect jobs."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        response = await http.get("/_emulator/beneficiaries", params={"limit": count})
+        response.raise_for_status()
+        return [
+            await authorize_beneficiary(
+                http, base_url, user["username"], user["password"], prefix + user["username"]
+            )
+            for user in response.json()
+        ]
+
+
+async def enqueue_all(redis_url: str, jobs: list[ConnectJob]) -> None:
+    """Queue every connect job."""
+    queue = await open_queue(redis_url)
+    try:
+        for job in jobs:
+            await enqueue_connect(queue, job)
+    finally:
+        await queue.aclose()
+
+
+def worker_environment(settings: Settings, base_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a worker process pointed at the emulator."""
+    return {
+        **os.environ,
+        "BB_BASE_URL": base_url,
+        "BB_CLIENT_ID": CLIENT_ID,
+        "BB_CLIENT_SECRET": CLIENT_SECRET,
+        "BB_RATE_LIMIT": str(settings.bb_rate_limit),
+        "BB_RATE_BURST": str(settings.bb_rate_burst),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "TOKEN_ENCRYPTION_KEY": settings.token_encryption_key.get_secret_value(),
+        "LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+def _open_log(directory: Path, index: int) -> BinaryIO:
+    directory.mkdir(parents=True, exist_ok=True)
+    return (directory / f"worker-{index + 1}.log").open("wb")
+
+
+async def start_workers(
+    env: dict[str, str], replicas: int, log_dir: Path, *args: str
+) -> list[asyncio.subprocess.Process]:
+    """Start ``replicas`` burst-mode worker processes; each logs to its own file."""
+    processes = []
+    for index in range(replicas):
+        with _open_log(log_dir, index) as log:
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "worker.cli", "worker", "--burst", *args,
+                    env=env, stdout=log, stderr=log,
+                )
+            )  # fmt: skip
+    return processes
+
+
+async def emulator_stats(base_url: str, *, reset: bool = False) -> dict[str, Any]:
+    """The emulator's request counts; ``reset`` clears them instead."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        if reset:
+            (await http.post("/_emulator/stats/reset")).raise_for_status()
+            return {}
+        response = await http.get("/_emulator/stats")
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()
+        return stats
