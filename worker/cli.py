@@ -14,7 +14,7 @@ from rich.console import Console
 
 from worker.crypto import generate_key
 from worker.errors import ConfigError, InvalidJob
-from worker.jobs.payloads import ConnectJob, parse_payload
+from worker.jobs.payloads import ConnectJob, UnlinkJob, parse_payload
 from worker.log import configure_logging
 from worker.settings import Settings, load_settings
 
@@ -56,25 +56,17 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _enqueue_connect(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.jobs.enqueue import enqueue_connect, open_queue
+async def _enqueue(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.jobs import enqueue
 
+    fields = {name: getattr(args, name) for name in args.payload.model_fields}
     try:
-        job = parse_payload(
-            ConnectJob,
-            (),
-            {
-                "connection_id": args.connection_id,
-                "code": args.code,
-                "code_verifier": args.code_verifier,
-                "redirect_uri": args.redirect_uri,
-            },
-        )
+        job = parse_payload(args.payload, (), fields)
     except InvalidJob as exc:
         _fail(str(exc))
-    queue = await open_queue(settings.redis_url)
+    queue = await enqueue.open_queue(settings.redis_url)
     try:
-        job_id = await enqueue_connect(queue, job)
+        job_id = await enqueue.enqueue(queue, job)
     finally:
         await queue.aclose()
     print("queued" if job_id else "already queued (duplicate event)")
@@ -147,7 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("--code", required=True)
     connect.add_argument("--code-verifier", required=True)
     connect.add_argument("--redirect-uri", required=True)
-    connect.set_defaults(run=_enqueue_connect)
+    connect.set_defaults(run=_enqueue, payload=ConnectJob)
+    unlink = jobs.add_parser("unlink", help="revoke at CMS and delete everything stored")
+    unlink.add_argument("connection_id", metavar="ID")
+    unlink.set_defaults(run=_enqueue, payload=UnlinkJob)
 
     status = commands.add_parser("status", help="show connections")
     status.add_argument("connection_id", metavar="ID", nargs="?")

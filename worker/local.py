@@ -16,7 +16,7 @@ import httpx
 
 from worker.bluebutton import oauth
 from worker.emulator.useragent import authorize
-from worker.jobs.enqueue import enqueue_connect, open_queue
+from worker.jobs.enqueue import enqueue, open_queue
 from worker.jobs.payloads import ConnectJob
 from worker.settings import Settings
 
@@ -79,7 +79,7 @@ async def enqueue_all(redis_url: str, jobs: list[ConnectJob]) -> None:
     queue = await open_queue(redis_url)
     try:
         for job in jobs:
-            await enqueue_connect(queue, job)
+            await enqueue(queue, job)
     finally:
         await queue.aclose()
 

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from worker.bluebutton import oauth
-from worker.jobs.enqueue import enqueue_connect, open_queue
+from worker.jobs.enqueue import enqueue, open_queue
 from worker.jobs.payloads import ConnectJob
 from worker.settings import Settings
 
@@ -101,7 +101,7 @@ async def run_sandbox_connect(
     )
     queue = await open_queue(settings.redis_url)
     try:
-        await enqueue_connect(queue, job)
+        await enqueue(queue, job)
     finally:
         await queue.aclose()
     announce(f"queued connect for {connection_id}; run `bbingest worker --burst` to fetch")

@@ -26,7 +26,7 @@ from worker.constants import JOB_MAX_TRIES
 from worker.emulator.config import EmulatorConfig
 from worker.errors import InvalidJob
 from worker.jobs.connect import connect
-from worker.jobs.enqueue import enqueue_connect, open_queue
+from worker.jobs.enqueue import enqueue, open_queue
 from worker.jobs.services import Services
 from worker.jobs.worker import build_worker
 from worker.local import emulator_stats
@@ -63,7 +63,7 @@ async def test_connect_jobs_through_the_queue_store_exactly_what_bb2_serves(
     queue = await open_queue(settings.redis_url)
     try:
         for index in range(4):
-            await enqueue_connect(queue, await authorized_job(emulator.base_url, index))
+            await enqueue(queue, await authorized_job(emulator.base_url, index))
     finally:
         await queue.aclose()
     await run_worker(settings)

@@ -10,6 +10,8 @@ API_VERSION: Final = "v2"
 AUTHORIZE_PATH: Final = f"/{API_VERSION}/o/authorize/"
 TOKEN_PATH: Final = f"/{API_VERSION}/o/token/"
 REVOKE_TOKEN_PATH: Final = f"/{API_VERSION}/o/revoke_token/"
+# CMS's own revoke: revokes the token and deletes the beneficiary's data access grant.
+REVOKE_GRANT_PATH: Final = f"/{API_VERSION}/o/revoke/"
 USERINFO_PATH: Final = f"/{API_VERSION}/connect/userinfo"
 FHIR_PATH: Final = f"/{API_VERSION}/fhir/"
 

@@ -162,11 +162,16 @@ async def refresh(
     return await _token_request(client, creds, form, "refresh_token")
 
 
-async def revoke(client: BlueButtonClient, creds: ClientCredentials, token: str) -> None:
-    """Revoke a token at BB2 (RFC 7009; BB2 answers 200 whether or not it existed)."""
-    response = await client.request(
-        "POST", endpoints.REVOKE_TOKEN_PATH, data={"token": token}, auth=creds.basic_auth()
-    )
+async def revoke(
+    client: BlueButtonClient, creds: ClientCredentials, token: str, *, end_grant: bool = False
+) -> None:
+    """Revoke a token at BB2; BB2 answers 200 whether or not it existed.
+
+    ``end_grant`` uses CMS's own ``/v2/o/revoke/``, which also deletes the beneficiary's
+    data access grant, instead of RFC 7009's ``/v2/o/revoke_token/``.
+    """
+    path = endpoints.REVOKE_GRANT_PATH if end_grant else endpoints.REVOKE_TOKEN_PATH
+    response = await client.request("POST", path, data={"token": token}, auth=creds.basic_auth())
     if response.status_code != 200:
         raise token_error(response.status_code, response.content, "refresh_token", None)
 

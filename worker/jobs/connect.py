@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,7 @@ from worker import errors
 from worker.bluebutton import oauth
 from worker.constants import JOB_MAX_TRIES
 from worker.jobs.outcome import run_sync
-from worker.jobs.payloads import ConnectJob, parse_payload
+from worker.jobs.payloads import ConnectJob, code_fingerprint, parse_payload
 from worker.jobs.services import Services
 from worker.store import audit, connections
 from worker.store.connections import Grant, Tokens
@@ -21,11 +20,6 @@ log = structlog.get_logger(__name__)
 
 # A grant without access_grant_expiration lapses 13 months after authorization.
 _DEFAULT_GRANT_DAYS = 396
-
-
-def code_fingerprint(code: str) -> str:
-    """sha256 of an authorization code: lets a redelivered job recognise a spent code."""
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def grant_from(tokens: oauth.TokenSet, code: str, now: datetime) -> Grant:
@@ -39,11 +33,17 @@ def grant_from(tokens: oauth.TokenSet, code: str, now: datetime) -> Grant:
     )
 
 
-async def _authorize(services: Services, job: ConnectJob) -> bool:
-    """Exchange the code unless this job already did; False when BB2 refused it."""
+async def _authorize(services: Services, job: ConnectJob, enqueued_at: datetime | None) -> bool:
+    """Exchange the code unless this job already did; False when there is nothing to sync."""
     fingerprint = code_fingerprint(job.code)
     async with services.pool.acquire() as conn:
         connection = await connections.create_pending(conn, job.connection_id)
+    if connection.status == "revoked" and (
+        enqueued_at is None or enqueued_at < connection.status_changed_at
+    ):
+        # An event from before the unlink, processed after it: the latest word was unlink.
+        log.info("connect_older_than_unlink")
+        return False
     if connection.code_sha256 == fingerprint and connection.has_tokens:
         log.info("code_already_exchanged")  # a redelivered job: the code is spent
         return True
@@ -77,8 +77,10 @@ async def connect(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, A
     job = parse_payload(ConnectJob, args, kwargs)
     services: Services = ctx["services"]
     with structlog.contextvars.bound_contextvars(job="connect", connection_id=job.connection_id):
-        if not await _authorize(services, job):
-            return {"status": "error"}
+        if not await _authorize(services, job, ctx.get("enqueue_time")):
+            async with services.pool.acquire() as conn:
+                found = await connections.get(conn, job.connection_id)
+            return {"status": found.status if found else "unknown"}
         return await run_sync(
             services, job.connection_id, "connect", job_try=ctx["job_try"], max_tries=JOB_MAX_TRIES
         )

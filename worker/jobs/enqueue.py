@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis, create_pool
 
-from worker.constants import JOB_CONNECT, QUEUE_NAME
-from worker.jobs.connect import code_fingerprint
-from worker.jobs.payloads import ConnectJob
+from worker.constants import QUEUE_NAME
+from worker.jobs.payloads import JobPayload
 from worker.jobs.worker import deserialize, redis_settings, serialize
 
 
@@ -20,12 +19,7 @@ async def open_queue(redis_url: str) -> ArqRedis:
     )
 
 
-async def enqueue_connect(queue: ArqRedis, job: ConnectJob) -> str | None:
-    """Queue a connect job; None when the same event is already queued or running.
-
-    The id includes the code's fingerprint: a repeated event collapses, while a new
-    authorization of the same connection is a new job.
-    """
-    job_id = f"{JOB_CONNECT}:{job.connection_id}:{code_fingerprint(job.code)[:16]}"
-    queued = await queue.enqueue_job(JOB_CONNECT, _job_id=job_id, **job.model_dump())
+async def enqueue(queue: ArqRedis, job: JobPayload) -> str | None:
+    """Queue ``job``; None when the same event is already queued or running."""
+    queued = await queue.enqueue_job(job.job_name, _job_id=job.job_id(), **job.model_dump())
     return None if queued is None else queued.job_id

@@ -6,12 +6,14 @@ for upstream services that enqueue jobs in other languages.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, ClassVar, Final, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from worker.constants import JOB_CONNECT, JOB_RESYNC, JOB_UNLINK
 from worker.errors import InvalidJob
 from worker.settings import is_loopback_host
 
@@ -27,16 +29,28 @@ ConnectionId = Annotated[
 MAX_URI_LENGTH: Final = 2048
 
 
+def code_fingerprint(code: str) -> str:
+    """sha256 of an authorization code: lets a redelivered job recognise a spent code."""
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
 class JobPayload(BaseModel):
     """Base of every payload: strict types, no unknown keys, immutable."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    job_name: ClassVar[str]
+
+    connection_id: ConnectionId
+
+    def job_id(self) -> str:
+        """A stable arq job id: a repeated event collapses into the job already queued."""
+        return f"{self.job_name}:{self.connection_id}"
 
 
 class ConnectJob(JobPayload):
     """``connect(connection_id, code, code_verifier, redirect_uri)``."""
 
-    connection_id: ConnectionId
+    job_name = JOB_CONNECT
     code: str = Field(min_length=1, max_length=512, repr=False)
     code_verifier: str = Field(
         min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$", repr=False
@@ -53,17 +67,21 @@ class ConnectJob(JobPayload):
             raise ValueError("http:// is allowed only for loopback hosts")
         return value
 
+    def job_id(self) -> str:
+        """Includes the code's fingerprint: a new authorization is a new job."""
+        return f"{super().job_id()}:{code_fingerprint(self.code)[:16]}"
+
 
 class UnlinkJob(JobPayload):
     """``unlink(connection_id)``."""
 
-    connection_id: ConnectionId
+    job_name = JOB_UNLINK
 
 
 class ResyncJob(JobPayload):
     """``resync(connection_id)``."""
 
-    connection_id: ConnectionId
+    job_name = JOB_RESYNC
 
 
 Payload = TypeVar("Payload", bound=JobPayload)

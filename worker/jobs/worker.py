@@ -15,10 +15,12 @@ from worker.constants import (
     JOB_KEEP_RESULT_SECONDS,
     JOB_MAX_TRIES,
     JOB_TIMEOUT_SECONDS,
+    JOB_UNLINK,
     QUEUE_NAME,
 )
 from worker.jobs.connect import connect
 from worker.jobs.services import close_services, open_services
+from worker.jobs.unlink import unlink
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -55,7 +57,10 @@ def build_worker(
         log.info("worker_stopped")
 
     return Worker(
-        functions=[func(connect, name=JOB_CONNECT, max_tries=JOB_MAX_TRIES)],
+        functions=[
+            func(connect, name=JOB_CONNECT, max_tries=JOB_MAX_TRIES),
+            func(unlink, name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
+        ],
         queue_name=QUEUE_NAME,
         redis_settings=redis_settings(settings.redis_url),
         on_startup=startup,

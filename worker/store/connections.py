@@ -16,7 +16,7 @@ from worker.store.db import Conn
 Status = Literal["pending", "active", "needs_reauth", "revoked", "error"]
 
 _COLUMNS: Final = """connection_id, app, patient_id, status, scopes, consent_expires_at,
-    last_synced_at, last_error, access_expires_at, code_sha256,
+    last_synced_at, last_error, access_expires_at, code_sha256, status_changed_at,
     refresh_token_enc IS NOT NULL AS has_tokens"""
 
 
@@ -38,6 +38,7 @@ class Connection:
     last_error: str | None
     access_expires_at: datetime | None
     code_sha256: str | None
+    status_changed_at: datetime
     has_tokens: bool
 
 
@@ -106,7 +107,8 @@ async def save_grant(conn: Conn, cipher: TokenCipher, connection_id: str, grant:
     await conn.execute(
         """UPDATE connections SET patient_id = $2, scopes = $3, access_token_enc = $4,
                refresh_token_enc = $5, access_expires_at = $6, consent_expires_at = $7,
-               code_sha256 = $8, status = 'pending', last_error = NULL, updated_at = now()
+               code_sha256 = $8, status = 'pending', last_error = NULL, updated_at = now(),
+               status_changed_at = now()
            WHERE connection_id = $1""",
         connection_id,
         grant.patient_id,
@@ -168,7 +170,8 @@ async def set_status(
     """Move the connection to ``status``; a revoked connection stays revoked."""
     await conn.execute(
         """UPDATE connections SET status = $2, last_error = $3,
-               last_synced_at = COALESCE($4, last_synced_at), updated_at = now()
+               last_synced_at = COALESCE($4, last_synced_at), updated_at = now(),
+               status_changed_at = CASE WHEN status = $2 THEN status_changed_at ELSE now() END
            WHERE connection_id = $1 AND status <> 'revoked'""",
         connection_id,
         status,
@@ -188,3 +191,81 @@ async def lock_live(conn: Conn, connection_id: str) -> None:
     )
     if status is None or status == "revoked":
         raise ConnectionRevoked(f"connection {connection_id!r} was unlinked")
+
+
+@dataclass(frozen=True)
+class Unlinked:
+    """What an unlink removed."""
+
+    resources_deleted: int
+    tokens_dropped: bool
+
+
+async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
+    """Delete the connection's data and tokens and mark it ``revoked``, in one transaction.
+
+    The refresh token moves to ``pending_revocations`` until CMS confirms the revocation.
+    The row lock makes unlink wait for a page being written, and makes every later write
+    of a sync in flight see ``revoked`` (:func:`lock_live`). None for an unknown id.
+    """
+    async with conn.transaction():
+        record = await conn.fetchrow(
+            "SELECT refresh_token_enc FROM connections WHERE connection_id = $1 FOR UPDATE",
+            connection_id,
+        )
+        if record is None:
+            return None
+        deleted = await conn.fetchval(
+            "WITH gone AS (DELETE FROM fhir_resources WHERE connection_id = $1 RETURNING 1)"
+            " SELECT count(*) FROM gone",
+            connection_id,
+        )
+        if record["refresh_token_enc"] is not None:
+            await conn.execute(
+                """INSERT INTO pending_revocations (connection_id, refresh_token_enc)
+                   VALUES ($1, $2) ON CONFLICT (connection_id)
+                   DO UPDATE SET refresh_token_enc = EXCLUDED.refresh_token_enc, attempts = 0""",
+                connection_id,
+                record["refresh_token_enc"],
+            )
+        await conn.execute(
+            """UPDATE connections SET status = 'revoked', access_token_enc = NULL,
+                   refresh_token_enc = NULL, access_expires_at = NULL, code_sha256 = NULL,
+                   last_error = NULL, updated_at = now(), status_changed_at = now()
+               WHERE connection_id = $1""",
+            connection_id,
+        )
+        await conn.execute(
+            """UPDATE sync_runs SET status = 'failed', error = 'unlinked', finished_at = now()
+               WHERE connection_id = $1 AND status = 'running'""",
+            connection_id,
+        )
+    return Unlinked(int(deleted), record["refresh_token_enc"] is not None)
+
+
+async def pending_revocation(conn: Conn, cipher: TokenCipher, connection_id: str) -> str | None:
+    """The refresh token still to revoke at CMS for this connection, if any."""
+    sealed = await conn.fetchval(
+        "SELECT refresh_token_enc FROM pending_revocations WHERE connection_id = $1",
+        connection_id,
+    )
+    return (
+        None
+        if sealed is None
+        else cipher.decrypt(sealed, context=_context(connection_id, "refresh"))
+    )
+
+
+async def revocation_done(conn: Conn, connection_id: str) -> None:
+    """CMS confirmed the revocation: forget the token."""
+    await conn.execute("DELETE FROM pending_revocations WHERE connection_id = $1", connection_id)
+
+
+async def revocation_failed(conn: Conn, connection_id: str, error: str) -> None:
+    """Count a failed revocation attempt, keeping the token for the next one."""
+    await conn.execute(
+        """UPDATE pending_revocations SET attempts = attempts + 1, last_error = $2
+           WHERE connection_id = $1""",
+        connection_id,
+        error[:MAX_ERROR_CHARS],
+    )

@@ -1,0 +1,146 @@
+"""The unlink job: data gone at once, the grant ended at CMS, and unlink wins every race."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from arq import Retry
+from redis.asyncio import Redis
+
+from tests.integration.conftest import Stack
+from tests.integration.support import authorized_job, patient_id
+from worker.bluebutton.budget import RequestBudget
+from worker.bluebutton.client import BlueButtonClient, build_http_client
+from worker.bluebutton.retry import RetryPolicy
+from worker.emulator.config import EmulatorConfig
+from worker.jobs.connect import connect
+from worker.jobs.services import Services
+from worker.jobs.unlink import unlink
+from worker.local import CLIENT_ID, emulator_stats
+
+Start = Callable[..., Awaitable[Stack]]
+
+
+def ctx(services: Services, job_try: int = 1) -> dict[str, Any]:
+    return {"services": services, "job_try": job_try}
+
+
+async def connected(start: Start, **settings: str) -> Stack:
+    stack = await start(EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60), **settings)
+    emulator, _, services = stack
+    job = await authorized_job(emulator.base_url, 1)
+    assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
+    return stack
+
+
+async def test_unlink_deletes_everything_and_ends_the_grant(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start)
+    stored = await pool.fetchval("SELECT count(*) FROM fhir_resources")
+    assert stored == 60 + 4 + 1
+    await emulator_stats(emulator.base_url, reset=True)
+    result = await unlink(ctx(services), "conn-1")
+    assert result == {"status": "revoked", "cms": "revoked at CMS"}
+    row = await pool.fetchrow("SELECT * FROM connections WHERE connection_id = 'conn-1'")
+    assert row["status"] == "revoked"
+    assert row["access_token_enc"] is None
+    assert row["refresh_token_enc"] is None
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+    audit = await pool.fetchrow("SELECT detail FROM audit_log WHERE event = 'unlinked'")
+    assert audit["detail"] == {"resources_deleted": stored, "tokens_dropped": True}
+    assert (await emulator_stats(emulator.base_url))["by_endpoint"] == {"revoke": 1}
+    assert emulator.state.grant(CLIENT_ID, patient_id(1)) is None  # the grant is gone at CMS
+
+
+async def test_unlink_twice_and_of_unknown_ids_is_harmless(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start)
+    await unlink(ctx(services), "conn-1")
+    await emulator_stats(emulator.base_url, reset=True)
+    assert await unlink(ctx(services), "conn-1") == {
+        "status": "revoked",
+        "cms": "nothing to revoke",
+    }
+    assert await unlink(ctx(services), "never-seen") == {"status": "unknown"}
+    assert (await emulator_stats(emulator.base_url))["total"] == 0
+    assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE event = 'unlinked'") == 1
+
+
+async def test_data_goes_at_once_even_when_cms_is_unreachable(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    _, _, services = await connected(start)
+    dead = build_http_client("http://127.0.0.1:9", timeout=1, max_connections=1)
+    budget = RequestBudget(services.redis, CLIENT_ID, 1000)
+    offline = replace(
+        services,
+        bluebutton=BlueButtonClient(
+            dead, budget, policy=RetryPolicy(max_attempts=2, base_delay=0.001)
+        ),
+    )
+    try:
+        with pytest.raises(Retry):
+            await unlink(ctx(offline), "conn-1")
+    finally:
+        await dead.aclose()
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
+    assert await pool.fetchval("SELECT status FROM connections") == "revoked"
+    pending = await pool.fetchrow("SELECT attempts, last_error FROM pending_revocations")
+    assert pending["attempts"] == 1
+    assert "unreachable" in pending["last_error"]
+    # The retried job owes CMS only the revocation, and pays it.
+    assert (await unlink(ctx(services, job_try=2), "conn-1"))["cms"] == "revoked at CMS"
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+
+
+async def test_unlink_wins_against_a_sync_in_flight(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    # Five requests a second: the sync of 300 claims takes seconds, page by page.
+    config = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=300)
+    emulator, _, services = await start(config, BB_RATE_LIMIT="5")
+    job = await authorized_job(emulator.base_url, 0)
+    sync = asyncio.create_task(connect(ctx(services), **job.model_dump()))
+    while await pool.fetchval("SELECT coalesce(max(pages), 0) FROM sync_runs") < 3:
+        assert not sync.done(), "the sync finished before the unlink could interrupt it"
+        await asyncio.sleep(0.01)
+    await unlink(ctx(services), "conn-0")
+    assert await sync == {"status": "revoked"}
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
+    assert await pool.fetchval("SELECT status FROM connections") == "revoked"
+    run = await pool.fetchrow("SELECT status, error FROM sync_runs")
+    assert (run["status"], run["error"]) == ("failed", "unlinked")
+    # No later job of the connection fetches anything: the old connect job comes again.
+    await emulator_stats(emulator.base_url, reset=True)
+    await connect(ctx(services), **job.model_dump())
+    stats = await emulator_stats(emulator.base_url)
+    assert set(stats["by_endpoint"]) <= {"token"}
+    assert await pool.fetchval("SELECT status FROM connections") == "revoked"
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
+    assert emulator.state.grant(CLIENT_ID, patient_id(0)) is None  # the grant is gone at CMS
+
+
+async def test_a_connect_event_older_than_the_unlink_does_not_relink(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start)
+    again = await authorized_job(emulator.base_url, 1)  # consented again, event queued...
+    queued_at = datetime.now(UTC)
+    await unlink(ctx(services), "conn-1")  # ...but the unlink is processed first
+    await emulator_stats(emulator.base_url, reset=True)
+    stale = {**ctx(services), "enqueue_time": queued_at}
+    assert (await connect(stale, **again.model_dump()))["status"] == "revoked"
+    assert (await emulator_stats(emulator.base_url))["total"] == 0
+    assert await pool.fetchval("SELECT status FROM connections") == "revoked"
+    # A connect event that comes after the unlink is a new consent, and links again.
+    fresh = {**ctx(services), "enqueue_time": datetime.now(UTC)}
+    assert (await connect(fresh, **again.model_dump()))["status"] == "active"

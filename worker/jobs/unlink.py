@@ -1,0 +1,72 @@
+"""The ``unlink`` job: delete everything stored for a connection, then end the grant at CMS.
+
+Local deletion comes first and commits at once, whatever BB2 is doing; the revocation at
+CMS is owed until it succeeds (``pending_revocations``) and is retried with the job. Running
+it twice, or on an unknown id, does nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from arq import Retry
+
+from worker import errors
+from worker.bluebutton import oauth
+from worker.bluebutton.retry import job_retry_delay
+from worker.constants import JOB_MAX_TRIES
+from worker.jobs.payloads import UnlinkJob, parse_payload
+from worker.jobs.services import Services
+from worker.store import audit, connections
+
+log = structlog.get_logger(__name__)
+
+
+async def _delete_locally(services: Services, connection_id: str) -> bool:
+    async with services.pool.acquire() as conn:
+        unlinked = await connections.unlink(conn, connection_id)
+        if unlinked is None:
+            return False
+        if unlinked.tokens_dropped or unlinked.resources_deleted:
+            await audit.record(
+                conn,
+                connection_id,
+                "unlinked",
+                resources_deleted=unlinked.resources_deleted,
+                tokens_dropped=unlinked.tokens_dropped,
+            )
+            log.info("unlinked", resources_deleted=unlinked.resources_deleted)
+    return True
+
+
+async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -> str:
+    async with services.pool.acquire() as conn:
+        token = await connections.pending_revocation(conn, services.cipher, connection_id)
+    if token is None:
+        return "nothing to revoke"
+    try:
+        await oauth.revoke(services.bluebutton, services.credentials, token, end_grant=True)
+    except errors.BlueButtonError as exc:
+        async with services.pool.acquire() as conn:
+            await connections.revocation_failed(conn, connection_id, str(exc))
+        if isinstance(exc, errors.RetryableError) and job_try < JOB_MAX_TRIES:
+            raise Retry(defer=job_retry_delay(job_try, exc.retry_after)) from exc
+        log.warning("revocation_failed", reason=str(exc))
+        return "revocation failed; token kept in pending_revocations"
+    async with services.pool.acquire() as conn, conn.transaction():
+        await connections.revocation_done(conn, connection_id)
+        await audit.record(conn, connection_id, "revoked_at_cms")
+    return "revoked at CMS"
+
+
+async def unlink(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """arq job ``unlink(connection_id)``."""
+    job = parse_payload(UnlinkJob, args, kwargs)
+    services: Services = ctx["services"]
+    with structlog.contextvars.bound_contextvars(job="unlink", connection_id=job.connection_id):
+        if not await _delete_locally(services, job.connection_id):
+            log.info("unlink_of_unknown_connection")
+            return {"status": "unknown"}
+        revocation = await _revoke_at_cms(services, job.connection_id, ctx["job_try"])
+        return {"status": "revoked", "cms": revocation}
