@@ -3,6 +3,7 @@ resources the emulator serves, to compare with what the worker stored."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -78,3 +79,10 @@ async def emulator_post(base_url: str, path: str, body: dict[str, Any] | None = 
         response = await http.post(path, json=body or {})
         response.raise_for_status()
         return response.json()
+
+
+async def pages_stored(pool: asyncpg.Pool, pages: int, sync: asyncio.Task[Any]) -> None:
+    """Return once the running sync has stored ``pages`` pages (polling the database)."""
+    while await pool.fetchval("SELECT coalesce(max(pages), 0) FROM sync_runs") < pages:
+        assert not sync.done(), "the sync finished before it could be interrupted"
+        await asyncio.sleep(0.01)

@@ -14,7 +14,7 @@ from arq import Retry
 from redis.asyncio import Redis
 
 from tests.integration.conftest import Stack
-from tests.integration.support import authorized_job, patient_id
+from tests.integration.support import authorized_job, pages_stored, patient_id
 from worker.bluebutton.budget import RequestBudget
 from worker.bluebutton.client import BlueButtonClient, build_http_client
 from worker.bluebutton.retry import RetryPolicy
@@ -110,9 +110,7 @@ async def test_unlink_wins_against_a_sync_in_flight(
     emulator, _, services = await start(config, BB_RATE_LIMIT="5")
     job = await authorized_job(emulator.base_url, 0)
     sync = asyncio.create_task(connect(ctx(services), **job.model_dump()))
-    while await pool.fetchval("SELECT coalesce(max(pages), 0) FROM sync_runs") < 3:
-        assert not sync.done(), "the sync finished before the unlink could interrupt it"
-        await asyncio.sleep(0.01)
+    await pages_stored(pool, 3, sync)
     await unlink(ctx(services), "conn-0")
     assert await sync == {"status": "revoked"}
     assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
