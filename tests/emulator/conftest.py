@@ -19,7 +19,7 @@ async def make_harness() -> AsyncIterator[MakeHarness]:
 
         async def make(config: EmulatorConfig | None = None) -> Harness:
             clock = FakeClock()
-            state = EmulatorState(now=clock)
+            state = EmulatorState(now=clock, sleep=clock.sleep)
             app = build_app(config or EmulatorConfig(), state)
             transport = httpx.ASGITransport(app=app)
             client = httpx.AsyncClient(transport=transport, base_url="http://testserver")

@@ -19,16 +19,21 @@ ME = "-19990000000001"
 
 
 class FakeClock:
-    """A clock tests move by hand."""
+    """A clock tests move by hand; its `sleep` moves it at once and remembers each delay."""
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self.now = start
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
 
 
 def pkce_pair() -> tuple[str, str]:

@@ -1,12 +1,13 @@
 """The in-process server used by tests and the demo."""
 
 import asyncio
+import socket
 
 import httpx
 import pytest
 
 from worker.emulator.config import EmulatorConfig
-from worker.emulator.server import running_emulator
+from worker.emulator.server import _bind, running_emulator
 from worker.emulator.state import EmulatorState
 
 
@@ -27,3 +28,13 @@ async def test_running_emulator_serves_on_a_free_port_and_stops_cleanly() -> Non
     async with httpx.AsyncClient() as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(f"{base_url}/v2/fhir/metadata")
+
+
+def test_connections_are_accepted_without_nagle_delays() -> None:
+    sock = _bind("127.0.0.1", 0)
+    try:
+        nodelay = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        sock.close()
+    # Accepted connections inherit it; without it each answer waits for a delayed ACK.
+    assert nodelay != 0

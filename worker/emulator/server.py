@@ -3,8 +3,8 @@
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import uvicorn
@@ -17,6 +17,7 @@ from worker.emulator.state import EmulatorState
 _log = logging.getLogger("uvicorn.error")
 _STARTUP_POLL_SECONDS = 0.005
 _GRACEFUL_SHUTDOWN_SECONDS = 2
+_UNFINISHED_RESPONSE = "ASGI callable returned without completing response."
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ async def serve(config: EmulatorConfig, host: str, port: int) -> None:
     sock = _bind(host, port)
     _log.info("Blue Button 2.0 emulator listening on %s", _url(sock))
     try:
-        await server.serve(sockets=[sock])
+        with _drops_unlogged(config):
+            await server.serve(sockets=[sock])
     finally:
         sock.close()
 
@@ -55,18 +57,40 @@ async def running_emulator(
     state = state if state is not None else EmulatorState()
     server = uvicorn.Server(_uvicorn_config(build_app(config, state), log_level="warning"))
     sock = _bind(host, port)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    with _drops_unlogged(config):
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("the emulator stopped during start-up")
+                await asyncio.sleep(_STARTUP_POLL_SECONDS)
+            yield RunningEmulator(base_url=_url(sock), state=state, config=config)
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+
+
+class _DeliberateDrops(logging.Filter):
+    """Hides uvicorn's error about an unfinished response: with a drop_rate, the emulator leaves
+    responses unfinished on purpose (and counts them as "dropped")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but that one."""
+        return record.getMessage() != _UNFINISHED_RESPONSE
+
+
+@contextmanager
+def _drops_unlogged(config: EmulatorConfig) -> Iterator[None]:
+    """While a server with a drop_rate runs, its deliberate drops are not reported as errors."""
+    deliberate = _DeliberateDrops()
+    if config.drop_rate > 0:
+        _log.addFilter(deliberate)
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the emulator stopped during start-up")
-            await asyncio.sleep(_STARTUP_POLL_SECONDS)
-        yield RunningEmulator(base_url=_url(sock), state=state, config=config)
+        yield
     finally:
-        server.should_exit = True
-        await task
-        sock.close()
+        _log.removeFilter(deliberate)
 
 
 def _uvicorn_config(app: Starlette, *, log_level: str) -> uvicorn.Config:
@@ -84,7 +108,12 @@ def _uvicorn_config(app: Starlette, *, log_level: str) -> uvicorn.Config:
 def _bind(host: str, port: int) -> socket.socket:
     """Bind first, so that port 0 becomes a known port before the server starts."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    return socket.create_server((host, port), family=family)
+    sock = socket.create_server((host, port), family=family)
+    # asyncio sets TCP_NODELAY only on sockets made with proto=IPPROTO_TCP, which this one is
+    # not; accepted connections inherit it from here. Without it, Nagle's algorithm and the
+    # client's delayed ACK hold each response's body about 40 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _url(sock: socket.socket) -> str:

@@ -1,19 +1,21 @@
 """In-memory OAuth state of the emulator: authorization requests, codes, tokens and grants.
 
-All times come from one injectable clock (epoch seconds) so tests can move time without
-sleeping.
+All times come from one injectable clock (epoch seconds), and the delays of slow answers
+from an injectable sleep, so tests can move time without sleeping.
 """
 
+import asyncio
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from worker.emulator.stats import RequestStats
 
 Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass
@@ -77,8 +79,9 @@ class Grant:
 class EmulatorState:
     """Everything that changes while the emulator runs, except the claim data."""
 
-    def __init__(self, now: Clock = time.time) -> None:
+    def __init__(self, now: Clock = time.time, sleep: Sleep = asyncio.sleep) -> None:
         self.now = now
+        self.sleep = sleep
         self._requests = RequestStats()
         self._auth_requests: dict[str, AuthRequest] = {}
         self._codes: dict[str, AuthCode] = {}
@@ -90,12 +93,28 @@ class EmulatorState:
 
     # Requests and faults
 
-    def count_request(self, endpoint: str, status: int, client_id: str | None, at: float) -> None:
-        """Count one answered BB2 request (admin calls are not counted)."""
-        self._requests.record(endpoint, status, client_id, int(at))
+    def count_request(
+        self, endpoint: str, status: int | str, client_id: str | None, at: float
+    ) -> None:
+        """Count one answered BB2 request that arrived `at` (admin calls are not counted).
+
+        `status` is the HTTP status, or stats.DROPPED for a connection dropped on purpose.
+        """
+        self._requests.record(endpoint, status, client_id, at)
+
+    def count_admitted(self, client_id: str | None, at: float) -> None:
+        """Note the arrival of a request the app made and the rate limit let through."""
+        self._requests.record_admitted(client_id, at)
 
     def stats(self) -> dict[str, Any]:
-        """Request counters: total, by_endpoint, by_status, by_client, by_second, max_per_second."""
+        """Request counters since the last reset.
+
+        total, by_endpoint, by_status, by_client, by_second and max_per_second (the busiest
+        calendar second) count every request; max_in_window and max_in_window_by_client are
+        the most admitted app requests (no 429s, no browser pages) in any sliding second;
+        first_request_at and last_request_at are the arrival times (epoch seconds, or None)
+        of the first and the last request counted in total.
+        """
         return self._requests.snapshot()
 
     def reset_stats(self) -> None:

@@ -1,4 +1,8 @@
-"""Request counters and the per-client sliding-window rate limit."""
+"""Request counters and the per-client sliding-window rate limit.
+
+Both count a 1-second window the same way: half-open, (now - 1, now], so requests at t=0.0 and
+t=1.0 are never in the same window.
+"""
 
 import math
 from collections import Counter, deque
@@ -7,10 +11,41 @@ from typing import Any
 # X-RateLimit-* still have to be numbers when no limit is configured.
 UNLIMITED = 1_000_000
 WINDOW_SECONDS = 1.0
+# The by_status key of a FHIR request whose connection was dropped on purpose (no status sent).
+DROPPED = "dropped"
+UNKNOWN_CLIENT = "unknown"
+
+
+def _slide(window: deque[float], now: float) -> deque[float]:
+    """Forget the arrivals that fell out of the window ending at `now`."""
+    while window and window[0] <= now - WINDOW_SECONDS:
+        window.popleft()
+    return window
+
+
+class WindowPeak:
+    """The most arrivals seen in any 1-second window, keeping only the last second's arrivals.
+
+    The busiest window can always be slid until it ends on an arrival, so its count is the
+    window's length right after some append: no history is needed beyond one second.
+    """
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._window: deque[float] = deque()
+
+    def add(self, at: float) -> None:
+        """Note one arrival; arrivals must come in clock order."""
+        _slide(self._window, at).append(at)
+        self.peak = max(self.peak, len(self._window))
 
 
 class RequestStats:
-    """Counts of the BB2 requests served: in total, per endpoint, status, client and second."""
+    """Counts of the BB2 requests served: in total, per endpoint, status, client and second.
+
+    Besides, the peak of admitted requests in a sliding second, overall and per client, and the
+    span between the first and the last request counted.
+    """
 
     def __init__(self) -> None:
         self.total = 0
@@ -18,14 +53,26 @@ class RequestStats:
         self.by_status: Counter[str] = Counter()
         self.by_client: Counter[str] = Counter()
         self.by_second: Counter[str] = Counter()
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self._peak = WindowPeak()
+        self._peak_by_client: dict[str, WindowPeak] = {}
 
-    def record(self, endpoint: str, status: int, client_id: str | None, second: int) -> None:
-        """Count one answered request; `second` is its epoch second."""
+    def record(self, endpoint: str, status: int | str, client_id: str | None, at: float) -> None:
+        """Count one answered request that arrived at `at` (epoch seconds)."""
         self.total += 1
         self.by_endpoint[endpoint] += 1
         self.by_status[str(status)] += 1
-        self.by_client[client_id or "unknown"] += 1
-        self.by_second[str(second)] += 1
+        self.by_client[client_id or UNKNOWN_CLIENT] += 1
+        self.by_second[str(int(at))] += 1
+        # Slow requests finish out of order: keep the extremes of the arrival times.
+        self.first_at = at if self.first_at is None else min(self.first_at, at)
+        self.last_at = at if self.last_at is None else max(self.last_at, at)
+
+    def record_admitted(self, client_id: str | None, at: float) -> None:
+        """Note a request the rate limit let through, when it arrives."""
+        self._peak.add(at)
+        self._peak_by_client.setdefault(client_id or UNKNOWN_CLIENT, WindowPeak()).add(at)
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as plain JSON-ready data."""
@@ -36,6 +83,12 @@ class RequestStats:
             "by_client": dict(self.by_client),
             "by_second": dict(sorted(self.by_second.items())),
             "max_per_second": max(self.by_second.values(), default=0),
+            "max_in_window": self._peak.peak,
+            "max_in_window_by_client": {
+                client: peak.peak for client, peak in self._peak_by_client.items()
+            },
+            "first_request_at": self.first_at,
+            "last_request_at": self.last_at,
         }
 
 
@@ -66,10 +119,7 @@ class SlidingWindow:
         return _header_values(self._limit, max(self._capacity - len(window), 0), reset)
 
     def _window(self, client_id: str, now: float) -> deque[float]:
-        window = self._admitted.setdefault(client_id, deque())
-        while window and window[0] <= now - WINDOW_SECONDS:
-            window.popleft()
-        return window
+        return _slide(self._admitted.setdefault(client_id, deque()), now)
 
 
 def _header_values(limit: int, remaining: int, reset: int) -> dict[str, str]:
