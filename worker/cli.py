@@ -46,13 +46,9 @@ async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.jobs.worker import build_worker
+    from worker.jobs.worker import run_replica
 
-    worker = build_worker(settings, burst=args.burst, concurrency=args.concurrency)
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
+    await run_replica(settings, burst=args.burst, concurrency=args.concurrency)
     return 0
 
 

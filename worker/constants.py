@@ -10,6 +10,7 @@ REDIS_PREFIX: Final = "bbingest"
 BUDGET_TAT_KEY: Final = REDIS_PREFIX + ":budget:{client}:tat"
 BUDGET_COOLDOWN_KEY: Final = REDIS_PREFIX + ":budget:{client}:cooldown"
 BUDGET_SERVER_LIMIT_KEY: Final = REDIS_PREFIX + ":budget:{client}:server-limit"
+BUDGET_WAITING_KEY: Final = REDIS_PREFIX + ":budget:{client}:interactive-waiting"
 # How long a lower limit announced by BB2 holds before the configured one is tried again.
 BUDGET_SERVER_LIMIT_TTL: Final = 60
 # The server counts a sliding one-second window; spacing grants over a slightly longer
@@ -17,8 +18,11 @@ BUDGET_SERVER_LIMIT_TTL: Final = 60
 BUDGET_WINDOW_SECONDS: Final = 1.0
 BUDGET_WINDOW_MARGIN: Final = 0.04
 
-# arq queues and jobs.
-QUEUE_NAME: Final = "arq:queue"
+# arq queues ("lanes"): connect and unlink, where a person waits and codes expire within
+# minutes, never queue behind bulk resync work. The interactive lane is arq's default
+# queue, so upstream services that enqueue with arq's defaults land there.
+QUEUE_INTERACTIVE: Final = "arq:queue"
+QUEUE_BULK: Final = REDIS_PREFIX + ":queue:bulk"
 JOB_CONNECT: Final = "connect"
 JOB_UNLINK: Final = "unlink"
 JOB_RESYNC: Final = "resync"

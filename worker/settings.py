@@ -58,6 +58,12 @@ class Settings(BaseModel):
     token_encryption_key: SecretStr = Field(SecretStr(""), alias="TOKEN_ENCRYPTION_KEY")
     metrics_port: int = Field(DEFAULT_METRICS_PORT, alias="METRICS_PORT", ge=0, le=65535)
     worker_concurrency: int = Field(8, alias="WORKER_CONCURRENCY", ge=1, le=256)
+    resync_cadence_hours: float = Field(168, alias="RESYNC_CADENCE_HOURS", gt=0)
+    resync_full_every_days: float = Field(28, alias="RESYNC_FULL_EVERY_DAYS", gt=0)
+    resync_margin_hours: float = Field(24, alias="RESYNC_MARGIN_HOURS", ge=0)
+    resync_daily_share: float = Field(0.5, alias="RESYNC_DAILY_SHARE", gt=0, le=1)
+    resync_hour_utc: int = Field(2, alias="RESYNC_HOUR_UTC", ge=0, le=23)
+    dormant_retention_days: float = Field(30, alias="DORMANT_RETENTION_DAYS", gt=0)
     log_format: Literal["json", "console"] = Field("json", alias="LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="LOG_LEVEL")
 

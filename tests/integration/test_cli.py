@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from tests.integration.conftest import DATABASE_URL, REDIS_URL, Stack
 from worker.cli import main
 from worker.emulator.config import EmulatorConfig
-from worker.jobs.worker import build_worker
+from worker.jobs.worker import run_replica
 from worker.local import REDIRECT_URI
 
 Start = Callable[..., Awaitable[Stack]]
@@ -130,11 +130,7 @@ async def test_a_code_the_emulator_never_issued_ends_in_error_and_stores_nothing
     )
     assert code == 0
     assert "queued" in capsys.readouterr().out
-    worker = build_worker(settings, burst=True)
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
+    await run_replica(settings, burst=True)
     assert await run_cli("status", "c-bogus", "--json") == 0
     [status] = orjson.loads(capsys.readouterr().out)
     assert status["status"] == "error"

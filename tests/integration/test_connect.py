@@ -28,7 +28,7 @@ from worker.errors import InvalidJob
 from worker.jobs.connect import connect
 from worker.jobs.enqueue import enqueue, open_queue
 from worker.jobs.services import Services
-from worker.jobs.worker import build_worker
+from worker.jobs.worker import run_replica
 from worker.local import emulator_stats
 from worker.settings import Settings
 from worker.store import connections
@@ -41,11 +41,7 @@ def ctx(services: Services, job_try: int = 1) -> dict[str, Any]:
 
 
 async def run_worker(settings: Settings) -> None:
-    worker = build_worker(settings, burst=True, concurrency=4)
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
+    await run_replica(settings, burst=True, concurrency=4)
 
 
 async def status_of(pool: asyncpg.Pool, connection_id: str) -> connections.Connection:

@@ -1,6 +1,17 @@
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
 from worker.bluebutton.fhir import RESOURCE_QUERIES, query_for
-from worker.jobs.sync import DONE, cursor_after, remaining_steps
-from worker.store.sync_runs import Cursor
+from worker.jobs.plan import (
+    DONE,
+    LAST_UPDATED_FLOOR,
+    choose_plan,
+    cursor_after,
+    queries_for,
+    remaining_steps,
+)
+from worker.store.sync_runs import FULL, Cursor, History, Plan
 
 TYPES = [q.resource_type for q in RESOURCE_QUERIES]
 
@@ -39,3 +50,44 @@ def test_first_urls_use_the_largest_page_size() -> None:
         "Coverage": f"{base}/v2/fhir/Coverage?beneficiary=Patient/-1&_count=50",
         "ExplanationOfBenefit": f"{base}/v2/fhir/ExplanationOfBenefit?patient=-1&_count=50",
     }
+
+
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+WEEK, DAY = timedelta(days=7), timedelta(days=1)
+
+
+def plan_for(history: History) -> Plan:
+    return choose_plan(NOW, history, full_every=4 * WEEK, margin=DAY)
+
+
+def test_never_synced_means_a_full_pass() -> None:
+    assert plan_for(History(None, None)) == FULL
+
+
+def test_recent_full_pass_means_incremental_since_last_start_less_margin() -> None:
+    plan = plan_for(History(last_success=NOW - WEEK, last_full=NOW - 2 * WEEK))
+    assert plan == Plan("incremental", NOW - WEEK - DAY)
+
+
+def test_old_full_pass_means_a_new_full_pass() -> None:
+    assert plan_for(History(last_success=NOW - DAY, last_full=NOW - 4 * WEEK)) == FULL
+
+
+def test_since_never_goes_below_bb2_floor() -> None:
+    old = datetime(2020, 2, 12, 12, tzinfo=UTC)
+    plan = choose_plan(old + DAY, History(old, old), full_every=4 * WEEK, margin=7 * DAY)
+    assert plan.since == LAST_UPDATED_FLOOR
+
+
+def test_incremental_passes_skip_reads() -> None:
+    incremental = queries_for(Plan("incremental", NOW), RESOURCE_QUERIES)
+    assert [q.resource_type for q in incremental] == ["Coverage", "ExplanationOfBenefit"]
+    assert queries_for(FULL, RESOURCE_QUERIES) == list(RESOURCE_QUERIES)
+
+
+def test_incremental_url_asks_last_updated_in_utc() -> None:
+    since = datetime(2026, 11, 1, 7, 30, tzinfo=timezone(timedelta(hours=5)))
+    url = query_for("ExplanationOfBenefit").first_url("https://h", "-1", since)
+    assert url.endswith("&_lastUpdated=gt2026-11-01T02%3A30%3A00.000Z")
+    with pytest.raises(ValueError, match="reads"):
+        query_for("Patient").first_url("https://h", "-1", since)

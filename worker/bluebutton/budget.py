@@ -6,7 +6,9 @@ of ``B`` the emission interval is ``window / (limit - B + 1)``, which admits at 
 ``limit`` requests in any window (a GCRA admits ``B + r·W - 1``). The default burst of 1
 spaces requests evenly: a burst of simultaneous grants would reach BB2 one after another,
 late, and crowd the next window at the server, which is where the limit is counted.
-Time comes from Redis (``TIME``), so replicas with skewed clocks still agree. A 429 sets a
+Interactive requests (a person is waiting: connect, unlink) go first: bulk requests
+(resync) are refused while any interactive one waits. Time comes from Redis (``TIME``),
+so replicas with skewed clocks still agree. A 429 sets a
 shared cool-down key that stops every replica until it expires, and a lower limit that BB2
 announces in ``X-RateLimit-Limit`` lowers the rate of every replica for a while.
 """
@@ -14,6 +16,8 @@ announces in ``X-RateLimit-Limit`` lowers the rate of every replica for a while.
 from __future__ import annotations
 
 import asyncio
+import copy
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -24,12 +28,15 @@ from worker.constants import (
     BUDGET_SERVER_LIMIT_KEY,
     BUDGET_SERVER_LIMIT_TTL,
     BUDGET_TAT_KEY,
+    BUDGET_WAITING_KEY,
     BUDGET_WINDOW_MARGIN,
     BUDGET_WINDOW_SECONDS,
 )
 
-# KEYS: theoretical arrival time, cool-down, the limit the server announced.
-# ARGV: our rate, burst and window (µs). Returns 0 when granted, else µs to wait.
+# KEYS: theoretical arrival time, cool-down, the limit the server announced, and the
+# interactive requests waiting (a sorted set: member = waiter, score = when it lapses).
+# ARGV: our rate, burst and window (µs), the waiter id, 1 for interactive / 0 for bulk.
+# Returns 0 when granted, else µs to wait.
 _ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -39,10 +46,19 @@ local rate = math.min(tonumber(ARGV[1]), tonumber(redis.call('GET', KEYS[3]) or 
 local burst = math.min(tonumber(ARGV[2]), rate)
 local interval = tonumber(ARGV[3]) / (rate - burst + 1)
 local tolerance = (burst - 1) * interval
+local interactive = ARGV[5] == '1'
+if interactive then
+  redis.call('ZADD', KEYS[4], now + 2000000, ARGV[4])
+  redis.call('PEXPIRE', KEYS[4], 5000)
+else
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  if redis.call('ZCARD', KEYS[4]) > 0 then return math.ceil(interval) end
+end
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
 if tat - now > tolerance then return math.ceil(tat - now - tolerance) end
 redis.call('SET', KEYS[1], string.format('%d', tat + interval),
            'PX', math.ceil((tat + interval - now) / 1000) + 1000)
+if interactive then redis.call('ZREM', KEYS[4], ARGV[4]) end
 return 0
 """
 
@@ -66,6 +82,7 @@ class RequestBudget:
         rate: int,
         *,
         burst: int = 1,
+        interactive: bool = True,
         window: float = BUDGET_WINDOW_SECONDS + BUDGET_WINDOW_MARGIN,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -75,8 +92,10 @@ class RequestBudget:
             BUDGET_TAT_KEY.format(client=client_id),
             BUDGET_COOLDOWN_KEY.format(client=client_id),
             BUDGET_SERVER_LIMIT_KEY.format(client=client_id),
+            BUDGET_WAITING_KEY.format(client=client_id),
         ]
         self._args = [rate, burst, round(window * 1_000_000)]
+        self._interactive = interactive
         self._rate = rate
         self._redis = redis
         self._announced: int | None = None
@@ -84,18 +103,33 @@ class RequestBudget:
         self._pause = redis.register_script(_PAUSE)
         self._sleep = sleep
 
-    async def try_acquire(self) -> float:
-        """Take a slot if one is free: 0.0 when granted, else the seconds to wait."""
-        wait_us = await self._acquire(keys=self._keys, args=self._args)
+    async def try_acquire(self, waiter: str = "") -> float:
+        """Take a slot if one is free: 0.0 when granted, else the seconds to wait.
+
+        An interactive ``waiter`` that is refused stays registered for two seconds, and
+        bulk requests wait while any interactive one does.
+        """
+        args: list[str | int] = [
+            *self._args,
+            waiter or secrets.token_hex(8),
+            int(self._interactive),
+        ]
+        wait_us = await self._acquire(keys=self._keys, args=args)
         return int(wait_us) / 1_000_000
 
     async def acquire(self) -> float:
         """Wait until a slot is granted; returns the seconds spent waiting."""
-        waited = 0.0
-        while (wait := await self.try_acquire()) > 0:
+        waiter, waited = secrets.token_hex(8), 0.0
+        while (wait := await self.try_acquire(waiter)) > 0:
             await self._sleep(wait)
             waited += wait
         return waited
+
+    def for_bulk(self) -> RequestBudget:
+        """The same budget for bulk work, which yields to interactive requests."""
+        bulk = copy.copy(self)
+        bulk._interactive = False
+        return bulk
 
     async def pause(self, seconds: float) -> None:
         """Stop every replica from sending for this client id for ``seconds``."""

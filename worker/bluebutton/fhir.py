@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import quote, urlencode
 
@@ -18,17 +19,27 @@ from worker.constants import EOB_PAGE_SIZE
 
 @dataclass(frozen=True)
 class ResourceQuery:
-    """How to fetch one resource type; adding a type is adding one of these."""
+    """How to fetch one resource type; adding a type is adding one of these.
+
+    ``search`` types answer Bundles and accept ``_lastUpdated``, so an incremental pass
+    asks them only for what changed; a read (Patient) is fetched on full passes only.
+    """
 
     resource_type: str
     scope: str
     path: str  # relative to the FHIR base; {patient} is the beneficiary id
     search: bool
 
-    def first_url(self, base_url: str, patient_id: str) -> str:
-        """The absolute URL of the first page for ``patient_id``."""
+    def first_url(self, base_url: str, patient_id: str, since: datetime | None = None) -> str:
+        """The absolute URL of the first page for ``patient_id``, changes after ``since``."""
         path = self.path.format(patient=quote(patient_id, safe=""))
-        return f"{base_url.rstrip('/')}{endpoints.FHIR_PATH}{path}"
+        url = f"{base_url.rstrip('/')}{endpoints.FHIR_PATH}{path}"
+        if since is None:
+            return url
+        if not self.search:
+            raise ValueError(f"{self.resource_type} reads cannot filter on _lastUpdated")
+        stamp = since.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return f"{url}&{urlencode({'_lastUpdated': f'gt{stamp}'})}"
 
 
 def _search(resource_type: str, param: str, value: str) -> str:
@@ -109,13 +120,15 @@ async def iter_pages(
     tokens: AccessTokens,
     *,
     start_url: str | None = None,
+    since: datetime | None = None,
 ) -> AsyncIterator[Page]:
-    """Yield every page of ``query`` from ``start_url`` (a saved cursor) or the first page.
+    """Yield every page of ``query`` from ``start_url`` (a saved cursor) or the first page
+    (of changes after ``since``, when given).
 
     Stops with a ProtocolError on a ``next`` link that leaves the base URL or repeats a
     page already seen in this run, so a looping server cannot keep a worker forever.
     """
-    url: str | None = start_url or query.first_url(client.base_url, patient_id)
+    url: str | None = start_url or query.first_url(client.base_url, patient_id, since)
     seen: set[str] = set()
     while url is not None:
         if url in seen:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis, create_pool
 
-from worker.constants import QUEUE_NAME
+from worker.constants import QUEUE_INTERACTIVE
 from worker.jobs.payloads import JobPayload
 from worker.jobs.worker import deserialize, redis_settings, serialize
 
@@ -15,11 +15,13 @@ async def open_queue(redis_url: str) -> ArqRedis:
         redis_settings(redis_url),
         job_serializer=serialize,
         job_deserializer=deserialize,
-        default_queue_name=QUEUE_NAME,
+        default_queue_name=QUEUE_INTERACTIVE,
     )
 
 
 async def enqueue(queue: ArqRedis, job: JobPayload) -> str | None:
     """Queue ``job``; None when the same event is already queued or running."""
-    queued = await queue.enqueue_job(job.job_name, _job_id=job.job_id(), **job.model_dump())
+    queued = await queue.enqueue_job(
+        job.job_name, _job_id=job.job_id(), _queue_name=job.queue_name, **job.model_dump()
+    )
     return None if queued is None else queued.job_id

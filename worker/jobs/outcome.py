@@ -18,10 +18,10 @@ from worker import errors
 from worker.bluebutton.retry import job_retry_delay
 from worker.crypto import DecryptionError
 from worker.jobs.services import Services
-from worker.jobs.sync import sync_connection
+from worker.jobs.sync import SyncResult, sync_connection
 from worker.store import audit, connections, sync_runs
 from worker.store.connections import ConnectionRevoked, Status
-from worker.store.sync_runs import Kind
+from worker.store.sync_runs import FULL, Kind, Plan
 
 log = structlog.get_logger(__name__)
 
@@ -34,16 +34,33 @@ async def _fail(services: Services, connection_id: str, status: Status, reason: 
     log.warning("sync_failed", status=status, reason=reason)
 
 
-async def _succeed(services: Services, connection_id: str, run_id: int) -> None:
+async def _succeed(services: Services, connection_id: str, result: SyncResult) -> int:
     async with services.pool.acquire() as conn, conn.transaction():
         await connections.lock_live(conn, connection_id)
-        await sync_runs.finish(conn, run_id)
+        deleted = 0
+        if result.plan.mode == "full":
+            deleted = await sync_runs.delete_unseen(conn, result.run_id, connection_id)
+        await sync_runs.finish(conn, result.run_id)
         await connections.set_status(conn, connection_id, "active", synced_at=datetime.now(UTC))
-        await audit.record(conn, connection_id, "synced", run_id=run_id)
+        await audit.record(
+            conn,
+            connection_id,
+            "synced",
+            run_id=result.run_id,
+            mode=result.plan.mode,
+            deleted=deleted,
+        )
+    return deleted
 
 
 async def run_sync(
-    services: Services, connection_id: str, kind: Kind, *, job_try: int, max_tries: int
+    services: Services,
+    connection_id: str,
+    kind: Kind,
+    *,
+    job_try: int,
+    max_tries: int,
+    plan: Plan = FULL,
 ) -> dict[str, Any]:
     """Sync the connection and record the outcome; raises ``Retry`` to come back later."""
     async with services.pool.acquire() as conn:
@@ -54,8 +71,8 @@ async def run_sync(
         log.info("sync_not_needed", status=connection.status)
         return {"status": connection.status}
     try:
-        result = await sync_connection(services, connection, kind)
-        await _succeed(services, connection_id, result.run_id)
+        result = await sync_connection(services, connection, kind, plan)
+        deleted = await _succeed(services, connection_id, result)
     except ConnectionRevoked:
         log.info("sync_stopped_by_unlink")
         return {"status": "revoked"}
@@ -74,6 +91,8 @@ async def run_sync(
         return {"status": "error"}
     log.info(
         "sync_succeeded",
+        mode=result.plan.mode,
+        deleted=deleted,
         pages=result.pages,
         resources=result.resources,
         skipped=result.skipped_types,

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from worker.constants import JOB_CONNECT, JOB_RESYNC, JOB_UNLINK
+from worker.constants import JOB_CONNECT, JOB_RESYNC, JOB_UNLINK, QUEUE_BULK, QUEUE_INTERACTIVE
 from worker.errors import InvalidJob
 from worker.settings import is_loopback_host
 
@@ -39,6 +39,7 @@ class JobPayload(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     job_name: ClassVar[str]
+    queue_name: ClassVar[str] = QUEUE_INTERACTIVE
 
     connection_id: ConnectionId
 
@@ -82,6 +83,7 @@ class ResyncJob(JobPayload):
     """``resync(connection_id)``."""
 
     job_name = JOB_RESYNC
+    queue_name = QUEUE_BULK
 
 
 Payload = TypeVar("Payload", bound=JobPayload)

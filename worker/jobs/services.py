@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 import httpx
@@ -25,8 +25,13 @@ class Services:
     redis: Redis
     http: httpx.AsyncClient
     bluebutton: BlueButtonClient
+    bulk_bluebutton: BlueButtonClient
     cipher: TokenCipher
     credentials: ClientCredentials
+
+    def bulk_lane(self) -> Services:
+        """The same services for bulk work, whose requests yield to interactive ones."""
+        return replace(self, bluebutton=self.bulk_bluebutton)
 
 
 async def open_services(settings: Settings, *, concurrency: int) -> Services:
@@ -45,6 +50,7 @@ async def open_services(settings: Settings, *, concurrency: int) -> Services:
         redis=redis,
         http=http,
         bluebutton=BlueButtonClient(http, budget),
+        bulk_bluebutton=BlueButtonClient(http, budget.for_bulk()),
         cipher=cipher,
         credentials=ClientCredentials(client_id, client_secret),
     )

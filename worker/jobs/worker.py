@@ -1,29 +1,47 @@
-"""arq worker settings: JSON job serializer (never pickle), functions, start-up and shutdown."""
+"""arq workers: JSON job serializer (never pickle), one worker loop per lane, shared services.
+
+A replica runs two arq workers in one process, one per queue (arq has no priorities; lanes
+are separate queues): the interactive lane (connect, unlink) and the bulk lane (resync).
+Both share one set of connections to Postgres, Redis and BB2.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from typing import Any
 
 import orjson
 import structlog
 from arq import Worker
 from arq.connections import RedisSettings
-from arq.worker import func
+from arq.worker import Function, func
 
 from worker.constants import (
     JOB_CONNECT,
     JOB_KEEP_RESULT_SECONDS,
     JOB_MAX_TRIES,
+    JOB_RESYNC,
     JOB_TIMEOUT_SECONDS,
     JOB_UNLINK,
-    QUEUE_NAME,
+    QUEUE_BULK,
+    QUEUE_INTERACTIVE,
 )
 from worker.jobs.connect import connect
-from worker.jobs.services import close_services, open_services
+from worker.jobs.resync import resync
+from worker.jobs.services import Services, close_services, open_services
 from worker.jobs.unlink import unlink
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+LANES: dict[str, list[Function]] = {
+    QUEUE_INTERACTIVE: [
+        func(connect, name=JOB_CONNECT, max_tries=JOB_MAX_TRIES),
+        func(unlink, name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
+    ],
+    QUEUE_BULK: [func(resync, name=JOB_RESYNC, max_tries=JOB_MAX_TRIES)],
+}
 
 
 def serialize(data: Any) -> bytes:
@@ -42,29 +60,15 @@ def redis_settings(redis_url: str) -> RedisSettings:
 
 
 def build_worker(
-    settings: Settings, *, burst: bool = False, concurrency: int | None = None
+    settings: Settings, services: Services, queue: str, *, burst: bool, max_jobs: int
 ) -> Worker:
-    """One worker replica; ``concurrency`` caps its jobs (and sockets to BB2) at once."""
-    max_jobs = concurrency or settings.worker_concurrency
-
-    async def startup(ctx: dict[str, Any]) -> None:
-        ctx["services"] = await open_services(settings, concurrency=max_jobs)
-        log.info("worker_started", concurrency=max_jobs, burst=burst)
-
-    async def shutdown(ctx: dict[str, Any]) -> None:
-        if "services" in ctx:
-            await close_services(ctx["services"])
-        log.info("worker_stopped")
-
+    """The arq worker of one lane; signals are handled by :func:`run_replica`."""
     return Worker(
-        functions=[
-            func(connect, name=JOB_CONNECT, max_tries=JOB_MAX_TRIES),
-            func(unlink, name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
-        ],
-        queue_name=QUEUE_NAME,
+        functions=LANES[queue],
+        queue_name=queue,
         redis_settings=redis_settings(settings.redis_url),
-        on_startup=startup,
-        on_shutdown=shutdown,
+        ctx={"services": services},
+        handle_signals=False,
         burst=burst,
         max_jobs=max_jobs,
         job_timeout=JOB_TIMEOUT_SECONDS,
@@ -75,3 +79,41 @@ def build_worker(
         job_deserializer=deserialize,
         log_results=False,
     )
+
+
+async def run_replica(
+    settings: Settings, *, burst: bool = False, concurrency: int | None = None
+) -> None:
+    """One replica: both lanes until stopped (or, with ``burst``, until both queues are empty).
+
+    ``concurrency`` caps the jobs of each lane, and the sockets to BB2 of the replica.
+    """
+    max_jobs = concurrency or settings.worker_concurrency
+    services = await open_services(settings, concurrency=2 * max_jobs)
+    workers = [
+        build_worker(settings, services, queue, burst=burst, max_jobs=max_jobs) for queue in LANES
+    ]
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, _stop, workers, signum, stopping)
+    log.info("worker_started", concurrency=max_jobs, burst=burst)
+    try:
+        await asyncio.gather(*(worker.async_run() for worker in workers))
+    except asyncio.CancelledError:
+        if not stopping.is_set():
+            raise
+        log.info("worker_stopping", signal="received")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        for worker in workers:
+            await worker.close()
+        await close_services(services)
+        log.info("worker_stopped")
+
+
+def _stop(workers: list[Worker], signum: int, stopping: asyncio.Event) -> None:
+    stopping.set()
+    for worker in workers:
+        worker.handle_sig(signal.Signals(signum))

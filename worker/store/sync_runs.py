@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from worker.constants import MAX_ERROR_CHARS
@@ -10,6 +11,18 @@ from worker.store.db import Conn
 from worker.store.resources import UpsertCounts
 
 Kind = Literal["connect", "resync"]
+Mode = Literal["full", "incremental"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A full pass (everything, and deletions found), or the changes after ``since``."""
+
+    mode: Mode
+    since: datetime | None = None
+
+
+FULL = Plan("full")
 
 
 @dataclass(frozen=True)
@@ -25,15 +38,16 @@ class Run:
     """A sync run in progress; ``cursor`` is None when nothing was stored yet."""
 
     run_id: int
+    plan: Plan
     cursor: Cursor | None
     resumed: bool
 
 
-async def start_or_resume(conn: Conn, connection_id: str, kind: Kind) -> Run:
-    """Resume the connection's unfinished run, or start a new one."""
+async def start_or_resume(conn: Conn, connection_id: str, kind: Kind, plan: Plan) -> Run:
+    """Resume the connection's unfinished run (with the plan it started with), or start one."""
     async with conn.transaction():
         record = await conn.fetchrow(
-            "SELECT run_id, cursor_type, cursor_url FROM sync_runs"
+            "SELECT run_id, mode, since, cursor_type, cursor_url FROM sync_runs"
             " WHERE connection_id = $1 AND status = 'running' FOR UPDATE",
             connection_id,
         )
@@ -43,13 +57,17 @@ async def start_or_resume(conn: Conn, connection_id: str, kind: Kind) -> Run:
                 if record["cursor_type"]
                 else None
             )
-            return Run(run_id=record["run_id"], cursor=cursor, resumed=True)
+            stored = Plan(record["mode"], record["since"])
+            return Run(run_id=record["run_id"], plan=stored, cursor=cursor, resumed=True)
         run_id = await conn.fetchval(
-            "INSERT INTO sync_runs (connection_id, kind) VALUES ($1, $2) RETURNING run_id",
+            "INSERT INTO sync_runs (connection_id, kind, mode, since) VALUES ($1, $2, $3, $4)"
+            " RETURNING run_id",
             connection_id,
             kind,
+            plan.mode,
+            plan.since,
         )
-        return Run(run_id=run_id, cursor=None, resumed=False)
+        return Run(run_id=run_id, plan=plan, cursor=None, resumed=False)
 
 
 async def record_page(conn: Conn, run_id: int, counts: UpsertCounts, cursor: Cursor | None) -> None:
@@ -100,3 +118,52 @@ async def fail_running(conn: Conn, connection_id: str, error: str) -> None:
         connection_id,
         error[:MAX_ERROR_CHARS],
     )
+
+
+async def remember_seen(
+    conn: Conn, run_id: int, resource_type: str, resource_ids: list[str]
+) -> None:
+    """Note ids a full pass has seen (inside the page's transaction)."""
+    await conn.execute(
+        """INSERT INTO sync_seen (run_id, resource_type, resource_id)
+           SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING""",
+        run_id,
+        resource_type,
+        resource_ids,
+    )
+
+
+async def delete_unseen(conn: Conn, run_id: int, connection_id: str) -> int:
+    """After a full pass: delete what BB2 no longer serves (or no longer lets us read)."""
+    deleted = await conn.fetchval(
+        """WITH gone AS (
+               DELETE FROM fhir_resources r WHERE r.connection_id = $2 AND NOT EXISTS (
+                   SELECT 1 FROM sync_seen s WHERE s.run_id = $1
+                   AND s.resource_type = r.resource_type AND s.resource_id = r.resource_id)
+               RETURNING 1)
+           SELECT count(*) FROM gone""",
+        run_id,
+        connection_id,
+    )
+    await conn.execute("DELETE FROM sync_seen WHERE run_id = $1", run_id)
+    return int(deleted)
+
+
+@dataclass(frozen=True)
+class History:
+    """When the connection's last successful syncs started."""
+
+    last_success: datetime | None
+    last_full: datetime | None
+
+
+async def history(conn: Conn, connection_id: str) -> History:
+    """Start times of the last successful sync, and of the last successful full pass."""
+    record = await conn.fetchrow(
+        """SELECT max(started_at) AS last_success,
+                  max(started_at) FILTER (WHERE mode = 'full') AS last_full
+           FROM sync_runs WHERE connection_id = $1 AND status = 'succeeded'""",
+        connection_id,
+    )
+    assert record is not None
+    return History(record["last_success"], record["last_full"])

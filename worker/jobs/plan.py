@@ -1,0 +1,63 @@
+"""Pure planning of a sync: full or incremental, what is left to fetch, where to resume."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from worker.bluebutton.fhir import ResourceQuery
+from worker.store.sync_runs import FULL, Cursor, History, Plan
+
+# The cursor of a run whose every resource type is stored.
+DONE: Final = "*"
+# BB2's documentation: never ask _lastUpdated for dates before this.
+LAST_UPDATED_FLOOR: Final = datetime(2020, 2, 12, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Step:
+    """A resource type still to fetch, from ``start_url`` (None: its first page)."""
+
+    query: ResourceQuery
+    start_url: str | None
+
+
+def choose_plan(
+    now: datetime, history: History, *, full_every: timedelta, margin: timedelta
+) -> Plan:
+    """A full pass when none succeeded within ``full_every``; else the changes since the
+    start of the last successful sync, less a safety ``margin`` (never before BB2's floor)."""
+    if history.last_success is None or history.last_full is None:
+        return FULL
+    if now - history.last_full >= full_every:
+        return FULL
+    return Plan("incremental", max(history.last_success - margin, LAST_UPDATED_FLOOR))
+
+
+def queries_for(plan: Plan, queries: Sequence[ResourceQuery]) -> list[ResourceQuery]:
+    """The queries a plan runs: all of them, or on an incremental pass the searches."""
+    return [q for q in queries if plan.mode == "full" or q.search]
+
+
+def remaining_steps(cursor: Cursor | None, queries: Sequence[ResourceQuery]) -> list[Step]:
+    """What is left to fetch after ``cursor`` (None: everything)."""
+    if cursor is None:
+        return [Step(query, None) for query in queries]
+    types = [query.resource_type for query in queries]
+    if cursor.resource_type not in types:
+        return []
+    at = types.index(cursor.resource_type)
+    return [Step(queries[at], cursor.url)] + [Step(query, None) for query in queries[at + 1 :]]
+
+
+def cursor_after(
+    query: ResourceQuery, next_url: str | None, queries: Sequence[ResourceQuery]
+) -> Cursor:
+    """The cursor once a page of ``query`` with link ``next_url`` is stored."""
+    if next_url is not None:
+        return Cursor(query.resource_type, next_url)
+    types = [q.resource_type for q in queries]
+    following = types.index(query.resource_type) + 1
+    return Cursor(types[following] if following < len(types) else DONE, None)

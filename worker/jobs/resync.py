@@ -1,0 +1,49 @@
+"""The ``resync`` job: fetch what changed since the last successful sync (or a full pass)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from worker.constants import JOB_MAX_TRIES
+from worker.jobs.outcome import run_sync
+from worker.jobs.payloads import ResyncJob, parse_payload
+from worker.jobs.plan import choose_plan
+from worker.jobs.services import Services
+from worker.store import connections, sync_runs
+
+log = structlog.get_logger(__name__)
+
+# A connection in these states holds live tokens worth a sync; needs_reauth does not.
+RESYNCABLE = ("active", "error")
+
+
+async def resync(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """arq job ``resync(connection_id)``."""
+    job = parse_payload(ResyncJob, args, kwargs)
+    services: Services = ctx["services"].bulk_lane()
+    settings = services.settings
+    with structlog.contextvars.bound_contextvars(job="resync", connection_id=job.connection_id):
+        async with services.pool.acquire() as conn:
+            connection = await connections.get(conn, job.connection_id)
+            history = await sync_runs.history(conn, job.connection_id)
+        if connection is None or connection.status not in RESYNCABLE:
+            status = connection.status if connection else "unknown"
+            log.info("resync_not_needed", status=status)
+            return {"status": status}
+        plan = choose_plan(
+            datetime.now(UTC),
+            history,
+            full_every=timedelta(days=settings.resync_full_every_days),
+            margin=timedelta(hours=settings.resync_margin_hours),
+        )
+        return await run_sync(
+            services,
+            job.connection_id,
+            "resync",
+            job_try=ctx["job_try"],
+            max_tries=JOB_MAX_TRIES,
+            plan=plan,
+        )
