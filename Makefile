@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 services:
-	@scripts/services.sh bbingest bbingest_test
+	@scripts/services.sh bbingest bbingest_test bbingest_bench
 
 .demo/token.key: | $(STAMP)
 	@mkdir -p .demo && $(BIN)/bbingest keygen > $@ && chmod 600 $@
@@ -32,8 +32,16 @@ typecheck: $(STAMP)
 test: lint typecheck services
 	$(BIN)/pytest
 
+# Benchmarks print figures (README quotes them); tests never check wall-clock time.
+# They own their database and Redis database 13, and empty both first.
+bench: $(STAMP) services .demo/token.key
+	DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bbingest_bench \
+	REDIS_URL=redis://127.0.0.1:6379/13 \
+	TOKEN_ENCRYPTION_KEY=$$(cat .demo/token.key) LOG_FORMAT=console \
+	$(BIN)/python -m tests.bench.budget
+
 schemas: $(STAMP)
 	$(BIN)/python -m worker.jobs.schemas schemas/jobs
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .bench .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ import pytest
 
 from tests.emulator.support import CLIENT, Harness, MakeHarness
 from worker.emulator.config import EmulatorConfig
-from worker.emulator.stats import SlidingWindow, WindowPeak
+from worker.emulator.stats import RequestStats, SlidingWindow, WindowPeak
 
 T0 = 1_800_000_000.0
 
@@ -117,3 +117,20 @@ async def test_the_span_follows_arrivals_when_a_slow_answer_ends_last(
     stats = harness.state.stats()
     assert fast.status_code == late.status_code == 200
     assert (stats["first_request_at"], stats["last_request_at"]) == (start, start + 1)
+
+
+def test_requests_inside_a_cool_down_are_counted_after_the_grace() -> None:
+    stats = RequestStats()
+    stats.record_throttled("app", at=10.0, retry_after=2)
+    for at in (10.01, 10.5, 11.9, 12.0, 12.5):  # in flight, inside, inside, after, after
+        stats.record_arrival("app", at)
+    stats.record_arrival("other-app", 10.5)  # another client is not cooling down
+    assert stats.snapshot()["during_cooldown"] == 2
+
+
+def test_a_429_inside_a_cool_down_lengthens_it() -> None:
+    stats = RequestStats()
+    stats.record_throttled("app", at=10.0, retry_after=1)
+    stats.record_throttled("app", at=10.02, retry_after=3)
+    stats.record_arrival("app", 12.5)
+    assert stats.snapshot()["during_cooldown"] == 1

@@ -87,8 +87,10 @@ async def _answer(
     fhir: bool,
 ) -> Response:
     """An app's call: throttled, or admitted and answered (with chaos on FHIR views)."""
+    emulator.state.count_arrival(client_id, now)
     retry_after = None if client_id is None else emulator.limiter.admit(client_id, now)
     if retry_after is not None:
+        emulator.state.count_throttled(client_id or "", now, retry_after)
         return throttled(retry_after)
     emulator.state.count_admitted(client_id, now)
     if not fhir:

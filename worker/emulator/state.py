@@ -102,6 +102,14 @@ class EmulatorState:
         """
         self._requests.record(endpoint, status, client_id, at)
 
+    def count_arrival(self, client_id: str | None, at: float) -> None:
+        """Note an app request before the rate limit looks at it (for cool-down counting)."""
+        self._requests.record_arrival(client_id, at)
+
+    def count_throttled(self, client_id: str, at: float, retry_after: int) -> None:
+        """Note a 429 and the cool-down it asked for."""
+        self._requests.record_throttled(client_id, at, retry_after)
+
     def count_admitted(self, client_id: str | None, at: float) -> None:
         """Note the arrival of a request the app made and the rate limit let through."""
         self._requests.record_admitted(client_id, at)
@@ -112,6 +120,8 @@ class EmulatorState:
         total, by_endpoint, by_status, by_client, by_second and max_per_second (the busiest
         calendar second) count every request; max_in_window and max_in_window_by_client are
         the most admitted app requests (no 429s, no browser pages) in any sliding second;
+        during_cooldown counts app requests that arrived while a 429's Retry-After still ran
+        (those within 50 ms of the 429 were already on their way and do not count);
         first_request_at and last_request_at are the arrival times (epoch seconds, or None)
         of the first and the last request counted in total.
         """

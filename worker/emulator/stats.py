@@ -14,6 +14,9 @@ WINDOW_SECONDS = 1.0
 # The by_status key of a FHIR request whose connection was dropped on purpose (no status sent).
 DROPPED = "dropped"
 UNKNOWN_CLIENT = "unknown"
+# A request that arrives this soon after a 429 was already on its way when the 429 left:
+# it is not counted as sent inside the cool-down.
+IN_FLIGHT_GRACE = 0.05
 
 
 def _slide(window: deque[float], now: float) -> deque[float]:
@@ -57,6 +60,8 @@ class RequestStats:
         self.last_at: float | None = None
         self._peak = WindowPeak()
         self._peak_by_client: dict[str, WindowPeak] = {}
+        self.during_cooldown = 0
+        self._cooldowns: dict[str, tuple[float, float]] = {}
 
     def record(self, endpoint: str, status: int | str, client_id: str | None, at: float) -> None:
         """Count one answered request that arrived at `at` (epoch seconds)."""
@@ -68,6 +73,19 @@ class RequestStats:
         # Slow requests finish out of order: keep the extremes of the arrival times.
         self.first_at = at if self.first_at is None else min(self.first_at, at)
         self.last_at = at if self.last_at is None else max(self.last_at, at)
+
+    def record_throttled(self, client_id: str, at: float, retry_after: int) -> None:
+        """A 429 told `client_id` to wait `retry_after` seconds from `at`."""
+        start, end = self._cooldowns.get(client_id, (at, at))
+        if at >= end:
+            start = at  # a new cool-down; one already running is only lengthened
+        self._cooldowns[client_id] = (start, max(end, at + retry_after))
+
+    def record_arrival(self, client_id: str | None, at: float) -> None:
+        """Count an app request that arrived while its client was told to wait."""
+        start, end = self._cooldowns.get(client_id or UNKNOWN_CLIENT, (0.0, 0.0))
+        if start + IN_FLIGHT_GRACE < at < end:
+            self.during_cooldown += 1
 
     def record_admitted(self, client_id: str | None, at: float) -> None:
         """Note a request the rate limit let through, when it arrives."""
@@ -89,6 +107,7 @@ class RequestStats:
             },
             "first_request_at": self.first_at,
             "last_request_at": self.last_at,
+            "during_cooldown": self.during_cooldown,
         }
 
 

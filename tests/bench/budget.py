@@ -1,0 +1,169 @@
+"""``make bench``: does the shared budget use BB2's limit to the full without overrunning it?
+
+Starts the emulator with a 10 requests/s limit and 200 synthetic beneficiaries, runs three
+worker processes with concurrency 8 until the queue drains, and prints what the emulator
+saw. A second run sets the emulator to 5/s while the workers believe 10/s: the 429s must
+stay few, nothing may be sent inside a cool-down, and every connection must end active.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
+
+from worker.emulator.config import EmulatorConfig
+from worker.emulator.server import running_emulator
+from worker.local import (
+    authorize_beneficiaries,
+    emulator_stats,
+    enqueue_all,
+    start_workers,
+    worker_environment,
+)
+from worker.settings import Settings, load_settings
+from worker.store.migrate import migrate
+
+LOG_DIR = Path(".bench")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One run: the limit BB2 enforces and the one the workers are told."""
+
+    name: str
+    server_limit: int
+    worker_limit: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the emulator saw during one run."""
+
+    scenario: Scenario
+    stats: dict[str, Any]
+    active: int
+    beneficiaries: int
+    wall: float
+
+    @property
+    def admitted(self) -> int:
+        return int(self.stats["total"]) - self.throttled
+
+    @property
+    def throttled(self) -> int:
+        return int(self.stats["by_status"].get("429", 0))
+
+    @property
+    def busy(self) -> float:
+        return float(self.stats["last_request_at"]) - float(self.stats["first_request_at"])
+
+    def row(self) -> list[str]:
+        limit = self.scenario.server_limit
+        rate = self.admitted / self.busy
+        ideal = self.admitted / limit
+        return [
+            self.scenario.name,
+            str(self.stats["total"]),
+            str(self.stats["max_in_window"]),
+            f"{rate:.2f}/s",
+            f"{rate / limit:.3f}",
+            str(self.throttled),
+            str(self.stats.get("during_cooldown", "-")),
+            f"{self.busy / ideal:.3f}",
+            f"{self.active}/{self.beneficiaries}",
+            f"{self.wall:.1f} s",
+        ]
+
+
+async def _reset(settings: Settings) -> None:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await migrate(conn)
+        await conn.execute("TRUNCATE audit_log, sync_runs, fhir_resources, connections")
+    finally:
+        await conn.close()
+    redis: Redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
+
+
+async def _active(settings: Settings) -> int:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM connections WHERE status = 'active'"))
+    finally:
+        await conn.close()
+
+
+async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replicas: int) -> Outcome:
+    """Sync ``beneficiaries`` through ``replicas`` worker processes under one scenario."""
+    await _reset(settings)
+    config = EmulatorConfig(beneficiaries=beneficiaries, rate_limit=scenario.server_limit)
+    async with running_emulator(config) as emulator:
+        jobs = await authorize_beneficiaries(emulator.base_url, beneficiaries, "bench-")
+        await enqueue_all(settings.redis_url, jobs)
+        await emulator_stats(emulator.base_url, reset=True)
+        env = worker_environment(
+            settings,
+            emulator.base_url,
+            BB_RATE_LIMIT=str(scenario.worker_limit),
+            WORKER_CONCURRENCY="8",
+        )
+        started = time.monotonic()
+        workers = await start_workers(env, replicas, LOG_DIR / scenario.name)
+        for worker in workers:
+            await worker.wait()
+        wall = time.monotonic() - started
+        stats = await emulator_stats(emulator.base_url)
+    return Outcome(scenario, stats, await _active(settings), beneficiaries, wall)
+
+
+def report(outcomes: list[Outcome]) -> None:
+    """Print the table the README quotes."""
+    table = Table(title="shared budget")
+    for column in (
+        "run",
+        "requests",
+        "most in any 1 s",
+        "mean rate",
+        "utilization",
+        "429s",
+        "sent in cool-down",
+        "elapsed / ideal",
+        "active",
+        "wall",
+    ):
+        table.add_column(column, justify="right")
+    for outcome in outcomes:
+        table.add_row(*outcome.row())
+    Console().print(table)
+
+
+async def main(beneficiaries: int, replicas: int) -> None:
+    """Both scenarios, one after the other."""
+    settings = load_settings()
+    scenarios = [
+        Scenario("limit 10, workers 10", server_limit=10, worker_limit=10),
+        Scenario("limit 5, workers 10", server_limit=5, worker_limit=10),
+    ]
+    outcomes = [await run(s, settings, beneficiaries, replicas) for s in scenarios]
+    report(outcomes)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--beneficiaries", type=int, default=200)
+    parser.add_argument("--replicas", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.beneficiaries, args.replicas))
