@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
 import asyncpg
@@ -14,7 +15,7 @@ from rich.console import Console
 
 from worker.crypto import generate_key
 from worker.errors import ConfigError, InvalidJob
-from worker.jobs.payloads import ConnectJob, UnlinkJob, parse_payload
+from worker.jobs.payloads import ConnectJob, ResyncJob, UnlinkJob, parse_payload
 from worker.log import configure_logging
 from worker.settings import Settings, load_settings
 
@@ -53,28 +54,49 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _enqueue(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.jobs import enqueue
+    from worker.jobs import queue as jobqueue
 
     fields = {name: getattr(args, name) for name in args.payload.model_fields}
     try:
         job = parse_payload(args.payload, (), fields)
     except InvalidJob as exc:
         _fail(str(exc))
-    queue = await enqueue.open_queue(settings.redis_url)
+    queue = await jobqueue.open_queue(settings.redis_url)
     try:
-        job_id = await enqueue.enqueue(queue, job)
+        job_id = await jobqueue.enqueue(queue, job)
     finally:
         await queue.aclose()
     print("queued" if job_id else "already queued (duplicate event)")
     return 0
 
 
-async def _status(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.status import load_status, render_table
+async def _enqueue_resync_all(settings: Settings, _args: argparse.Namespace) -> int:
+    from worker.jobs import queue as jobqueue
+    from worker.jobs.payloads import ResyncJob
+    from worker.store.connections import active_ids
 
     conn = await asyncpg.connect(settings.database_url)
     try:
-        statuses = await load_status(conn, args.connection_id)
+        ids = await active_ids(conn)
+    finally:
+        await conn.close()
+    queue = await jobqueue.open_queue(settings.redis_url)
+    try:
+        queued = [await jobqueue.enqueue(queue, ResyncJob(connection_id=i)) for i in ids]
+    finally:
+        await queue.aclose()
+    fresh = sum(job_id is not None for job_id in queued)
+    print(f"queued {fresh} resyncs ({len(ids) - fresh} already queued)")
+    return 0
+
+
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.status import load_status, render_table
+
+    before = None if args.expiring_within is None else datetime.now(UTC) + args.expiring_within
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        statuses = await load_status(conn, args.connection_id, consent_before=before)
     finally:
         await conn.close()
     if args.json:
@@ -139,10 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     unlink = jobs.add_parser("unlink", help="revoke at CMS and delete everything stored")
     unlink.add_argument("connection_id", metavar="ID")
     unlink.set_defaults(run=_enqueue, payload=UnlinkJob)
+    resync = jobs.add_parser("resync", help="fetch what changed (one connection, or --all)")
+    which = resync.add_mutually_exclusive_group(required=True)
+    which.add_argument("connection_id", metavar="ID", nargs="?")
+    which.add_argument("--all", action="store_true", help="every active connection")
+    resync.set_defaults(run=_enqueue_resync, payload=ResyncJob)
 
     status = commands.add_parser("status", help="show connections")
     status.add_argument("connection_id", metavar="ID", nargs="?")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--expiring-within",
+        type=_duration,
+        metavar="DURATION",
+        help="only live connections whose consent lapses within e.g. 30d, 12h, 2w",
+    )
     status.set_defaults(run=_status)
 
     emulator = commands.add_parser("emulator", help="serve the local BB2 emulator")
@@ -173,6 +206,22 @@ def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
     from worker.emulator.config import add_arguments
 
     add_arguments(parser)
+
+
+async def _enqueue_resync(settings: Settings, args: argparse.Namespace) -> int:
+    if args.all:
+        return await _enqueue_resync_all(settings, args)
+    return await _enqueue(settings, args)
+
+
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def _duration(text: str) -> timedelta:
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h or 2w")
+    return int(number) * _UNITS[unit]
 
 
 def _positive(text: str) -> int:

@@ -16,8 +16,8 @@ import httpx
 
 from worker.bluebutton import oauth
 from worker.emulator.useragent import authorize
-from worker.jobs.enqueue import enqueue, open_queue
 from worker.jobs.payloads import ConnectJob
+from worker.jobs.queue import enqueue, open_queue
 from worker.settings import Settings
 
 REDIRECT_URI = "http://localhost:3000/api/auth/smart/callback"

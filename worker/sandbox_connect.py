@@ -21,8 +21,8 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from worker.bluebutton import oauth
-from worker.jobs.enqueue import enqueue, open_queue
 from worker.jobs.payloads import ConnectJob
+from worker.jobs.queue import enqueue, open_queue
 from worker.settings import Settings
 
 CALLBACK_PATH: Final = "/api/auth/smart/callback"

@@ -41,9 +41,12 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-async def load_status(conn: Conn, connection_id: str | None) -> list[ConnectionStatus]:
-    """Every connection (or the one named) with its counts per resource type."""
-    rows = await connections.list_all(conn, connection_id)
+async def load_status(
+    conn: Conn, connection_id: str | None, *, consent_before: datetime | None = None
+) -> list[ConnectionStatus]:
+    """Every connection (or the one named, or those whose consent lapses before a time)
+    with its counts per resource type."""
+    rows = await connections.list_all(conn, connection_id, consent_before=consent_before)
     return [
         ConnectionStatus(row, await resources.count_by_type(conn, row.connection_id))
         for row in rows

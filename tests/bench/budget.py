@@ -88,7 +88,7 @@ async def _reset(settings: Settings) -> None:
     conn = await asyncpg.connect(settings.database_url)
     try:
         await migrate(conn)
-        await conn.execute("TRUNCATE audit_log, sync_runs, fhir_resources, connections")
+        await conn.execute("TRUNCATE audit_log, sync_runs, fhir_resources, connections CASCADE")
     finally:
         await conn.close()
     redis: Redis = Redis.from_url(settings.redis_url)

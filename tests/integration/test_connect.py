@@ -26,7 +26,7 @@ from worker.constants import JOB_MAX_TRIES
 from worker.emulator.config import EmulatorConfig
 from worker.errors import InvalidJob
 from worker.jobs.connect import connect
-from worker.jobs.enqueue import enqueue, open_queue
+from worker.jobs.queue import enqueue, open_queue
 from worker.jobs.services import Services
 from worker.jobs.worker import run_replica
 from worker.local import emulator_stats

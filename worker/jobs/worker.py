@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Any
 
-import orjson
 import structlog
-from arq import Worker
-from arq.connections import RedisSettings
+from arq import Worker, cron
+from arq.connections import ArqRedis
 from arq.worker import Function, func
 
 from worker.constants import (
@@ -28,6 +26,8 @@ from worker.constants import (
     QUEUE_INTERACTIVE,
 )
 from worker.jobs.connect import connect
+from worker.jobs.nightly import nightly
+from worker.jobs.queue import deserialize, open_queue, serialize
 from worker.jobs.resync import resync
 from worker.jobs.services import Services, close_services, open_services
 from worker.jobs.unlink import unlink
@@ -44,29 +44,25 @@ LANES: dict[str, list[Function]] = {
 }
 
 
-def serialize(data: Any) -> bytes:
-    """JSON for everything arq stores; exceptions in failed results become their text."""
-    return orjson.dumps(data, default=str)
-
-
-def deserialize(data: bytes) -> Any:
-    """The inverse of :func:`serialize`; JSON cannot carry code, unlike pickle."""
-    return orjson.loads(data)
-
-
-def redis_settings(redis_url: str) -> RedisSettings:
-    """arq's connection settings from ``REDIS_URL``."""
-    return RedisSettings.from_dsn(redis_url)
-
-
 def build_worker(
-    settings: Settings, services: Services, queue: str, *, burst: bool, max_jobs: int
+    settings: Settings,
+    services: Services,
+    queue: str,
+    redis: ArqRedis,
+    *,
+    burst: bool,
+    max_jobs: int,
 ) -> Worker:
     """The arq worker of one lane; signals are handled by :func:`run_replica`."""
+    # The nightly cron lives in the bulk lane; unique=True fires it on one replica only.
+    nightly_cron = cron(
+        nightly, name="nightly", hour={settings.resync_hour_utc}, minute={0}, unique=True
+    )
     return Worker(
         functions=LANES[queue],
         queue_name=queue,
-        redis_settings=redis_settings(settings.redis_url),
+        cron_jobs=[nightly_cron] if queue == QUEUE_BULK else None,
+        redis_pool=redis,
         ctx={"services": services},
         handle_signals=False,
         burst=burst,
@@ -90,8 +86,10 @@ async def run_replica(
     """
     max_jobs = concurrency or settings.worker_concurrency
     services = await open_services(settings, concurrency=2 * max_jobs)
+    redis = await open_queue(settings.redis_url)  # one Redis pool for both lanes
     workers = [
-        build_worker(settings, services, queue, burst=burst, max_jobs=max_jobs) for queue in LANES
+        build_worker(settings, services, queue, redis, burst=burst, max_jobs=max_jobs)
+        for queue in LANES
     ]
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -109,6 +107,7 @@ async def run_replica(
             loop.remove_signal_handler(signum)
         for worker in workers:
             await worker.close()
+        await redis.aclose()
         await close_services(services)
         log.info("worker_stopped")
 

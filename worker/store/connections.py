@@ -92,12 +92,19 @@ async def create_pending(conn: Conn, connection_id: str) -> Connection:
     return found
 
 
-async def list_all(conn: Conn, connection_id: str | None = None) -> list[Connection]:
-    """Every connection (or the one named), in id order."""
+async def list_all(
+    conn: Conn, connection_id: str | None = None, *, consent_before: datetime | None = None
+) -> list[Connection]:
+    """Every connection (or the one named), in id order; ``consent_before`` keeps the live
+    ones whose consent lapses before then."""
     records = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM connections WHERE $1::text IS NULL OR connection_id = $1"
-        " ORDER BY connection_id",
+        f"""SELECT {_COLUMNS} FROM connections
+            WHERE ($1::text IS NULL OR connection_id = $1)
+              AND ($2::timestamptz IS NULL OR (consent_expires_at < $2
+                   AND status IN ('active', 'pending', 'error')))
+            ORDER BY connection_id""",
         connection_id,
+        consent_before,
     )
     return [_row(record) for record in records]
 
@@ -269,3 +276,43 @@ async def revocation_failed(conn: Conn, connection_id: str, error: str) -> None:
         connection_id,
         error[:MAX_ERROR_CHARS],
     )
+
+
+async def due_for_resync(conn: Conn, synced_before: datetime, limit: int) -> list[str]:
+    """Active connections last synced before ``synced_before``, the oldest first."""
+    records = await conn.fetch(
+        """SELECT connection_id FROM connections
+           WHERE status = 'active' AND (last_synced_at IS NULL OR last_synced_at < $1)
+           ORDER BY last_synced_at NULLS FIRST, connection_id LIMIT $2""",
+        synced_before,
+        limit,
+    )
+    return [record["connection_id"] for record in records]
+
+
+async def count_due(conn: Conn, synced_before: datetime) -> int:
+    """How many active connections are due for a resync."""
+    count = await conn.fetchval(
+        """SELECT count(*) FROM connections
+           WHERE status = 'active' AND (last_synced_at IS NULL OR last_synced_at < $1)""",
+        synced_before,
+    )
+    return int(count)
+
+
+async def dormant(conn: Conn, needs_reauth_before: datetime) -> list[str]:
+    """Connections waiting for a re-consent since before ``needs_reauth_before``."""
+    records = await conn.fetch(
+        """SELECT connection_id FROM connections
+           WHERE status = 'needs_reauth' AND status_changed_at < $1 ORDER BY connection_id""",
+        needs_reauth_before,
+    )
+    return [record["connection_id"] for record in records]
+
+
+async def active_ids(conn: Conn) -> list[str]:
+    """Every active connection's id."""
+    records = await conn.fetch(
+        "SELECT connection_id FROM connections WHERE status = 'active' ORDER BY connection_id"
+    )
+    return [record["connection_id"] for record in records]

@@ -1,0 +1,44 @@
+"""The queue's wire format and the way onto it: JSON (never pickle), stable job ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+from worker.constants import QUEUE_INTERACTIVE
+from worker.jobs.payloads import JobPayload
+
+
+def serialize(data: Any) -> bytes:
+    """JSON for everything arq stores; exceptions in failed results become their text."""
+    return orjson.dumps(data, default=str)
+
+
+def deserialize(data: bytes) -> Any:
+    """The inverse of :func:`serialize`; JSON cannot carry code, unlike pickle."""
+    return orjson.loads(data)
+
+
+def redis_settings(redis_url: str) -> RedisSettings:
+    """arq's connection settings from ``REDIS_URL``."""
+    return RedisSettings.from_dsn(redis_url)
+
+
+async def open_queue(redis_url: str) -> ArqRedis:
+    """An arq pool that serializes jobs the way the workers read them."""
+    return await create_pool(
+        redis_settings(redis_url),
+        job_serializer=serialize,
+        job_deserializer=deserialize,
+        default_queue_name=QUEUE_INTERACTIVE,
+    )
+
+
+async def enqueue(queue: ArqRedis, job: JobPayload) -> str | None:
+    """Queue ``job`` in its lane; None when the same event is already queued or running."""
+    queued = await queue.enqueue_job(
+        job.job_name, _job_id=job.job_id(), _queue_name=job.queue_name, **job.model_dump()
+    )
+    return None if queued is None else queued.job_id
