@@ -16,7 +16,7 @@ BUDGET_SERVER_LIMIT_TTL: Final = 60
 # The server counts a sliding one-second window; spacing grants over a slightly longer
 # one absorbs the jitter between our grant and the request's arrival at BB2.
 BUDGET_WINDOW_SECONDS: Final = 1.0
-BUDGET_WINDOW_MARGIN: Final = 0.04
+BUDGET_WINDOW_MARGIN: Final = 0.02
 
 # arq queues ("lanes"): connect and unlink, where a person waits and codes expire within
 # minutes, never queue behind bulk resync work. The interactive lane is arq's default

@@ -61,10 +61,13 @@ async def authorize_beneficiary(
     )
 
 
-async def authorize_beneficiaries(base_url: str, count: int, prefix: str) -> list[ConnectJob]:
-    """The first ``count`` synthetic beneficiaries log in and consent; their connect jobs."""
+async def authorize_beneficiaries(
+    base_url: str, count: int, prefix: str, *, offset: int = 0
+) -> list[ConnectJob]:
+    """``count`` synthetic beneficiaries (from ``offset``) log in and consent; their jobs."""
     async with httpx.AsyncClient(base_url=base_url) as http:
-        response = await http.get("/_emulator/beneficiaries", params={"limit": count})
+        params = {"limit": count, "offset": offset}
+        response = await http.get("/_emulator/beneficiaries", params=params)
         response.raise_for_status()
         return [
             await authorize_beneficiary(

@@ -84,7 +84,8 @@ class Outcome:
         ]
 
 
-async def _reset(settings: Settings) -> None:
+async def reset_stores(settings: Settings) -> None:
+    """Empty the bench's own database and Redis database."""
     conn = await asyncpg.connect(settings.database_url)
     try:
         await migrate(conn)
@@ -108,7 +109,7 @@ async def _active(settings: Settings) -> int:
 
 async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replicas: int) -> Outcome:
     """Sync ``beneficiaries`` through ``replicas`` worker processes under one scenario."""
-    await _reset(settings)
+    await reset_stores(settings)
     config = EmulatorConfig(beneficiaries=beneficiaries, rate_limit=scenario.server_limit)
     async with running_emulator(config) as emulator:
         jobs = await authorize_beneficiaries(emulator.base_url, beneficiaries, "bench-")
@@ -147,7 +148,7 @@ def report(outcomes: list[Outcome]) -> None:
         table.add_column(column, justify="right")
     for outcome in outcomes:
         table.add_row(*outcome.row())
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 async def main(beneficiaries: int, replicas: int) -> None:

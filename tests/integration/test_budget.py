@@ -76,3 +76,14 @@ async def test_a_lower_announced_limit_slows_every_instance(redis: Redis) -> Non
     assert await two.try_acquire() == 0.0
     assert 0.2 < await two.try_acquire() <= 0.25  # spaced for 4 a second, not 10
     assert 0 < await redis.ttl("bbingest:budget:client-a:server-limit") <= 60
+
+
+async def test_an_announced_limit_is_written_again_once_it_lapses(redis: Redis) -> None:
+    budget = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
+    await budget.observe_limit(4)
+    await redis.delete("bbingest:budget:client-a:server-limit")  # as if its TTL ran out
+    await budget.observe_limit(4)
+    assert await redis.get("bbingest:budget:client-a:server-limit") is None  # not yet: no chatter
+    budget._renew_at = 0.0
+    await budget.observe_limit(4)
+    assert await redis.get("bbingest:budget:client-a:server-limit") == b"4"

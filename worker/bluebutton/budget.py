@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -99,6 +100,7 @@ class RequestBudget:
         self._rate = rate
         self._redis = redis
         self._announced: int | None = None
+        self._renew_at = 0.0
         self._acquire = redis.register_script(_ACQUIRE)
         self._pause = redis.register_script(_PAUSE)
         self._sleep = sleep
@@ -141,7 +143,12 @@ class RequestBudget:
         The lower rate holds for a while and then lapses, so that a budget raised at BB2
         is used again; a limit at or above ours changes nothing.
         """
-        if limit >= self._rate or limit < 1 or limit == self._announced:
+        if limit >= self._rate or limit < 1:
+            return
+        # Written again while BB2 keeps saying so, but at most every half lifetime.
+        now = time.monotonic()
+        if limit == self._announced and now < self._renew_at:
             return
         self._announced = limit
+        self._renew_at = now + BUDGET_SERVER_LIMIT_TTL / 2
         await self._redis.set(self._keys[2], limit, ex=BUDGET_SERVER_LIMIT_TTL)
