@@ -8,6 +8,7 @@ longer serves; an incremental pass asks only for what changed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -63,7 +64,7 @@ class _Sync:
 
     async def store(self, query: ResourceQuery, page: Page) -> None:
         cursor = cursor_after(query, page.next_url, self.queries)
-        rows = rows_of(page)
+        rows = await asyncio.to_thread(rows_of, page)
         async with self.services.pool.acquire() as conn, conn.transaction():
             await connections.lock_live(conn, self.connection_id)
             counts = await resources.upsert(conn, self.connection_id, query.resource_type, rows)

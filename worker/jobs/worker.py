@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 import structlog
 from arq import Worker, cron
@@ -85,6 +86,9 @@ async def run_replica(
     ``concurrency`` caps the jobs of each lane, and the sockets to BB2 of the replica.
     """
     max_jobs = concurrency or settings.worker_concurrency
+    # Pages are parsed and hashed in threads; a 1 ms switch interval (5 ms by default) lets
+    # the event loop send a granted request promptly while a thread holds the GIL.
+    sys.setswitchinterval(0.001)
     services = await open_services(settings, concurrency=2 * max_jobs)
     redis = await open_queue(settings.redis_url)  # one Redis pool for both lanes
     workers = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -33,6 +33,11 @@ class ResourceRow:
     resource_id: str
     resource: dict[str, Any]
     last_updated: datetime
+    content_hash: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Hashing a page is CPU work: build rows off the event loop (asyncio.to_thread).
+        object.__setattr__(self, "content_hash", content_hash(self.resource))
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ async def upsert(
         resource_type,
         [row.resource_id for row in rows],
         [row.resource for row in rows],
-        [content_hash(row.resource) for row in rows],
+        [row.content_hash for row in rows],
         [row.last_updated for row in rows],
     )
     inserted = sum(1 for record in written if record["inserted"])
