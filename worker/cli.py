@@ -130,6 +130,31 @@ async def _sandbox_connect(settings: Settings, args: argparse.Namespace) -> int:
     return await run_sandbox_connect(settings, connection_id=args.connection_id, port=args.port)
 
 
+async def _health(settings: Settings, _args: argparse.Namespace) -> int:
+    from redis.asyncio import Redis
+
+    from worker.ops import live_replicas, readiness
+    from worker.store.db import create_pool
+
+    redis: Redis = Redis.from_url(settings.redis_url)
+    try:
+        pool = await create_pool(settings.database_url, max_size=1)
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"postgres: {type(exc).__name__}")
+        await redis.aclose()
+        return 1
+    try:
+        checks = await readiness(redis, pool)
+        replicas = await live_replicas(redis) if checks["redis"] == "ok" else []
+    finally:
+        await pool.close()
+        await redis.aclose()
+    checks["workers"] = f"ok ({len(replicas)} live)" if replicas else "none reported recently"
+    for name, state in checks.items():
+        print(f"{name}: {state}")
+    return 0 if all(state.startswith("ok") for state in checks.values()) else 1
+
+
 def _keygen(_args: argparse.Namespace) -> int:
     print(generate_key())
     return 0
@@ -183,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=8765)
     _emulator_arguments(emulator)
     emulator.set_defaults(run=_emulator)
+
+    commands.add_parser(
+        "health", help="exit 0 when Redis, Postgres and a live worker answer, else 1"
+    ).set_defaults(run=_health)
 
     demo = commands.add_parser("demo", help="the whole flow on the local emulator")
     demo.add_argument("--beneficiaries", type=_positive, default=30)

@@ -14,9 +14,8 @@ BUDGET_WAITING_KEY: Final = REDIS_PREFIX + ":budget:{client}:interactive-waiting
 # How long a lower limit announced by BB2 holds before the configured one is tried again.
 BUDGET_SERVER_LIMIT_TTL: Final = 60
 # The server counts a sliding one-second window; spacing grants over a slightly longer
-# one absorbs the jitter between our grant and the request's arrival at BB2.
+# one (BB_RATE_MARGIN, default 2%) absorbs the jitter between a grant and its arrival.
 BUDGET_WINDOW_SECONDS: Final = 1.0
-BUDGET_WINDOW_MARGIN: Final = 0.02
 
 # arq queues ("lanes"): connect and unlink, where a person waits and codes expire within
 # minutes, never queue behind bulk resync work. The interactive lane is arq's default

@@ -124,7 +124,10 @@ async def run_demo(settings: Settings, *, beneficiaries: int, replicas: int) -> 
         await emulator_stats(emulator.base_url, reset=True)
         started = time.monotonic()
         env = worker_environment(settings, emulator.base_url)
-        workers = await start_workers(env, replicas, LOG_DIR)
+        workers = await start_workers(env, replicas, LOG_DIR, metrics_port=settings.metrics_port)
+        if settings.metrics_port:
+            ports = ", ".join(str(settings.metrics_port + i) for i in range(replicas))
+            console.print(f"workers serve /metrics on ports {ports}")
         await _watch(settings.database_url, len(authorized), workers)
         for worker in workers:
             await worker.wait()

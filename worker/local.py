@@ -96,6 +96,7 @@ def worker_environment(settings: Settings, base_url: str, **extra: str) -> dict[
         "BB_CLIENT_SECRET": CLIENT_SECRET,
         "BB_RATE_LIMIT": str(settings.bb_rate_limit),
         "BB_RATE_BURST": str(settings.bb_rate_burst),
+        "BB_RATE_MARGIN": str(settings.bb_rate_margin),
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
         "TOKEN_ENCRYPTION_KEY": settings.token_encryption_key.get_secret_value(),
@@ -110,16 +111,18 @@ def _open_log(directory: Path, index: int) -> BinaryIO:
 
 
 async def start_workers(
-    env: dict[str, str], replicas: int, log_dir: Path, *args: str
+    env: dict[str, str], replicas: int, log_dir: Path, *, metrics_port: int = 0
 ) -> list[asyncio.subprocess.Process]:
-    """Start ``replicas`` burst-mode worker processes; each logs to its own file."""
+    """Start ``replicas`` burst-mode worker processes; each logs to its own file and, with a
+    ``metrics_port``, serves /metrics on that port plus its index."""
     processes = []
     for index in range(replicas):
+        port = str(metrics_port + index if metrics_port else 0)
         with _open_log(log_dir, index) as log:
             processes.append(
                 await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "worker.cli", "worker", "--burst", *args,
-                    env=env, stdout=log, stderr=log,
+                    sys.executable, "-m", "worker.cli", "worker", "--burst",
+                    env={**env, "METRICS_PORT": port}, stdout=log, stderr=log,
                 )
             )  # fmt: skip
     return processes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
@@ -24,12 +25,14 @@ BENEFICIARIES = 5
 
 
 async def sync_with_two_processes(
-    start: Start, tmp_path: Path, *, server: int, workers: int
-) -> dict:  # type: ignore[type-arg]
+    start: Start, tmp_path: Path, *, server: int | None, workers: int
+) -> dict[str, Any]:
     config = EmulatorConfig(
         beneficiaries=BENEFICIARIES, claims_per_beneficiary=60, rate_limit=server
     )
-    emulator, settings, _ = await start(config, BB_RATE_LIMIT=str(workers))
+    # The emulator shares the test's process, and three processes share two cores here:
+    # arrivals can be timestamped tens of milliseconds late, so leave a wider margin.
+    emulator, settings, _ = await start(config, BB_RATE_LIMIT=str(workers), BB_RATE_MARGIN="0.1")
     await enqueue_all(
         settings.redis_url, await authorize_beneficiaries(emulator.base_url, BENEFICIARIES, "r-")
     )
@@ -55,10 +58,18 @@ async def all_synced(pool: asyncpg.Pool) -> None:
 async def test_two_processes_never_exceed_the_limit(
     pool: asyncpg.Pool, redis: Redis, start: Start, tmp_path: Path
 ) -> None:
-    stats = await sync_with_two_processes(start, tmp_path, server=8, workers=8)
-    assert stats["by_status"].get("429", 0) == 0
-    assert stats["max_in_window"] <= 8
+    # The emulator does not enforce a limit here: what it sees is what we sent.
+    stats = await sync_with_two_processes(start, tmp_path, server=None, workers=5)
+    assert stats["max_in_window"] <= 5
     assert stats["total"] >= BENEFICIARIES * 5  # token, Patient, Coverage, 2 EOB pages each
+    await all_synced(pool)
+
+
+async def test_matching_limits_give_no_429(
+    pool: asyncpg.Pool, redis: Redis, start: Start, tmp_path: Path
+) -> None:
+    stats = await sync_with_two_processes(start, tmp_path, server=5, workers=5)
+    assert stats["by_status"].get("429", 0) == 0
     await all_synced(pool)
 
 

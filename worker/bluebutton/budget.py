@@ -30,7 +30,6 @@ from worker.constants import (
     BUDGET_SERVER_LIMIT_TTL,
     BUDGET_TAT_KEY,
     BUDGET_WAITING_KEY,
-    BUDGET_WINDOW_MARGIN,
     BUDGET_WINDOW_SECONDS,
 )
 
@@ -84,7 +83,7 @@ class RequestBudget:
         *,
         burst: int = 1,
         interactive: bool = True,
-        window: float = BUDGET_WINDOW_SECONDS + BUDGET_WINDOW_MARGIN,
+        window: float = BUDGET_WINDOW_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not 1 <= burst <= rate:

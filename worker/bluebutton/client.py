@@ -11,7 +11,8 @@ from typing import Protocol
 import httpx
 import structlog
 
-from worker import errors
+from worker import errors, metrics
+from worker.bluebutton.endpoints import endpoint_kind
 from worker.bluebutton.retry import (
     RetryPolicy,
     announced_limit,
@@ -60,6 +61,7 @@ class BlueButtonClient:
         http: httpx.AsyncClient,
         budget: Budget,
         *,
+        lane: str = "interactive",
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -67,6 +69,7 @@ class BlueButtonClient:
         self.http = http
         self.base_url = str(http.base_url).rstrip("/")
         self._budget = budget
+        self.lane = lane
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._rand = rand
@@ -86,7 +89,7 @@ class BlueButtonClient:
         for attempt in range(self._policy.max_attempts):
             if last is not None:
                 await self._back_off(attempt - 1, last)
-            await self._budget.acquire()
+            metrics.BUDGET_WAIT.labels(self.lane).observe(await self._budget.acquire())
             try:
                 response = await self._send(method, url, headers=headers, data=data, auth=auth)
             except errors.TransportError as exc:
@@ -109,13 +112,17 @@ class BlueButtonClient:
         auth: httpx.BasicAuth | None,
     ) -> httpx.Response:
         self.requests_sent += 1
+        kind = endpoint_kind(url)
         try:
             request = self.http.build_request(method, url, headers=headers, data=data)
             response = await self.http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
         except httpx.TimeoutException as exc:
+            metrics.BB2_REQUESTS.labels(kind, "error").inc()
             raise errors.TransportError(f"BB2 timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
+            metrics.BB2_REQUESTS.labels(kind, "error").inc()
             raise errors.TransportError(f"BB2 unreachable ({type(exc).__name__})") from exc
+        metrics.BB2_REQUESTS.labels(kind, str(response.status_code)).inc()
         if len(response.content) > MAX_RESPONSE_BYTES:
             raise errors.ProtocolError(
                 f"BB2 response of {len(response.content)} bytes is too large"
@@ -138,6 +145,7 @@ class BlueButtonClient:
         return errors.ServerError(f"BB2 answered {status}", status=status, retry_after=retry_after)
 
     async def _back_off(self, attempt: int, error: errors.RetryableError) -> None:
+        metrics.BB2_RETRIES.labels(_retry_reason(error)).inc()
         delay = self._policy.backoff(attempt, self._rand)
         if isinstance(error, errors.RateLimited):
             # Every replica must stop, not just this coroutine: pause the shared budget.
@@ -148,3 +156,9 @@ class BlueButtonClient:
             delay = max(delay, error.retry_after)
         log.info("bb2_transient_failure", error=str(error), attempt=attempt, delay=round(delay, 3))
         await self._sleep(delay)
+
+
+def _retry_reason(error: errors.RetryableError) -> str:
+    if isinstance(error, errors.RateLimited):
+        return "rate_limited"
+    return "server_error" if isinstance(error, errors.ServerError) else "transport"

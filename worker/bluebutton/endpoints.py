@@ -32,3 +32,19 @@ def is_fhir_url(url: str, base_url: str) -> bool:
         and target.path.startswith(FHIR_PATH)
         and not target.username
     )
+
+
+def endpoint_kind(url: str) -> str:
+    """A name for metrics and logs that says which endpoint, never which patient."""
+    path = urlsplit(url).path
+    named = {
+        TOKEN_PATH: "token",
+        REVOKE_TOKEN_PATH: "revoke_token",
+        REVOKE_GRANT_PATH: "revoke",
+        USERINFO_PATH: "userinfo",
+    }
+    if path in named:
+        return named[path]
+    if path.startswith(FHIR_PATH):
+        return path.removeprefix(FHIR_PATH).split("/")[0] or "fhir"
+    return "other"

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from worker.bluebutton.budget import RequestBudget
 from worker.bluebutton.client import BlueButtonClient, build_http_client
 from worker.bluebutton.oauth import ClientCredentials
+from worker.constants import BUDGET_WINDOW_SECONDS
 from worker.crypto import TokenCipher
 from worker.settings import Settings
 from worker.store.db import create_pool
@@ -43,14 +44,20 @@ async def open_services(settings: Settings, *, concurrency: int) -> Services:
         settings.bb_base_url, timeout=settings.bb_http_timeout, max_connections=concurrency
     )
     pool = await create_pool(settings.database_url, max_size=concurrency + 2)
-    budget = RequestBudget(redis, client_id, settings.bb_rate_limit, burst=settings.bb_rate_burst)
+    budget = RequestBudget(
+        redis,
+        client_id,
+        settings.bb_rate_limit,
+        burst=settings.bb_rate_burst,
+        window=BUDGET_WINDOW_SECONDS * (1 + settings.bb_rate_margin),
+    )
     return Services(
         settings=settings,
         pool=pool,
         redis=redis,
         http=http,
         bluebutton=BlueButtonClient(http, budget),
-        bulk_bluebutton=BlueButtonClient(http, budget.for_bulk()),
+        bulk_bluebutton=BlueButtonClient(http, budget.for_bulk(), lane="bulk"),
         cipher=cipher,
         credentials=ClientCredentials(client_id, client_secret),
     )

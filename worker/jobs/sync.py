@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from worker import errors
+from worker import errors, metrics
 from worker.bluebutton.bundle import Page, parse_last_updated
 from worker.bluebutton.fhir import RESOURCE_QUERIES, ResourceQuery, iter_pages
 from worker.jobs.plan import cursor_after, queries_for, remaining_steps
@@ -72,6 +72,12 @@ class _Sync:
                 ids = [row.resource_id for row in rows]
                 await sync_runs.remember_seen(conn, self.run.run_id, query.resource_type, ids)
             await sync_runs.record_page(conn, self.run.run_id, counts, cursor)
+        for result, count in (
+            ("inserted", counts.inserted),
+            ("updated", counts.updated),
+            ("unchanged", counts.unchanged),
+        ):
+            metrics.RESOURCES.labels(query.resource_type, result).inc(count)
         self.pages, self.stored = self.pages + 1, self.stored + len(rows)
 
     async def skip(self, query: ResourceQuery, why: str) -> None:

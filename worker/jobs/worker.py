@@ -27,21 +27,23 @@ from worker.constants import (
     QUEUE_INTERACTIVE,
 )
 from worker.jobs.connect import connect
+from worker.jobs.instrument import instrumented
 from worker.jobs.nightly import nightly
 from worker.jobs.queue import deserialize, open_queue, serialize
 from worker.jobs.resync import resync
 from worker.jobs.services import Services, close_services, open_services
 from worker.jobs.unlink import unlink
+from worker.ops import Heartbeat, operations
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 LANES: dict[str, list[Function]] = {
     QUEUE_INTERACTIVE: [
-        func(connect, name=JOB_CONNECT, max_tries=JOB_MAX_TRIES),
-        func(unlink, name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
+        func(instrumented(JOB_CONNECT, connect), name=JOB_CONNECT, max_tries=JOB_MAX_TRIES),
+        func(instrumented(JOB_UNLINK, unlink), name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
     ],
-    QUEUE_BULK: [func(resync, name=JOB_RESYNC, max_tries=JOB_MAX_TRIES)],
+    QUEUE_BULK: [func(instrumented(JOB_RESYNC, resync), name=JOB_RESYNC, max_tries=JOB_MAX_TRIES)],
 }
 
 
@@ -66,6 +68,7 @@ def build_worker(
         redis_pool=redis,
         ctx={"services": services},
         handle_signals=False,
+        job_completion_wait=round(settings.worker_shutdown_grace),
         burst=burst,
         max_jobs=max_jobs,
         job_timeout=JOB_TIMEOUT_SECONDS,
@@ -101,7 +104,8 @@ async def run_replica(
         loop.add_signal_handler(signum, _stop, workers, signum, stopping)
     log.info("worker_started", concurrency=max_jobs, burst=burst)
     try:
-        await asyncio.gather(*(worker.async_run() for worker in workers))
+        async with operations(Heartbeat(services.redis, services.pool), settings.metrics_port):
+            await asyncio.gather(*(worker.async_run() for worker in workers))
     except asyncio.CancelledError:
         if not stopping.is_set():
             raise
@@ -117,6 +121,8 @@ async def run_replica(
 
 
 def _stop(workers: list[Worker], signum: int, stopping: asyncio.Event) -> None:
+    # Stop taking jobs; running ones get WORKER_SHUTDOWN_GRACE to finish, then are cancelled
+    # and left for another replica (their cursor makes the re-run resume).
     stopping.set()
     for worker in workers:
-        worker.handle_sig(signal.Signals(signum))
+        worker.handle_sig_wait_for_completion(signal.Signals(signum))

@@ -1,0 +1,53 @@
+"""Prometheus metrics of a worker replica. Labels never carry personal data: endpoints are
+named by kind, never by URL (which holds a patient id), and connections are never labels."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+NAMESPACE: Final = "bbingest"
+
+BB2_REQUESTS = Counter(
+    "bb2_requests",
+    "Requests sent to Blue Button 2.0, by endpoint kind and HTTP status (or 'error').",
+    ["endpoint", "status"],
+    namespace=NAMESPACE,
+)
+BB2_RETRIES = Counter(
+    "bb2_retries",
+    "Requests repeated within a job, by reason (rate_limited, server_error, transport).",
+    ["reason"],
+    namespace=NAMESPACE,
+)
+BUDGET_WAIT = Histogram(
+    "budget_wait_seconds",
+    "Time spent waiting for a slot of the shared request budget, by lane.",
+    ["lane"],
+    namespace=NAMESPACE,
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+JOBS = Counter(
+    "jobs",
+    "Jobs finished, by job and outcome (active, error, needs_reauth, revoked, retry, ...).",
+    ["job", "outcome"],
+    namespace=NAMESPACE,
+)
+JOB_DURATION = Histogram(
+    "job_duration_seconds",
+    "Wall time of a job, by job.",
+    ["job"],
+    namespace=NAMESPACE,
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800),
+)
+RESOURCES = Counter(
+    "resources",
+    "Resources written or found unchanged, by resource type and result.",
+    ["resource_type", "result"],
+    namespace=NAMESPACE,
+)
+QUEUE_DEPTH = Gauge(
+    "queue_depth", "Jobs waiting in each queue (lane).", ["queue"], namespace=NAMESPACE
+)
+CONNECTIONS = Gauge("connections", "Connections by status.", ["status"], namespace=NAMESPACE)
