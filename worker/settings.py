@@ -60,6 +60,8 @@ class Settings(BaseModel):
     metrics_port: int = Field(DEFAULT_METRICS_PORT, alias="METRICS_PORT", ge=0, le=65535)
     worker_concurrency: int = Field(8, alias="WORKER_CONCURRENCY", ge=1, le=256)
     worker_shutdown_grace: float = Field(25, alias="WORKER_SHUTDOWN_GRACE", ge=0, le=3600)
+    intake_secret: SecretStr = Field(SecretStr(""), alias="INTAKE_SECRET")
+    intake_max_skew: int = Field(300, alias="INTAKE_MAX_SKEW", ge=1, le=3600)
     resync_cadence_hours: float = Field(168, alias="RESYNC_CADENCE_HOURS", gt=0)
     resync_full_every_days: float = Field(28, alias="RESYNC_FULL_EVERY_DAYS", gt=0)
     resync_margin_hours: float = Field(24, alias="RESYNC_MARGIN_HOURS", ge=0)
@@ -103,6 +105,13 @@ class Settings(BaseModel):
             )
         object.__setattr__(self, "bb_base_url", f"{parts.scheme}://{parts.netloc}")
         return self
+
+    def intake_key(self) -> bytes:
+        """The intake API's HMAC key, or a ConfigError when it is not set."""
+        secret = self.intake_secret.get_secret_value()
+        if len(secret) < 32:
+            raise ConfigError("INTAKE_SECRET must be set to at least 32 characters")
+        return secret.encode()
 
     def client_credentials(self) -> tuple[str, str]:
         """The app's client id and secret, or a ConfigError naming what is missing."""
