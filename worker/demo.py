@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -57,16 +59,41 @@ async def _demo_statuses(database_url: str) -> list[ConnectionStatus]:
         await conn.close()
 
 
-async def _watch(database_url: str, total: int, workers: list[asyncio.subprocess.Process]) -> None:
-    columns = (TextColumn("syncing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        task = progress.add_task("sync", total=total)
-        while True:
-            done = sum(s.connection.status in TERMINAL for s in await _demo_statuses(database_url))
-            progress.update(task, completed=done)
-            if done >= total or all(w.returncode is not None for w in workers):
-                return
-            await asyncio.sleep(0.3)
+async def _requests_reported(http: httpx.AsyncClient, ports: list[int]) -> int:
+    """BB2 requests the workers report on their /metrics (the counters an operator sees)."""
+    total = 0
+    for port in ports:
+        try:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        except httpx.TransportError:
+            continue  # not up yet, or already gone
+        for family in text_string_to_metric_families(text):
+            if family.name == "bbingest_bb2_requests":
+                total += int(sum(s.value for s in family.samples if s.name.endswith("_total")))
+    return total
+
+
+async def _watch(
+    database_url: str, total: int, workers: list[asyncio.subprocess.Process], ports: list[int]
+) -> None:
+    columns = (
+        TextColumn("syncing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[requests]} BB2 requests on /metrics"),
+    )
+    async with httpx.AsyncClient(timeout=1) as http:
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            task = progress.add_task("sync", total=total, requests=0)
+            while True:
+                statuses = await _demo_statuses(database_url)
+                done = sum(s.connection.status in TERMINAL for s in statuses)
+                requests = await _requests_reported(http, ports)
+                progress.update(task, completed=done, requests=requests)
+                if done >= total or all(w.returncode is not None for w in workers):
+                    return
+                await asyncio.sleep(0.3)
 
 
 async def _pages(database_url: str) -> int:
@@ -125,10 +152,10 @@ async def run_demo(settings: Settings, *, beneficiaries: int, replicas: int) -> 
         started = time.monotonic()
         env = worker_environment(settings, emulator.base_url)
         workers = await start_workers(env, replicas, LOG_DIR, metrics_port=settings.metrics_port)
-        if settings.metrics_port:
-            ports = ", ".join(str(settings.metrics_port + i) for i in range(replicas))
-            console.print(f"workers serve /metrics on ports {ports}")
-        await _watch(settings.database_url, len(authorized), workers)
+        ports = (
+            [settings.metrics_port + i for i in range(replicas)] if settings.metrics_port else []
+        )
+        await _watch(settings.database_url, len(authorized), workers, ports)
         for worker in workers:
             await worker.wait()
         elapsed = time.monotonic() - started
