@@ -87,3 +87,16 @@ async def test_an_announced_limit_is_written_again_once_it_lapses(redis: Redis) 
     budget._renew_at = 0.0
     await budget.observe_limit(4)
     assert await redis.get("bbingest:budget:client-a:server-limit") == b"4"
+
+
+async def test_bulk_requests_yield_while_an_interactive_one_waits(redis: Redis) -> None:
+    interactive = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
+    bulk = interactive.for_bulk()
+    assert await bulk.try_acquire() == 0.0  # nobody interactive waits: bulk goes
+    assert await interactive.try_acquire("person") > 0  # the slot is taken: a person waits
+    await asyncio.sleep(0.11)  # the next slot is free now...
+    assert await bulk.try_acquire() > 0  # ...but bulk must leave it to the waiting person
+    assert await interactive.try_acquire("person") == 0.0
+    assert await bulk.try_acquire() > 0  # spaced as usual after the person's request
+    await asyncio.sleep(0.11)
+    assert await bulk.try_acquire() == 0.0  # no one waits any more
