@@ -111,17 +111,19 @@ def _open_log(directory: Path, index: int) -> BinaryIO:
 
 
 async def start_workers(
-    env: dict[str, str], replicas: int, log_dir: Path, *, metrics_port: int = 0
+    env: dict[str, str], replicas: int, log_dir: Path, *, metrics_port: int = 0, burst: bool = True
 ) -> list[asyncio.subprocess.Process]:
-    """Start ``replicas`` burst-mode worker processes; each logs to its own file and, with a
-    ``metrics_port``, serves /metrics on that port plus its index."""
+    """Start ``replicas`` worker processes (by default in burst mode, ending when the queues
+    are empty); each logs to its own file and, with a ``metrics_port``, serves /metrics on
+    that port plus its index."""
+    mode = ["--burst"] if burst else []
     processes = []
     for index in range(replicas):
         port = str(metrics_port + index if metrics_port else 0)
         with _open_log(log_dir, index) as log:
             processes.append(
                 await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "worker.cli", "worker", "--burst",
+                    sys.executable, "-m", "worker.cli", "worker", *mode,
                     env={**env, "METRICS_PORT": port}, stdout=log, stderr=log,
                 )
             )  # fmt: skip

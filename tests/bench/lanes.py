@@ -146,7 +146,7 @@ async def main(bulk: int, connects: int) -> None:
     async with emulator(state, total, 10) as limited:
         env = worker_environment(settings, limited.base_url, WORKER_CONCURRENCY="8")
         console.print(f"{connects} connects on an idle system…")
-        workers = await start_workers(env, 3, LOG_DIR / "idle")
+        workers = await start_workers(env, 3, LOG_DIR / "idle", burst=False)
         idle = await time_connects(settings, idle_jobs)
         for worker in workers:
             worker.terminate()
@@ -159,7 +159,7 @@ async def main(bulk: int, connects: int) -> None:
                 await enqueue(queue, ResyncJob(connection_id=connection_id))
         finally:
             await queue.aclose()
-        workers = await start_workers(env, 3, LOG_DIR / "busy")
+        workers = await start_workers(env, 3, LOG_DIR / "busy", burst=False)
         await asyncio.sleep(10)  # let the resyncs fill the budget first
         busy = await time_connects(settings, busy_jobs)
         stats = await emulator_stats(limited.base_url)
