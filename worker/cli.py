@@ -155,6 +155,49 @@ async def _health(settings: Settings, _args: argparse.Namespace) -> int:
     return 0 if all(state.startswith("ok") for state in checks.values()) else 1
 
 
+async def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.intake.server import serve
+
+    await serve(settings, args.host, args.port)
+    return 0
+
+
+async def _failures(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.store.failures import latest
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        found = await latest(conn, args.limit)
+    finally:
+        await conn.close()
+    if args.json:
+        rows = [{**vars(f), "at": f.at.isoformat()} for f in found]
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    for failure in found:
+        print(
+            f"{failure.at:%Y-%m-%d %H:%M:%S} {failure.kind:8} {failure.job_id} "
+            f"(try {failure.job_try}): {failure.reason}"
+        )
+    if not found:
+        print("no failed jobs")
+    return 0
+
+
+async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
+    from worker.crypto import TokenCipher
+    from worker.store.connections import rekey_all
+
+    cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        changed = await rekey_all(conn, cipher)
+    finally:
+        await conn.close()
+    print(f"re-encrypted {changed} rows under key {cipher.active_key_id}")
+    return 0
+
+
 def _keygen(_args: argparse.Namespace) -> int:
     print(generate_key())
     return 0
@@ -203,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.set_defaults(run=_status)
 
+    serve = commands.add_parser(
+        "serve", help="the HTTP intake for connect / unlink / resync events (INTAKE_SECRET)"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=_serve)
+
     emulator = commands.add_parser("emulator", help="serve the local BB2 emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8765)
@@ -212,6 +262,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "health", help="exit 0 when Redis, Postgres and a live worker answer, else 1"
     ).set_defaults(run=_health)
+
+    failed = commands.add_parser("failures", help="jobs that failed for good, newest first")
+    failed.add_argument("--limit", type=_positive, default=50)
+    failed.add_argument("--json", action="store_true", help="machine-readable output")
+    failed.set_defaults(run=_failures)
+
+    commands.add_parser(
+        "rotate-key", help="re-encrypt every token under the first TOKEN_ENCRYPTION_KEY"
+    ).set_defaults(run=_rotate_key)
 
     demo = commands.add_parser("demo", help="the whole flow on the local emulator")
     demo.add_argument("--beneficiaries", type=_positive, default=30)

@@ -79,6 +79,10 @@ class TokenCipher:
         blob = base64.urlsafe_b64encode(nonce + sealed).decode()
         return f"{VERSION}.{self.active_key_id}.{blob}"
 
+    def is_current(self, token: str) -> bool:
+        """True when ``token`` is already sealed under the active key."""
+        return token.startswith(f"{VERSION}.{self.active_key_id}.")
+
     def decrypt(self, token: str, *, context: str) -> str:
         """Decrypt a value made by :meth:`encrypt` with the same ``context``."""
         version, _, rest = token.partition(".")

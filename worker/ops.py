@@ -18,6 +18,7 @@ import structlog
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -71,7 +72,7 @@ class Heartbeat:
         while True:
             try:
                 await self.beat()
-            except (OSError, asyncpg.PostgresError, ConnectionError) as exc:
+            except (OSError, asyncpg.PostgresError, RedisError) as exc:
                 log.warning("heartbeat_failed", error=type(exc).__name__)
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
@@ -83,7 +84,7 @@ async def readiness(redis: Redis, pool: asyncpg.Pool) -> dict[str, str]:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             await redis.ping()
         checks["redis"] = "ok"
-    except (OSError, ConnectionError, TimeoutError) as exc:
+    except (OSError, RedisError, TimeoutError) as exc:
         checks["redis"] = type(exc).__name__
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):

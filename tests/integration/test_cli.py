@@ -11,10 +11,14 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.integration.conftest import DATABASE_URL, REDIS_URL, Stack
+from tests.integration.support import authorized_job
 from worker.cli import main
+from worker.crypto import TokenCipher, generate_key
 from worker.emulator.config import EmulatorConfig
+from worker.jobs.connect import connect
 from worker.jobs.worker import run_replica
 from worker.local import REDIRECT_URI
+from worker.store import connections
 
 Start = Callable[..., Awaitable[Stack]]
 VERIFIER = "v" * 64
@@ -148,3 +152,44 @@ async def test_migrate_twice_and_keygen(env: None, capsys: pytest.CaptureFixture
     assert "up to date" in capsys.readouterr().out
     assert await run_cli("keygen") == 0
     assert len(capsys.readouterr().out.strip()) == 44
+
+
+async def test_failures_lists_jobs_that_failed_for_good(
+    env: None, pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await pool.execute(
+        "INSERT INTO job_failures (job, job_id, job_try, kind, reason)"
+        " VALUES ('connect', 'connect:x:1', 1, 'invalid', 'invalid ConnectJob payload: code')"
+    )
+    assert await run_cli("failures", "--json") == 0
+    [row] = orjson.loads(capsys.readouterr().out)
+    assert (row["job_id"], row["kind"], row["reason"]) == (
+        "connect:x:1",
+        "invalid",
+        "invalid ConnectJob payload: code",
+    )
+
+
+async def test_rotate_key_reencrypts_every_token(
+    env: None,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    start: Start,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    emulator, settings, services = await start(EmulatorConfig(beneficiaries=1))
+    job = await authorized_job(emulator.base_url, 0)
+    await connect({"services": services, "job_try": 1}, **job.model_dump())
+    old = settings.token_encryption_key.get_secret_value()
+    async with pool.acquire() as conn:
+        before = await connections.load_tokens(conn, services.cipher, "conn-0")
+    new = generate_key()
+    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", f"k2:{new},{old}")  # the old one keeps its id
+    assert await run_cli("rotate-key") == 0
+    assert "re-encrypted 1 rows under key k2" in capsys.readouterr().out
+    rotated = TokenCipher.from_setting(f"k2:{new}")  # the old key is no longer needed
+    async with pool.acquire() as conn:
+        assert await connections.load_tokens(conn, rotated, "conn-0") == before
+    assert await run_cli("rotate-key") == 0  # a second run has nothing left to do
+    assert "re-encrypted 0 rows" in capsys.readouterr().out

@@ -207,6 +207,9 @@ async def test_malformed_payload_on_the_queue_fails_once_and_stores_nothing(
     await run_worker(settings)
     assert await pool.fetchval("SELECT count(*) FROM connections") == 0
     assert await redis.zcard("arq:queue") == 0  # not retried forever
+    [failure] = await pool.fetch("SELECT * FROM job_failures")
+    assert (failure["job"], failure["kind"], failure["job_try"]) == ("connect", "invalid", 1)
+    assert "code: Input should be a valid string" in failure["reason"]
 
 
 async def test_resume_from_the_saved_cursor_after_a_failed_page(

@@ -3,6 +3,7 @@ the short lease that lets another replica take it over after a crash."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Callable, Coroutine
@@ -14,6 +15,7 @@ from worker import metrics
 from worker.errors import InvalidJob
 from worker.jobs.lease import lease
 from worker.jobs.services import Services
+from worker.store import failures
 
 Job = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
 
@@ -21,7 +23,18 @@ Job = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
 def _outcome(error: BaseException) -> str:
     if isinstance(error, Retry):
         return "retry"
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled"  # shutdown: arq runs it again on another replica
     return "invalid" if isinstance(error, InvalidJob) else "crashed"
+
+
+async def _remember(ctx: dict[str, Any], name: str, outcome: str, error: Exception) -> None:
+    # A crash's text is an exception message of ours or a library's: never a payload.
+    reason = str(error) if outcome == "invalid" else f"{type(error).__name__}: {error}"
+    services: Services = ctx["services"]
+    kind: failures.Kind = "invalid" if outcome == "invalid" else "crashed"
+    async with services.pool.acquire() as conn:
+        await failures.record(conn, name, ctx["job_id"], ctx["job_try"], kind, reason)
 
 
 def instrumented(name: str, job: Job) -> Job:
@@ -36,7 +49,10 @@ def instrumented(name: str, job: Job) -> Job:
             async with lease(ctx["redis"], ctx["job_id"], services.settings.job_lease_seconds):
                 result = await job(ctx, *args, **kwargs)
         except BaseException as exc:
-            metrics.JOBS.labels(name, _outcome(exc)).inc()
+            outcome = _outcome(exc)
+            metrics.JOBS.labels(name, outcome).inc()
+            if outcome != "retry" and isinstance(exc, Exception):
+                await _remember(ctx, name, outcome, exc)
             raise
         finally:
             metrics.JOB_DURATION.labels(name).observe(time.monotonic() - started)

@@ -114,10 +114,21 @@ async def run_replica(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         for worker in workers:
-            await worker.close()
+            await _settle(worker)
         await redis.aclose()
         await close_services(services)
         log.info("worker_stopped")
+
+
+async def _settle(worker: Worker) -> None:
+    """Cancel what still runs and let every job finish its bookkeeping (arq re-queues a
+    cancelled job) before the connections close. arq's own ``close()`` would cancel the
+    jobs a second time, mid-bookkeeping, and re-raise their cancellation."""
+    pending = [task for task in worker.tasks.values() if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
 
 
 def _stop(workers: list[Worker], signum: int, stopping: asyncio.Event) -> None:

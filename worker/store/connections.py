@@ -316,3 +316,65 @@ async def active_ids(conn: Conn) -> list[str]:
         "SELECT connection_id FROM connections WHERE status = 'active' ORDER BY connection_id"
     )
     return [record["connection_id"] for record in records]
+
+
+REKEY_BATCH: Final = 500
+
+
+def _rekeyed(cipher: TokenCipher, sealed: str | None, context: str) -> str | None:
+    if sealed is None or cipher.is_current(sealed):
+        return None
+    return cipher.encrypt(cipher.decrypt(sealed, context=context), context=context)
+
+
+async def _rekey_batch(conn: Conn, cipher: TokenCipher, after: str) -> tuple[str | None, int]:
+    async with conn.transaction():
+        records = await conn.fetch(
+            """SELECT connection_id, access_token_enc, refresh_token_enc FROM connections
+               WHERE connection_id > $1 AND refresh_token_enc IS NOT NULL
+               ORDER BY connection_id LIMIT $2 FOR UPDATE""",
+            after,
+            REKEY_BATCH,
+        )
+        changed = 0
+        for record in records:
+            cid = record["connection_id"]
+            access = _rekeyed(cipher, record["access_token_enc"], _context(cid, "access"))
+            refresh = _rekeyed(cipher, record["refresh_token_enc"], _context(cid, "refresh"))
+            if access or refresh:
+                await conn.execute(
+                    """UPDATE connections SET access_token_enc = coalesce($2, access_token_enc),
+                           refresh_token_enc = coalesce($3, refresh_token_enc)
+                       WHERE connection_id = $1""",
+                    cid,
+                    access,
+                    refresh,
+                )
+                changed += 1
+    return (records[-1]["connection_id"] if records else None), changed
+
+
+async def rekey_all(conn: Conn, cipher: TokenCipher) -> int:
+    """Re-encrypt every stored token under the active key, in batches; returns rows changed.
+
+    Tokens already under the active key are left alone, so an interrupted run can go again.
+    """
+    changed, after = 0, ""
+    while True:
+        last, count = await _rekey_batch(conn, cipher, after)
+        changed += count
+        if last is None:
+            break
+        after = last
+    pending = await conn.fetch("SELECT connection_id, refresh_token_enc FROM pending_revocations")
+    for record in pending:
+        cid = record["connection_id"]
+        sealed = _rekeyed(cipher, record["refresh_token_enc"], _context(cid, "refresh"))
+        if sealed:
+            await conn.execute(
+                "UPDATE pending_revocations SET refresh_token_enc = $2 WHERE connection_id = $1",
+                cid,
+                sealed,
+            )
+            changed += 1
+    return changed

@@ -1,0 +1,40 @@
+"""The replica's probes and `bbingest health` against real and unreachable services."""
+
+from __future__ import annotations
+
+import httpx
+from redis.asyncio import Redis
+
+from tests.integration.conftest import DATABASE_URL
+from worker.ops import Heartbeat, live_replicas, probe_app, readiness
+from worker.store.db import create_pool
+
+
+async def test_probes_and_heartbeat(redis: Redis) -> None:
+    pool = await create_pool(DATABASE_URL, max_size=2)
+    try:
+        heartbeat = Heartbeat(redis, pool, replica="host-a:1")
+        transport = httpx.ASGITransport(app=probe_app(heartbeat))
+        async with httpx.AsyncClient(transport=transport, base_url="http://probe") as http:
+            assert (await http.get("/healthz")).status_code == 503  # never beaten yet
+            await heartbeat.beat()
+            assert (await http.get("/healthz")).status_code == 200
+            ready = await http.get("/readyz")
+            assert (ready.status_code, ready.json()) == (200, {"redis": "ok", "postgres": "ok"})
+            metrics = (await http.get("/metrics")).text
+            assert 'bbingest_queue_depth{queue="arq:queue"}' in metrics
+        assert await live_replicas(redis) == ["host-a:1"]
+    finally:
+        await pool.close()
+
+
+async def test_readiness_names_an_unreachable_redis() -> None:
+    dead: Redis = Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    pool = await create_pool(DATABASE_URL, max_size=1)
+    try:
+        checks = await readiness(dead, pool)
+    finally:
+        await pool.close()
+        await dead.aclose()
+    assert checks["postgres"] == "ok"
+    assert checks["redis"] != "ok"

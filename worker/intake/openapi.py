@@ -1,0 +1,142 @@
+"""The OpenAPI 3.1 document of the intake API, built from the models that validate requests
+and shape answers."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel
+
+from worker.intake.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from worker.intake.body import MAX_BODY_BYTES
+from worker.intake.models import (
+    EVENT_KINDS,
+    ConnectionStatusBody,
+    Duplicate,
+    ErrorBody,
+    EventKind,
+    Health,
+    InvalidPayload,
+    Queued,
+)
+from worker.intake.routes import CONNECTION_PATH
+
+_REF: Final = "#/components/schemas/{model}"
+_SIGNED: Final[list[dict[str, list[str]]]] = [{"timestamp": [], "signature": []}]
+_SIGNING: Final = (
+    f"Every /v1/ request carries `{TIMESTAMP_HEADER}: <unix seconds>` and "
+    f"`{SIGNATURE_HEADER}: sha256=<hex>`, the HMAC-SHA256 with INTAKE_SECRET of "
+    '`f"{timestamp}.{METHOD}.{path}.".encode() + raw_body` (path exactly as sent, '
+    "percent-encoded, without the query string; empty body for GET). The timestamp must be "
+    "within INTAKE_MAX_SKEW seconds (default 300) of the server's clock."
+)
+
+
+class _Schemas:
+    """Collects component schemas; hands out references to them."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(
+        self, model: type[BaseModel], mode: Literal["validation", "serialization"]
+    ) -> dict[str, str]:
+        """A reference to ``model``'s schema, adding it (and its nested models) once."""
+        schema = model.model_json_schema(ref_template=_REF, mode=mode)
+        self.components.update(schema.pop("$defs", {}))
+        self.components[model.__name__] = schema
+        return {"$ref": _REF.format(model=model.__name__)}
+
+    def answer(self, description: str, model: type[BaseModel]) -> dict[str, Any]:
+        """A response object with a JSON body."""
+        schema = self.ref(model, "serialization")
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole document, as the ``/openapi.json`` endpoint serves it."""
+    schemas = _Schemas()
+    paths: dict[str, Any] = {k.path: {"post": _event_operation(k, schemas)} for k in EVENT_KINDS}
+    paths[CONNECTION_PATH] = {"get": _status_operation(schemas)}
+    paths["/healthz"] = {"get": _health_operation(schemas)}
+    paths["/openapi.json"] = {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document.",
+            "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "bluebutton-ingest intake",
+            "version": "1.0.0",
+            "description": "Signed connect / unlink / resync events, queued as jobs. " + _SIGNING,
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas.components,
+            "securitySchemes": {
+                "timestamp": _header_scheme(TIMESTAMP_HEADER, "Unix seconds of the request."),
+                "signature": _header_scheme(SIGNATURE_HEADER, _SIGNING),
+            },
+        },
+    }
+
+
+def _header_scheme(name: str, description: str) -> dict[str, str]:
+    return {"type": "apiKey", "in": "header", "name": name, "description": description}
+
+
+def _event_operation(kind: EventKind, schemas: _Schemas) -> dict[str, Any]:
+    error = ErrorBody
+    body = schemas.ref(kind.event_model, "validation")
+    return {
+        "operationId": f"{kind.name}Event",
+        "summary": (kind.event_model.__doc__ or "").strip(),
+        "security": _SIGNED,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        },
+        "responses": {
+            "202": schemas.answer("Queued (event ids are remembered 7 days).", Queued),
+            "200": schemas.answer("This event id was already accepted; nothing queued.", Duplicate),
+            "400": schemas.answer("The body is not JSON.", error),
+            "401": schemas.answer("Signature missing or invalid (or timestamp too far).", error),
+            "413": schemas.answer(f"Body over {MAX_BODY_BYTES // 1024} KiB.", error),
+            "415": schemas.answer("Content type is not application/json.", error),
+            "422": schemas.answer("Invalid fields (values are never echoed).", InvalidPayload),
+            "503": schemas.answer("Redis unavailable: retry the same event.", error),
+        },
+    }
+
+
+def _status_operation(schemas: _Schemas) -> dict[str, Any]:
+    return {
+        "operationId": "getConnection",
+        "summary": "A connection's status and stored resource counts.",
+        "security": _SIGNED,
+        "parameters": [
+            {"name": "connection_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {
+            "200": schemas.answer("The connection.", ConnectionStatusBody),
+            "401": schemas.answer("Signature missing or invalid.", ErrorBody),
+            "404": schemas.answer("Unknown connection.", ErrorBody),
+            "503": schemas.answer("Postgres unavailable.", ErrorBody),
+        },
+    }
+
+
+def _health_operation(schemas: _Schemas) -> dict[str, Any]:
+    return {
+        "operationId": "health",
+        "summary": "Readiness: Redis and Postgres answer (no authentication).",
+        "security": [],
+        "responses": {
+            "200": schemas.answer("Ready.", Health),
+            "503": schemas.answer("A dependency does not answer.", Health),
+        },
+    }
