@@ -39,6 +39,10 @@ bench: $(STAMP) services .demo/token.key
 	REDIS_URL=redis://127.0.0.1:6379/13 \
 	TOKEN_ENCRYPTION_KEY=$$(cat .demo/token.key) LOG_FORMAT=console \
 	$(BIN)/python -m tests.bench.budget
+	DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bbingest_bench \
+	REDIS_URL=redis://127.0.0.1:6379/13 \
+	TOKEN_ENCRYPTION_KEY=$$(cat .demo/token.key) LOG_FORMAT=console \
+	$(BIN)/python -m tests.bench.lanes
 
 schemas: $(STAMP)
 	$(BIN)/python -m worker.jobs.schemas schemas/jobs

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
@@ -38,6 +39,7 @@ from worker.local import (
 from worker.settings import Settings, load_settings
 
 LOG_DIR = Path(".bench") / "lanes"
+WARM_UP = 4.0
 CLAIMS = 20  # one EOB page each: the bench measures waiting, not paging
 
 
@@ -60,6 +62,15 @@ async def run_to_empty(settings: Settings, base_url: str, **env: str) -> None:
     )
     for worker in workers:
         await worker.wait()
+
+
+async def drop_queued_jobs(settings: Settings) -> None:
+    """Empty the bench's Redis database (queues, job keys and budget state)."""
+    redis: Redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
 
 
 async def activated_at(settings: Settings, ids: list[str]) -> dict[str, datetime]:
@@ -147,6 +158,7 @@ async def main(bulk: int, connects: int) -> None:
         env = worker_environment(settings, limited.base_url, WORKER_CONCURRENCY="8")
         console.print(f"{connects} connects on an idle system…")
         workers = await start_workers(env, 3, LOG_DIR / "idle", burst=False)
+        await asyncio.sleep(WARM_UP)  # time connects, not the workers' start-up
         idle = await time_connects(settings, idle_jobs)
         for worker in workers:
             worker.terminate()
@@ -160,12 +172,15 @@ async def main(bulk: int, connects: int) -> None:
         finally:
             await queue.aclose()
         workers = await start_workers(env, 3, LOG_DIR / "busy", burst=False)
+        await asyncio.sleep(WARM_UP)
+        await emulator_stats(limited.base_url, reset=True)
         await asyncio.sleep(10)  # let the resyncs fill the budget first
         busy = await time_connects(settings, busy_jobs)
         stats = await emulator_stats(limited.base_url)
         for worker in workers:
             worker.terminate()
             await worker.wait()
+        await drop_queued_jobs(settings)  # the resyncs left over would count in what follows
         sample = ids[:20]
         incremental = await resync_cost(settings, limited.base_url, sample, full=False)
         full = await resync_cost(settings, limited.base_url, sample, full=True)
@@ -175,9 +190,10 @@ async def main(bulk: int, connects: int) -> None:
     table.add_row(*summary("idle", idle))
     table.add_row(*summary(f"{bulk} resyncs queued", busy))
     console.print(table)
+    busy_rate = stats["total"] / (stats["last_request_at"] - stats["first_request_at"])
     console.print(
-        f"budget while busy: {stats['max_in_window']} most in any second, "
-        f"{stats['by_status'].get('429', 0)} 429s"
+        f"budget while busy: {busy_rate:.2f} requests/s, {stats['max_in_window']} most in any"
+        f" second, {stats['by_status'].get('429', 0)} 429s"
     )
     console.print(
         f"resync requests per beneficiary: incremental {incremental:.2f}, full pass {full:.2f}"
