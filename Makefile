@@ -34,15 +34,13 @@ test: lint typecheck services
 
 # Benchmarks print figures (README quotes them); tests never check wall-clock time.
 # They own their database and Redis database 13, and empty both first.
+BENCH_ENV = DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bbingest_bench \
+	REDIS_URL=redis://127.0.0.1:6379/13 TOKEN_ENCRYPTION_KEY=$$(cat .demo/token.key) \
+	LOG_FORMAT=console
+
 bench: $(STAMP) services .demo/token.key
-	DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bbingest_bench \
-	REDIS_URL=redis://127.0.0.1:6379/13 \
-	TOKEN_ENCRYPTION_KEY=$$(cat .demo/token.key) LOG_FORMAT=console \
-	$(BIN)/python -m tests.bench.budget
-	DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bbingest_bench \
-	REDIS_URL=redis://127.0.0.1:6379/13 \
-	TOKEN_ENCRYPTION_KEY=$$(cat .demo/token.key) LOG_FORMAT=console \
-	$(BIN)/python -m tests.bench.lanes
+	$(BENCH_ENV) $(BIN)/python -m tests.bench.budget
+	$(BENCH_ENV) $(BIN)/python -m tests.bench.lanes
 
 schemas: $(STAMP)
 	$(BIN)/python -m worker.jobs.schemas schemas/jobs
