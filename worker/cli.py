@@ -18,6 +18,7 @@ from worker.errors import ConfigError, InvalidJob
 from worker.jobs.payloads import ConnectJob, ResyncJob, UnlinkJob, parse_payload
 from worker.log import configure_logging
 from worker.settings import Settings, load_settings
+from worker.store.db import connection
 
 EXIT_INVALID = 2
 
@@ -37,11 +38,8 @@ def _fail(message: str) -> NoReturn:
 async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from worker.store.migrate import migrate
 
-    conn = await asyncpg.connect(settings.database_url)
-    try:
+    async with connection(settings.database_url) as conn:
         applied = await migrate(conn)
-    finally:
-        await conn.close()
     print(f"applied {', '.join(applied)}" if applied else "database is up to date")
     return 0
 
@@ -75,11 +73,8 @@ async def _enqueue_resync_all(settings: Settings, _args: argparse.Namespace) -> 
     from worker.jobs.payloads import ResyncJob
     from worker.store.connections import active_ids
 
-    conn = await asyncpg.connect(settings.database_url)
-    try:
+    async with connection(settings.database_url) as conn:
         ids = await active_ids(conn)
-    finally:
-        await conn.close()
     queue = await jobqueue.open_queue(settings.redis_url)
     try:
         queued = [await jobqueue.enqueue(queue, ResyncJob(connection_id=i)) for i in ids]
@@ -94,11 +89,8 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     from worker.status import load_status, render_table
 
     before = None if args.expiring_within is None else datetime.now(UTC) + args.expiring_within
-    conn = await asyncpg.connect(settings.database_url)
-    try:
+    async with connection(settings.database_url) as conn:
         statuses = await load_status(conn, args.connection_id, consent_before=before)
-    finally:
-        await conn.close()
     if args.json:
         print(orjson.dumps([s.as_json() for s in statuses], option=orjson.OPT_INDENT_2).decode())
     else:
@@ -165,11 +157,8 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
 async def _failures(settings: Settings, args: argparse.Namespace) -> int:
     from worker.store.failures import latest
 
-    conn = await asyncpg.connect(settings.database_url)
-    try:
+    async with connection(settings.database_url) as conn:
         found = await latest(conn, args.limit)
-    finally:
-        await conn.close()
     if args.json:
         rows = [{**vars(f), "at": f.at.isoformat()} for f in found]
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
@@ -189,11 +178,8 @@ async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
     from worker.store.connections import rekey_all
 
     cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
-    conn = await asyncpg.connect(settings.database_url)
-    try:
+    async with connection(settings.database_url) as conn:
         changed = await rekey_all(conn, cipher)
-    finally:
-        await conn.close()
     print(f"re-encrypted {changed} rows under key {cipher.active_key_id}")
     return 0
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
@@ -30,6 +29,7 @@ from worker.local import (
 )
 from worker.settings import Settings
 from worker.status import ConnectionStatus, load_status
+from worker.store.db import connection
 from worker.store.migrate import migrate
 
 DEMO_PREFIX = "demo-"
@@ -38,25 +38,19 @@ LOG_DIR = Path(".demo")
 
 
 async def _reset(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connection(database_url) as conn:
         await migrate(conn)
         # The demo owns the demo- ids: start from nothing so its counts are its own.
         await conn.execute("DELETE FROM connections WHERE connection_id LIKE 'demo-%'")
-    finally:
-        await conn.close()
 
 
 async def _demo_statuses(database_url: str) -> list[ConnectionStatus]:
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connection(database_url) as conn:
         return [
             s
             for s in await load_status(conn, None)
             if s.connection.connection_id.startswith(DEMO_PREFIX)
         ]
-    finally:
-        await conn.close()
 
 
 async def _requests_reported(http: httpx.AsyncClient, ports: list[int]) -> int:
@@ -97,14 +91,11 @@ async def _watch(
 
 
 async def _pages(database_url: str) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with connection(database_url) as conn:
         pages = await conn.fetchval(
             "SELECT coalesce(sum(pages), 0) FROM sync_runs WHERE connection_id LIKE 'demo-%'"
         )
         return int(pages)
-    finally:
-        await conn.close()
 
 
 def _summary(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -41,3 +43,14 @@ async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+@asynccontextmanager
+async def connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """One connection with the JSONB codec, closed on exit (for commands, not jobs)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await init_connection(conn)
+        yield conn
+    finally:
+        await conn.close()
