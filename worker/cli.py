@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import asyncpg
 import orjson
 from rich.console import Console
+from rich.progress import Progress
 
 from worker.crypto import generate_key
 from worker.errors import ConfigError, InvalidJob
@@ -76,11 +77,14 @@ async def _enqueue_resync_all(settings: Settings, _args: argparse.Namespace) -> 
     async with connection(settings.database_url) as conn:
         ids = await active_ids(conn)
     queue = await jobqueue.open_queue(settings.redis_url)
+    fresh = 0
     try:
-        queued = [await jobqueue.enqueue(queue, ResyncJob(connection_id=i)) for i in ids]
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            for connection_id in progress.track(ids, description="queueing resyncs"):
+                job = ResyncJob(connection_id=connection_id)
+                fresh += await jobqueue.enqueue(queue, job) is not None
     finally:
         await queue.aclose()
-    fresh = sum(job_id is not None for job_id in queued)
     print(f"queued {fresh} resyncs ({len(ids) - fresh} already queued)")
     return 0
 

@@ -193,3 +193,18 @@ async def test_rotate_key_reencrypts_every_token(
         assert await connections.load_tokens(conn, rotated, "conn-0") == before
     assert await run_cli("rotate-key") == 0  # a second run has nothing left to do
     assert "re-encrypted 0 rows" in capsys.readouterr().out
+
+
+async def test_enqueue_resync_all_queues_every_active_connection_once(
+    env: None, pool: asyncpg.Pool, redis: Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await pool.executemany(
+        "INSERT INTO connections (connection_id, status) VALUES ($1, $2)",
+        [("a", "active"), ("b", "active"), ("c", "needs_reauth")],
+    )
+    assert await run_cli("enqueue", "resync", "--all") == 0
+    assert "queued 2 resyncs (0 already queued)" in capsys.readouterr().out
+    assert await run_cli("enqueue", "resync", "--all") == 0
+    assert "queued 0 resyncs (2 already queued)" in capsys.readouterr().out
+    queued = sorted(j.decode() for j in await redis.zrange("bbingest:queue:bulk", 0, -1))
+    assert queued == ["resync:a", "resync:b"]
