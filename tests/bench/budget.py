@@ -1,8 +1,8 @@
 """``make bench``: does the shared budget use BB2's limit to the full without overrunning it?
 
 Starts the emulator with a 10 requests/s limit and 200 synthetic beneficiaries, runs three
-worker processes with concurrency 8 until the queue drains, and prints what the emulator
-saw. A second run sets the emulator to 5/s while the workers believe 10/s: the 429s must
+worker processes with concurrency 8 until every connection is synced, and prints what the
+emulator saw. A second run sets the emulator to 5/s while the workers believe 10/s: the 429s must
 stay few, nothing may be sent inside a cool-down, and every connection must end active.
 """
 
@@ -34,6 +34,7 @@ from worker.settings import Settings, load_settings
 from worker.store.migrate import migrate
 
 LOG_DIR = Path(".bench")
+WARM_UP = 4.0
 
 
 @dataclass(frozen=True)
@@ -108,26 +109,46 @@ async def _active(settings: Settings) -> int:
         await conn.close()
 
 
+async def _wait_until_synced(settings: Settings, count: int) -> None:
+    """Poll until every connection left ``pending``."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        while (
+            await conn.fetchval("SELECT count(*) FROM connections WHERE status <> 'pending'")
+            < count
+        ):
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
 async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replicas: int) -> Outcome:
-    """Sync ``beneficiaries`` through ``replicas`` worker processes under one scenario."""
+    """Sync ``beneficiaries`` through ``replicas`` worker processes under one scenario.
+
+    The replicas run as a service does: started (and warmed up) before the work arrives, so
+    that three processes importing at once on two cores do not disturb the measurement.
+    """
     await reset_stores(settings)
     config = EmulatorConfig(beneficiaries=beneficiaries, rate_limit=scenario.server_limit)
     async with running_emulator(config) as emulator:
         jobs = await authorize_beneficiaries(emulator.base_url, beneficiaries, "bench-")
-        await enqueue_all(settings.redis_url, jobs)
-        await emulator_stats(emulator.base_url, reset=True)
         env = worker_environment(
             settings,
             emulator.base_url,
             BB_RATE_LIMIT=str(scenario.worker_limit),
             WORKER_CONCURRENCY="8",
         )
+        workers = await start_workers(env, replicas, LOG_DIR / scenario.name, burst=False)
+        await asyncio.sleep(WARM_UP)
+        await emulator_stats(emulator.base_url, reset=True)
         started = time.monotonic()
-        workers = await start_workers(env, replicas, LOG_DIR / scenario.name)
-        for worker in workers:
-            await worker.wait()
+        await enqueue_all(settings.redis_url, jobs)
+        await _wait_until_synced(settings, beneficiaries)
         wall = time.monotonic() - started
         stats = await emulator_stats(emulator.base_url)
+        for worker in workers:
+            worker.terminate()
+            await worker.wait()
     return Outcome(scenario, stats, await _active(settings), beneficiaries, wall)
 
 

@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from worker.emulator.chaos import FAULT_STATUSES
 from worker.emulator.claims import EASTERN
 from worker.emulator.context import Emulator
 from worker.emulator.data import DataChangeError
+from worker.emulator.faults import FaultOrderError, parse_fault_order
 from worker.emulator.population import Beneficiary
 from worker.emulator.responses import detail, json_response
 
@@ -78,12 +78,12 @@ def admin_routes(emulator: Emulator) -> list[Route]:
         return {"removed": eob_id}
 
     def faults(body: dict[str, Any]) -> Any:
-        status = _number(body, "status", 502)
-        if status not in FAULT_STATUSES:
-            raise AdminError(400, f"status must be one of {sorted(FAULT_STATUSES)}")
-        count, after = _number(body, "count", 1), _number(body, "after", 0)
-        state.inject_faults(status, count, after)
-        return {"status": status, "count": count, "after": after}
+        try:
+            order = parse_fault_order(body)
+        except FaultOrderError as error:
+            raise AdminError(400, str(error)) from None
+        state.order_faults(order)
+        return {**order.describe(), "pending": state.pending_faults()}
 
     return [
         Route("/_emulator/stats", _get(stats)),

@@ -7,9 +7,11 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from worker.emulator.bad_answers import spoil
 from worker.emulator.chaos import Chaos, DroppedResponse, dropped
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
+from worker.emulator.faults import FaultKind
 from worker.emulator.responses import detail, throttled
 from worker.emulator.state import EmulatorState
 from worker.emulator.stats import DROPPED, SlidingWindow
@@ -48,12 +50,14 @@ def metered(
     *,
     fhir: bool = False,
     browser: bool = False,
+    search: str | None = None,
 ) -> Callable[[Handler], Handler]:
     """Wrap a BB2 endpoint: rate limit per client id, count it, and on FHIR views add the
     X-RateLimit headers and answer injected and seeded faults.
 
     Pages the beneficiary's browser loads (`browser`) are counted but never throttled: the
-    limit is on the app's own calls.
+    limit is on the app's own calls. A FHIR search names its resource type (`search`) to
+    take the faults ordered for that search as well.
     """
 
     def wrap(handler: Handler) -> Handler:
@@ -65,7 +69,9 @@ def metered(
             if browser:
                 response = await handler(request)
             else:
-                response = await _answer(emulator, request, handler, client_id, now, fhir=fhir)
+                response = await _answer(
+                    emulator, request, handler, client_id, now, fhir=fhir, search=search
+                )
             if fhir:
                 response.headers.update(emulator.limiter.headers(client_id, now))
             status = DROPPED if isinstance(response, DroppedResponse) else response.status_code
@@ -85,8 +91,13 @@ async def _answer(
     now: float,
     *,
     fhir: bool,
+    search: str | None,
 ) -> Response:
-    """An app's call: throttled, or admitted and answered (with chaos on FHIR views)."""
+    """An app's call: throttled, or admitted and answered (with chaos on FHIR views).
+
+    Admin faults win over seeded ones: a status fault for any FHIR request first, then the
+    search's own fault, which answers a 5xx or spoils the search's answer.
+    """
     emulator.state.count_arrival(client_id, now)
     retry_after = None if client_id is None else emulator.limiter.admit(client_id, now)
     if retry_after is not None:
@@ -98,11 +109,17 @@ async def _answer(
     # Taken on admission, so that "the next N requests" of an admin fault keep their order
     # even when slow answers finish out of order.
     fault = emulator.state.take_fault()
+    ordered = None if search is None else emulator.state.take_search_fault(search)
     fate = emulator.chaos.draw()
     if fate.delay:
         await emulator.state.sleep(fate.delay)
-    fault = fault if fault is not None else fate.fault
+    if fault is None and ordered is not None and ordered.kind is FaultKind.STATUS:
+        fault = ordered.status
+    if fault is None and ordered is None:
+        fault = fate.fault
     if fault is not None:
         return detail(fault, _FAULT_MESSAGE)
     response = await handler(request)
+    if ordered is not None:
+        return await spoil(ordered, request, response)
     return await dropped(request, response) if fate.drop else response

@@ -120,16 +120,16 @@ def fhir_routes(emulator: Emulator) -> list[Route]:
             return me
         return json_response(resources.userinfo(me, datetime.fromtimestamp(state.now(), UTC)))
 
-    def fhir(path: str, name: str, handler: Handler) -> list[Route]:
-        wrapped = metered(emulator, name, token_client, fhir=True)(handler)
+    def fhir(path: str, name: str, handler: Handler, search: str | None = None) -> list[Route]:
+        wrapped = metered(emulator, name, token_client, fhir=True, search=search)(handler)
         # BB2 answers with and without the trailing slash; no redirect in between.
         return [Route(f"{_FHIR}{path}{end}", wrapped, methods=["GET"]) for end in ("", "/")]
 
     return [
         *fhir("/Patient/{resource_id}", "patient_read", patient_read),
-        *fhir("/Coverage", "coverage_search", coverage_search),
+        *fhir("/Coverage", "coverage_search", coverage_search, "Coverage"),
         *fhir("/Coverage/{resource_id}", "coverage_read", coverage_read),
-        *fhir("/ExplanationOfBenefit", "eob_search", eob_search),
+        *fhir("/ExplanationOfBenefit", "eob_search", eob_search, "ExplanationOfBenefit"),
         *fhir("/ExplanationOfBenefit/{resource_id}", "eob_read", eob_read),
         Route("/v2/connect/userinfo", metered(emulator, "userinfo", token_client)(userinfo)),
     ]

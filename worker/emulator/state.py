@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.emulator.faults import Fault, FaultOrder
 from worker.emulator.stats import RequestStats
 
 Clock = Callable[[], float]
@@ -89,6 +90,7 @@ class EmulatorState:
         self._refresh: dict[str, RefreshToken] = {}
         self._grants: dict[tuple[str, str], Grant] = {}
         self._faults: deque[int | None] = deque()
+        self._search_faults: dict[str, deque[Fault | None]] = {}
         self._expiry_armed: dict[str, int] = {}
 
     # Requests and faults
@@ -141,6 +143,27 @@ class EmulatorState:
     def take_fault(self) -> int | None:
         """The status the next FHIR request must fail with, if a fault is pending."""
         return self._faults.popleft() if self._faults else None
+
+    def order_faults(self, order: FaultOrder) -> None:
+        """Queue a validated admin order: a status fault on any FHIR request (no `search`)
+        goes to the inject_faults queue; the others to the queue of their search, where
+        `after` counts only the searches of that resource type.
+        """
+        if order.search is None:
+            self.inject_faults(order.fault.status, order.count, order.after)
+            return
+        queue = self._search_faults.setdefault(order.search, deque())
+        queue.extend([None] * order.after + [order.fault] * order.count)
+
+    def take_search_fault(self, search: str) -> Fault | None:
+        """The fault of the next search of this resource type, if one is pending."""
+        queue = self._search_faults.get(search)
+        return queue.popleft() if queue else None
+
+    def pending_faults(self) -> int:
+        """How many ordered faults no request has taken yet, in every queue."""
+        queues: list[deque[Any]] = [self._faults, *self._search_faults.values()]
+        return sum(1 for queue in queues for entry in queue if entry is not None)
 
     # Authorization requests and codes
 
