@@ -92,11 +92,10 @@ def parse_fault_order(body: dict[str, Any]) -> FaultOrder:
 
 
 def _kind(raw: object) -> FaultKind:
-    try:
-        return FaultKind(raw)
-    except ValueError:
+    if raw not in set(FaultKind):
         kinds = ", ".join(kind.value for kind in FaultKind)
-        raise FaultOrderError(f"kind must be one of {kinds}") from None
+        raise FaultOrderError(f"kind must be one of {kinds}")
+    return FaultKind(str(raw))
 
 
 def _search(raw: object, kind: FaultKind) -> str | None:
