@@ -1,4 +1,5 @@
-"""The emulator's own API under /_emulator/ (not part of BB2): stats, time-outs, data changes.
+"""The emulator's own API under /_emulator/ (not part of BB2): stats, time-outs, data changes,
+and faults (see `faults` for the orders it takes).
 
 These calls are not metered: they must not disturb the request counts they report.
 """

@@ -92,10 +92,10 @@ def parse_fault_order(body: dict[str, Any]) -> FaultOrder:
 
 
 def _kind(raw: object) -> FaultKind:
-    if raw not in set(FaultKind):
+    if not isinstance(raw, str) or raw not in {kind.value for kind in FaultKind}:
         kinds = ", ".join(kind.value for kind in FaultKind)
         raise FaultOrderError(f"kind must be one of {kinds}")
-    return FaultKind(str(raw))
+    return FaultKind(raw)
 
 
 def _search(raw: object, kind: FaultKind) -> str | None:
