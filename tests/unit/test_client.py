@@ -98,3 +98,27 @@ async def test_announced_limit_is_passed_to_the_budget(setup) -> None:  # type: 
     await client.request("GET", URL)
     assert budget.limits == [5]
     assert budget.pauses == []
+
+
+@respx.mock
+async def test_an_oversized_answer_is_refused_while_reading(
+    setup,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from worker.bluebutton import client as client_module
+
+    client, _, _ = setup
+    monkeypatch.setattr(client_module, "MAX_RESPONSE_BYTES", 100)
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(1000):  # far more than the limit: reading must stop early
+            yield b"x" * 50
+
+    respx.get(URL).mock(return_value=httpx.Response(200, content=chunks()))
+    with pytest.raises(errors.ProtocolError, match="too large"):
+        await client.request("GET", URL)
+    respx.get(URL).mock(return_value=httpx.Response(200, headers={"Content-Length": "5000"}))
+    with pytest.raises(errors.ProtocolError, match="announced"):
+        await client.request("GET", URL)
+    respx.get(URL).mock(return_value=httpx.Response(200, content=b"y" * 100))
+    assert (await client.request("GET", URL)).content == b"y" * 100

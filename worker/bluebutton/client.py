@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,6 +23,31 @@ from worker.bluebutton.retry import (
 from worker.constants import MAX_RESPONSE_BYTES
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """BB2's answer, read whole (and never beyond MAX_RESPONSE_BYTES)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+
+async def _read_limited(response: httpx.Response) -> bytes:
+    """The decoded body, refused as soon as it outgrows a page: a gzipped answer a few KB
+    on the wire can unpack to gigabytes, so the limit is checked while reading."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise errors.ProtocolError(f"BB2 announced a response of {declared} bytes, too large")
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise errors.ProtocolError(
+                f"BB2 response exceeds {MAX_RESPONSE_BYTES} bytes, too large"
+            )
+    return bytes(body)
 
 
 class Budget(Protocol):
@@ -83,7 +109,7 @@ class BlueButtonClient:
         headers: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
         auth: httpx.BasicAuth | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         """Send one logical request; the response has any status but a transient one."""
         last: errors.RetryableError | None = None
         for attempt in range(self._policy.max_attempts):
@@ -110,12 +136,18 @@ class BlueButtonClient:
         headers: Mapping[str, str] | None,
         data: Mapping[str, str] | None,
         auth: httpx.BasicAuth | None,
-    ) -> httpx.Response:
+    ) -> Answer:
         self.requests_sent += 1
         kind = endpoint_kind(url)
         try:
             request = self.http.build_request(method, url, headers=headers, data=data)
-            response = await self.http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
+            response = await self.http.send(
+                request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True
+            )
+            try:
+                content = await _read_limited(response)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             metrics.BB2_REQUESTS.labels(kind, "error").inc()
             raise errors.TransportError(f"BB2 timed out ({type(exc).__name__})") from exc
@@ -123,13 +155,9 @@ class BlueButtonClient:
             metrics.BB2_REQUESTS.labels(kind, "error").inc()
             raise errors.TransportError(f"BB2 unreachable ({type(exc).__name__})") from exc
         metrics.BB2_REQUESTS.labels(kind, str(response.status_code)).inc()
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise errors.ProtocolError(
-                f"BB2 response of {len(response.content)} bytes is too large"
-            )
-        return response
+        return Answer(response.status_code, response.headers, content)
 
-    async def _heed_limit(self, response: httpx.Response) -> None:
+    async def _heed_limit(self, response: Answer) -> None:
         # X-RateLimit-Remaining and -Reset are per token and in whole seconds: pausing the
         # app on each "Remaining: 0" would halve a fully used budget. The announced limit
         # is what lets every replica slow down before BB2 has to say no.
@@ -137,7 +165,7 @@ class BlueButtonClient:
         if limit is not None:
             await self._budget.observe_limit(limit)
 
-    def _transient(self, response: httpx.Response) -> errors.RetryableError:
+    def _transient(self, response: Answer) -> errors.RetryableError:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
         status = response.status_code
         if status == 429:

@@ -2,7 +2,14 @@
 
 A `status` fault answers a 5xx instead of the real answer. Every other kind keeps the
 status 200 and spoils the answer of a FHIR search the way real upstreams do (see
-`bad_answers`). An order is validated here, before anything is queued.
+`bad_answers`). An order is validated here, before anything is queued::
+
+    POST /_emulator/faults {"kind": "next_loop", "count": 1, "after": 1}
+    -> {"kind": "next_loop", "count": 1, "after": 1, "search": "ExplanationOfBenefit",
+        "pending": 1}
+
+spoils the 2nd ExplanationOfBenefit search from now on. `{"status": 503, "count": 2}`
+(kind "status", no `search`) still fails the next two FHIR requests of any kind.
 """
 
 from dataclasses import dataclass
