@@ -76,6 +76,7 @@ def settings_for(base_url: str, key: str, **extra: str) -> Settings:
             "REDIS_URL": REDIS_URL,
             "TOKEN_ENCRYPTION_KEY": key,
             "BB_RATE_LIMIT": "1000",
+            "METRICS_PORT": "0",  # tests run replicas side by side; none needs a port
             **extra,
         }
     )
