@@ -123,7 +123,7 @@ def _summary(
         str(requests),
         str(pages),
         str(stats.get("by_status", {}).get("429", 0)),
-        str(stats.get("max_per_second", "-")),
+        str(stats.get("max_in_window", "-")),
         f"{elapsed:.1f} s",
         f"{requests / elapsed:.2f}",
     )
