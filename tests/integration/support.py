@@ -4,6 +4,7 @@ resources the emulator serves, to compare with what the worker stored."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -86,3 +87,21 @@ async def pages_stored(pool: asyncpg.Pool, pages: int, sync: asyncio.Task[Any]) 
     while await pool.fetchval("SELECT coalesce(max(pages), 0) FROM sync_runs") < pages:
         assert not sync.done(), "the sync finished before it could be interrupted"
         await asyncio.sleep(0.01)
+
+
+SLOW_SYNC = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=300)
+
+
+async def sync_in_flight(
+    start: Callable[..., Awaitable[Any]], pool: asyncpg.Pool
+) -> tuple[Any, Any, ConnectJob, asyncio.Task[dict[str, Any]]]:
+    """A connect of BBUser00000 (300 claims at five requests a second: seconds, page by
+    page) running as a task, once it has stored three pages; with its emulator, services
+    and job."""
+    from worker.jobs.connect import connect
+
+    emulator, _, services = await start(SLOW_SYNC, BB_RATE_LIMIT="5")
+    job = await authorized_job(emulator.base_url, 0)
+    sync = asyncio.create_task(connect({"services": services, "job_try": 1}, **job.model_dump()))
+    await pages_stored(pool, 3, sync)
+    return emulator, services, job, sync

@@ -11,7 +11,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from tests.integration.conftest import Stack
-from tests.integration.support import authorized_job, emulator_post, pages_stored, patient_id
+from tests.integration.support import authorized_job, emulator_post, patient_id, sync_in_flight
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.jobs.connect import connect
 from worker.jobs.outcome import run_sync
@@ -49,11 +49,7 @@ async def test_twenty_concurrent_users_of_an_expired_token_cause_one_refresh(
 async def test_a_grant_lapsing_mid_sync_needs_reauth_without_retries(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    config = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=300)
-    emulator, _, services = await start(config, BB_RATE_LIMIT="5")
-    job = await authorized_job(emulator.base_url, 0)
-    sync = asyncio.create_task(connect(ctx(services), **job.model_dump()))
-    await pages_stored(pool, 3, sync)
+    emulator, _, _, sync = await sync_in_flight(start, pool)
     await emulator_post(emulator.base_url, "/_emulator/grants/lapse", {"patient_id": patient_id(0)})
     assert await sync == {"status": "needs_reauth"}
     row = await pool.fetchrow("SELECT status, last_error FROM connections")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ from arq import Retry
 from redis.asyncio import Redis
 
 from tests.integration.conftest import Stack
-from tests.integration.support import authorized_job, pages_stored, patient_id
+from tests.integration.support import authorized_job, patient_id, sync_in_flight
 from worker.bluebutton.budget import RequestBudget
 from worker.bluebutton.client import BlueButtonClient, build_http_client
 from worker.bluebutton.retry import RetryPolicy
@@ -105,12 +104,7 @@ async def test_data_goes_at_once_even_when_cms_is_unreachable(
 async def test_unlink_wins_against_a_sync_in_flight(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    # Five requests a second: the sync of 300 claims takes seconds, page by page.
-    config = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=300)
-    emulator, _, services = await start(config, BB_RATE_LIMIT="5")
-    job = await authorized_job(emulator.base_url, 0)
-    sync = asyncio.create_task(connect(ctx(services), **job.model_dump()))
-    await pages_stored(pool, 3, sync)
+    emulator, services, job, sync = await sync_in_flight(start, pool)
     await unlink(ctx(services), "conn-0")
     assert await sync == {"status": "revoked"}
     assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
