@@ -134,3 +134,11 @@ def test_a_429_inside_a_cool_down_lengthens_it() -> None:
     stats.record_throttled("app", at=10.02, retry_after=3)
     stats.record_arrival("app", 12.5)
     assert stats.snapshot()["during_cooldown"] == 1
+
+
+def test_an_arrival_recorded_out_of_order_counts_in_the_right_windows() -> None:
+    peak = WindowPeak()
+    for at in (0.0, 0.9, 1.5, 0.95):  # 0.95 was timestamped on arrival but recorded late
+        peak.add(at)
+    # (0.5, 1.5] holds 0.9, 0.95 and 1.5; no window holds more. 0.0 is gone from the deque.
+    assert peak.peak == 3

@@ -62,10 +62,11 @@ def metered(
 
     def wrap(handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
-            client_id = await client_of(request)
-            # Read after the resolver's await, so that arrivals reach the sliding windows in
-            # clock order.
+            # The clock is read on arrival, as BB2's edge would: resolving the client can
+            # take a while (the first form parsed imports the form parser), and a late
+            # timestamp would crowd the next second. Windows keep arrivals sorted.
             now = emulator.state.now()
+            client_id = await client_of(request)
             if browser:
                 response = await handler(request)
             else:

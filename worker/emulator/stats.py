@@ -4,6 +4,7 @@ Both count a 1-second window the same way: half-open, (now - 1, now], so request
 t=1.0 are never in the same window.
 """
 
+import bisect
 import math
 from collections import Counter, deque
 from typing import Any
@@ -19,6 +20,15 @@ UNKNOWN_CLIENT = "unknown"
 IN_FLIGHT_GRACE = 0.05
 
 
+def _arrive(window: deque[float], at: float) -> None:
+    """Add an arrival in time order (requests are timestamped on arrival, but may reach the
+    window slightly out of order)."""
+    if not window or window[-1] <= at:
+        window.append(at)
+    else:
+        window.insert(bisect.bisect_right(window, at), at)
+
+
 def _slide(window: deque[float], now: float) -> deque[float]:
     """Forget the arrivals that fell out of the window ending at `now`."""
     while window and window[0] <= now - WINDOW_SECONDS:
@@ -29,8 +39,9 @@ def _slide(window: deque[float], now: float) -> deque[float]:
 class WindowPeak:
     """The most arrivals seen in any 1-second window, keeping only the last second's arrivals.
 
-    The busiest window can always be slid until it ends on an arrival, so its count is the
-    window's length right after some append: no history is needed beyond one second.
+    The busiest window can always be slid until it ends on an arrival, so only the windows
+    ending on the new arrival, or on those after it (an arrival timestamped a little out of
+    order), can beat the peak: no history is needed beyond one second.
     """
 
     def __init__(self) -> None:
@@ -38,9 +49,13 @@ class WindowPeak:
         self._window: deque[float] = deque()
 
     def add(self, at: float) -> None:
-        """Note one arrival; arrivals must come in clock order."""
-        _slide(self._window, at).append(at)
-        self.peak = max(self.peak, len(self._window))
+        """Note one arrival (timestamps may come slightly out of order)."""
+        window = self._window
+        _arrive(window, at)
+        _slide(window, window[-1])
+        for end in (e for e in window if e >= at):
+            inside = sum(1 for e in window if end - WINDOW_SECONDS < e <= end)
+            self.peak = max(self.peak, inside)
 
 
 class RequestStats:
@@ -126,7 +141,7 @@ class SlidingWindow:
         window = self._window(client_id, now)
         if len(window) >= self._capacity:
             return max(1, math.ceil(window[0] + WINDOW_SECONDS - now))
-        window.append(now)
+        _arrive(window, now)
         return None
 
     def headers(self, client_id: str | None, now: float) -> dict[str, str]:
