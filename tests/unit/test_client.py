@@ -122,3 +122,14 @@ async def test_an_oversized_answer_is_refused_while_reading(
         await client.request("GET", URL)
     respx.get(URL).mock(return_value=httpx.Response(200, content=b"y" * 100))
     assert (await client.request("GET", URL)).content == b"y" * 100
+
+
+@respx.mock
+async def test_warm_up_uses_the_public_metadata_and_no_budget(setup) -> None:  # type: ignore[no-untyped-def]
+    client, budget, _ = setup
+    route = respx.get(f"{BASE}/v2/fhir/metadata").mock(return_value=httpx.Response(200))
+    assert await client.warm_up() is True
+    assert route.calls.last.request.headers.get("Authorization") is None
+    assert budget.acquired == 0
+    route.mock(side_effect=httpx.ConnectError("down"))
+    assert await client.warm_up() is False

@@ -13,6 +13,7 @@ import httpx
 import structlog
 
 from worker import errors, metrics
+from worker.bluebutton import endpoints
 from worker.bluebutton.endpoints import endpoint_kind
 from worker.bluebutton.retry import (
     RetryPolicy,
@@ -127,6 +128,18 @@ class BlueButtonClient:
             last = self._transient(response)
         assert last is not None
         raise last
+
+    async def warm_up(self) -> bool:
+        """Open a connection to BB2 before the first budgeted request, with the public
+        CapabilityStatement (no token, so no app's budget): a first request that has to
+        connect leaves late and would crowd the next second at the server. False when BB2
+        cannot be reached (the jobs will find out and retry)."""
+        try:
+            response = await self.http.get(endpoints.METADATA_PATH)
+        except httpx.HTTPError as exc:
+            log.warning("bb2_unreachable_at_start", error=type(exc).__name__)
+            return False
+        return response.status_code == 200
 
     async def _send(
         self,

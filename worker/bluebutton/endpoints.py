@@ -14,6 +14,7 @@ REVOKE_TOKEN_PATH: Final = f"/{API_VERSION}/o/revoke_token/"
 REVOKE_GRANT_PATH: Final = f"/{API_VERSION}/o/revoke/"
 USERINFO_PATH: Final = f"/{API_VERSION}/connect/userinfo"
 FHIR_PATH: Final = f"/{API_VERSION}/fhir/"
+METADATA_PATH: Final = f"{FHIR_PATH}metadata"
 
 SCOPE_PATIENT: Final = "patient/Patient.read"
 SCOPE_COVERAGE: Final = "patient/Coverage.read"

@@ -94,6 +94,7 @@ async def run_replica(
     sys.setswitchinterval(0.001)
     services = await open_services(settings, concurrency=2 * max_jobs)
     redis = await open_queue(settings.redis_url)  # one Redis pool for both lanes
+    await services.bluebutton.warm_up()
     workers = [
         build_worker(settings, services, queue, redis, burst=burst, max_jobs=max_jobs)
         for queue in LANES
