@@ -20,7 +20,7 @@ from tests.integration.support import (
     stored_resources,
 )
 from worker.bluebutton.budget import RequestBudget
-from worker.bluebutton.client import BlueButtonClient
+from worker.bluebutton.client import BlueButtonClient, build_http_client
 from worker.bluebutton.retry import RetryPolicy
 from worker.constants import JOB_MAX_TRIES
 from worker.emulator.config import EmulatorConfig
@@ -264,3 +264,25 @@ def _with_fast_retries(services: Services) -> Services:
     budget = RequestBudget(services.redis, "emulator-client", 1000)
     policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
     return replace(services, bluebutton=BlueButtonClient(services.http, budget, policy=policy))
+
+
+async def test_an_unreachable_token_endpoint_retries_the_job_then_records_the_error(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await start(EmulatorConfig(beneficiaries=1))
+    job = await authorized_job(emulator.base_url, 0)
+    dead = build_http_client("http://127.0.0.1:9", timeout=1, max_connections=1)
+    budget = RequestBudget(services.redis, "emulator-client", 1000)
+    policy = RetryPolicy(max_attempts=2, base_delay=0.001)
+    offline = replace(services, bluebutton=BlueButtonClient(dead, budget, policy=policy))
+    try:
+        with pytest.raises(Retry):
+            await connect(ctx(offline), **job.model_dump())
+        assert (await status_of(pool, "conn-0")).status == "pending"
+        result = await connect(ctx(offline, job_try=JOB_MAX_TRIES), **job.model_dump())
+    finally:
+        await dead.aclose()
+    assert result["status"] == "error"
+    assert "unreachable" in ((await status_of(pool, "conn-0")).last_error or "")
+    # BB2 never saw the code: a later delivery, with BB2 back, still links.
+    assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"

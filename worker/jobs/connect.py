@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from arq import Retry
 
 from worker import errors
 from worker.bluebutton import oauth
+from worker.bluebutton.retry import job_retry_delay
 from worker.constants import JOB_MAX_TRIES
 from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ConnectJob, code_fingerprint, parse_payload
@@ -72,12 +74,25 @@ async def _authorize(services: Services, job: ConnectJob, enqueued_at: datetime 
     return True
 
 
+async def _authorize_or_retry(services: Services, job: ConnectJob, ctx: dict[str, Any]) -> bool:
+    """:func:`_authorize`, coming back later when BB2 could not answer (the code may still
+    be good: codes expire in minutes, so the first retries come within a minute)."""
+    try:
+        return await _authorize(services, job, ctx.get("enqueue_time"))
+    except errors.RetryableError as exc:
+        if ctx["job_try"] < JOB_MAX_TRIES:
+            raise Retry(defer=job_retry_delay(ctx["job_try"], exc.retry_after)) from exc
+        async with services.pool.acquire() as conn:
+            await connections.set_status(conn, job.connection_id, "error", error=str(exc))
+        return False
+
+
 async def connect(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """arq job ``connect(connection_id, code, code_verifier, redirect_uri)``."""
     job = parse_payload(ConnectJob, args, kwargs)
     services: Services = ctx["services"]
     with structlog.contextvars.bound_contextvars(job="connect", connection_id=job.connection_id):
-        if not await _authorize(services, job, ctx.get("enqueue_time")):
+        if not await _authorize_or_retry(services, job, ctx):
             async with services.pool.acquire() as conn:
                 found = await connections.get(conn, job.connection_id)
             return {"status": found.status if found else "unknown"}
