@@ -21,6 +21,7 @@ from rich.table import Table
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import running_emulator
 from worker.local import (
+    CLIENT_ID,
     authorize_beneficiaries,
     emulator_stats,
     enqueue_all,
@@ -123,7 +124,7 @@ def _summary(
         str(requests),
         str(pages),
         str(stats.get("by_status", {}).get("429", 0)),
-        str(stats.get("max_in_window", "-")),
+        str(stats.get("max_in_window_by_client", {}).get(CLIENT_ID, "-")),
         f"{elapsed:.1f} s",
         f"{requests / elapsed:.2f}",
     )
