@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, get_args
 
 import asyncpg
 import structlog
@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from worker import metrics
 from worker.constants import QUEUE_BULK, QUEUE_INTERACTIVE, REDIS_PREFIX
+from worker.store.connections import Status
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +35,7 @@ HEARTBEAT_SECONDS: Final = 10.0
 # A replica that has not beaten for this long is dead to `bbingest health` and to /healthz.
 REPLICA_TTL_SECONDS: Final = 30
 PROBE_TIMEOUT_SECONDS: Final = 2.0
+CONNECTION_COUNT_SECONDS: Final = 60.0
 
 
 def replica_id() -> str:
@@ -49,6 +51,7 @@ class Heartbeat:
     pool: asyncpg.Pool
     replica: str = field(default_factory=replica_id)
     last_beat: float = field(default=0.0)
+    next_count: float = field(default=0.0)
 
     def alive(self) -> bool:
         """Beaten within the TTL: the event loop runs and Redis answers."""
@@ -60,12 +63,17 @@ class Heartbeat:
         await self.redis.set(key, int(time.time()), ex=REPLICA_TTL_SECONDS)
         for queue in (QUEUE_INTERACTIVE, QUEUE_BULK):
             metrics.QUEUE_DEPTH.labels(queue).set(await self.redis.zcard(queue))
-        rows = await self.pool.fetch(
-            "SELECT status, count(*) AS n FROM connections GROUP BY status"
-        )
-        for row in rows:
-            metrics.CONNECTIONS.labels(row["status"]).set(row["n"])
-        self.last_beat = time.monotonic()
+        now = time.monotonic()
+        if now >= self.next_count:
+            # Counting connections scans the table: once a minute, not with every beat.
+            self.next_count = now + CONNECTION_COUNT_SECONDS
+            rows = await self.pool.fetch(
+                "SELECT status, count(*) AS n FROM connections GROUP BY status"
+            )
+            counts = {row["status"]: row["n"] for row in rows}
+            for status in get_args(Status):  # a status nobody has any more reads 0
+                metrics.CONNECTIONS.labels(status).set(counts.get(status, 0))
+        self.last_beat = now
 
     async def run(self) -> None:
         """Beat every HEARTBEAT_SECONDS until cancelled; a failed beat is logged, not fatal."""

@@ -4,17 +4,23 @@ resources the emulator serves, to compare with what the worker stored."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import httpx
 
+from worker.bluebutton.budget import RequestBudget
+from worker.bluebutton.client import BlueButtonClient, build_http_client
+from worker.bluebutton.retry import RetryPolicy
 from worker.emulator import resources as emulated
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
 from worker.jobs.payloads import ConnectJob
-from worker.local import REDIRECT_URI, authorize_beneficiary
+from worker.jobs.services import Services
+from worker.local import CLIENT_ID, REDIRECT_URI, authorize_beneficiary
 
 Key = tuple[str, str]
 
@@ -105,3 +111,22 @@ async def sync_in_flight(
     sync = asyncio.create_task(connect({"services": services, "job_try": 1}, **job.model_dump()))
     await pages_stored(pool, 3, sync)
     return emulator, services, job, sync
+
+
+def fast_retries(services: Services, http: httpx.AsyncClient | None = None) -> Services:
+    """The same services, with each request tried three times without noticeable sleeps
+    (through ``http`` when given)."""
+    budget = RequestBudget(services.redis, CLIENT_ID, 1000)
+    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
+    client = BlueButtonClient(http or services.http, budget, policy=policy)
+    return replace(services, bluebutton=client)
+
+
+@asynccontextmanager
+async def bb2_unreachable(services: Services) -> AsyncIterator[Services]:
+    """The same services, with BB2 behind a closed port."""
+    dead = build_http_client("http://127.0.0.1:9", timeout=1, max_connections=1)
+    try:
+        yield fast_retries(services, dead)
+    finally:
+        await dead.aclose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -14,14 +13,13 @@ from redis.asyncio import Redis
 from tests.integration.conftest import Stack
 from tests.integration.support import (
     authorized_job,
+    bb2_unreachable,
     emulator_post,
+    fast_retries,
     patient_id,
     served_resources,
     stored_resources,
 )
-from worker.bluebutton.budget import RequestBudget
-from worker.bluebutton.client import BlueButtonClient, build_http_client
-from worker.bluebutton.retry import RetryPolicy
 from worker.constants import JOB_MAX_TRIES
 from worker.emulator.config import EmulatorConfig
 from worker.errors import InvalidJob
@@ -218,11 +216,11 @@ async def test_resume_from_the_saved_cursor_after_a_failed_page(
     config = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=140)
     emulator, _, services = await start(config)
     job = await authorized_job(emulator.base_url, 0)
-    faulty = _with_fast_retries(services)
     # Patient, Coverage and EOB page 1 pass; page 2 fails more often than the job retries.
     await emulator_post(
         emulator.base_url, "/_emulator/faults", {"status": 502, "count": 3, "after": 3}
     )
+    faulty = fast_retries(services)
     with pytest.raises(Retry):
         await connect(ctx(faulty), **job.model_dump())
     run = await pool.fetchrow("SELECT status, pages, cursor_type, cursor_url FROM sync_runs")
@@ -247,9 +245,7 @@ async def test_failures_past_the_last_try_end_in_a_recorded_error(
     await emulator_post(
         emulator.base_url, "/_emulator/faults", {"status": 503, "count": 3, "after": 1}
     )
-    result = await connect(
-        ctx(_with_fast_retries(services), job_try=JOB_MAX_TRIES), **job.model_dump()
-    )
+    result = await connect(ctx(fast_retries(services), job_try=JOB_MAX_TRIES), **job.model_dump())
     assert result["status"] == "error"
     connection = await status_of(pool, "conn-0")
     assert connection.status == "error"
@@ -259,29 +255,16 @@ async def test_failures_past_the_last_try_end_in_a_recorded_error(
     assert "503" in run["error"]
 
 
-def _with_fast_retries(services: Services) -> Services:
-    """The same services with a retry policy that does not sleep noticeably."""
-    budget = RequestBudget(services.redis, "emulator-client", 1000)
-    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
-    return replace(services, bluebutton=BlueButtonClient(services.http, budget, policy=policy))
-
-
 async def test_an_unreachable_token_endpoint_retries_the_job_then_records_the_error(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
     emulator, _, services = await start(EmulatorConfig(beneficiaries=1))
     job = await authorized_job(emulator.base_url, 0)
-    dead = build_http_client("http://127.0.0.1:9", timeout=1, max_connections=1)
-    budget = RequestBudget(services.redis, "emulator-client", 1000)
-    policy = RetryPolicy(max_attempts=2, base_delay=0.001)
-    offline = replace(services, bluebutton=BlueButtonClient(dead, budget, policy=policy))
-    try:
+    async with bb2_unreachable(services) as offline:
         with pytest.raises(Retry):
             await connect(ctx(offline), **job.model_dump())
         assert (await status_of(pool, "conn-0")).status == "pending"
         result = await connect(ctx(offline, job_try=JOB_MAX_TRIES), **job.model_dump())
-    finally:
-        await dead.aclose()
     assert result["status"] == "error"
     assert "unreachable" in ((await status_of(pool, "conn-0")).last_error or "")
     # BB2 never saw the code: a later delivery, with BB2 back, still links.

@@ -6,6 +6,7 @@ import httpx
 from redis.asyncio import Redis
 
 from tests.integration.conftest import DATABASE_URL
+from worker import metrics
 from worker.ops import Heartbeat, live_replicas, probe_app, readiness
 from worker.store.db import create_pool
 
@@ -38,3 +39,23 @@ async def test_readiness_names_an_unreachable_redis() -> None:
         await dead.aclose()
     assert checks["postgres"] == "ok"
     assert checks["redis"] != "ok"
+
+
+async def test_connections_are_counted_once_a_minute_not_every_beat(redis: Redis) -> None:
+    pool = await create_pool(DATABASE_URL, max_size=2)
+    try:
+        await pool.execute("TRUNCATE connections CASCADE")
+        metrics.CONNECTIONS.labels("active").set(7)  # a count from before: must not stay
+        heartbeat = Heartbeat(redis, pool, replica="host-b:1")
+        await heartbeat.beat()
+        await pool.execute(
+            "INSERT INTO connections (connection_id, status) VALUES ('g1', 'active')"
+        )
+        await heartbeat.beat()  # within the minute: the gauge keeps the last count
+        assert metrics.CONNECTIONS.labels("active")._value.get() == 0
+        heartbeat.next_count = 0.0
+        await heartbeat.beat()
+        assert metrics.CONNECTIONS.labels("active")._value.get() == 1
+    finally:
+        await pool.execute("TRUNCATE connections CASCADE")
+        await pool.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,10 +12,12 @@ from arq import Retry
 from redis.asyncio import Redis
 
 from tests.integration.conftest import Stack
-from tests.integration.support import authorized_job, patient_id, sync_in_flight
-from worker.bluebutton.budget import RequestBudget
-from worker.bluebutton.client import BlueButtonClient, build_http_client
-from worker.bluebutton.retry import RetryPolicy
+from tests.integration.support import (
+    authorized_job,
+    bb2_unreachable,
+    patient_id,
+    sync_in_flight,
+)
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
 from worker.jobs.services import Services
@@ -78,19 +79,9 @@ async def test_data_goes_at_once_even_when_cms_is_unreachable(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
     _, _, services = await connected(start)
-    dead = build_http_client("http://127.0.0.1:9", timeout=1, max_connections=1)
-    budget = RequestBudget(services.redis, CLIENT_ID, 1000)
-    offline = replace(
-        services,
-        bluebutton=BlueButtonClient(
-            dead, budget, policy=RetryPolicy(max_attempts=2, base_delay=0.001)
-        ),
-    )
-    try:
+    async with bb2_unreachable(services) as offline:
         with pytest.raises(Retry):
             await unlink(ctx(offline), "conn-1")
-    finally:
-        await dead.aclose()
     assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
     assert await pool.fetchval("SELECT status FROM connections") == "revoked"
     pending = await pool.fetchrow("SELECT attempts, last_error FROM pending_revocations")

@@ -9,7 +9,6 @@ and the job returns (no other exception escapes, nothing is retried in vain).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,12 +24,10 @@ from tests.integration.support import (
     Key,
     authorized_job,
     emulator_post,
+    fast_retries,
     served_resources,
     stored_resources,
 )
-from worker.bluebutton.budget import RequestBudget
-from worker.bluebutton.client import BlueButtonClient
-from worker.bluebutton.retry import RetryPolicy
 from worker.constants import JOB_MAX_TRIES, MAX_RESPONSE_BYTES
 from worker.emulator.bad_answers import OFFSITE_HOST, OVERSIZE_BYTES
 from worker.emulator.config import EmulatorConfig
@@ -77,13 +74,6 @@ class Sent:
 
     def hosts(self) -> set[str]:
         return {urlsplit(url).netloc for url in self.urls}
-
-
-def fast_retries(services: Services) -> Services:
-    """The same services with three attempts per request that do not sleep noticeably."""
-    budget = RequestBudget(services.redis, "emulator-client", 1000)
-    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
-    return replace(services, bluebutton=BlueButtonClient(services.http, budget, policy=policy))
 
 
 async def run_connect(services: Services, job: ConnectJob, job_try: int = 1) -> dict[str, Any]:

@@ -87,14 +87,14 @@ def test_not_transient_statuses(status: int) -> None:
 def test_fhir_error_table(
     status: int, body: bytes, kind: type[errors.BlueButtonError], decision: errors.Decision
 ) -> None:
-    error = fhir_error(status, body, None)
+    error = fhir_error(status, body)
     assert type(error) is kind
     assert error.decision is decision
     assert error.status == status
 
 
 def test_fhir_error_message_carries_detail() -> None:
-    assert "Not found." in str(fhir_error(404, b'{"detail": "Not found."}', None))
+    assert "Not found." in str(fhir_error(404, b'{"detail": "Not found."}'))
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_token_error_table(
     status: int, error: str, grant: str, kind: type[errors.BlueButtonError]
 ) -> None:
     body = f'{{"status_code": {status}, "error": "{error}", "error_description": "x"}}'.encode()
-    assert type(token_error(status, body, grant, None)) is kind  # type: ignore[arg-type]
+    assert type(token_error(status, body, grant)) is kind  # type: ignore[arg-type]
 
 
 def test_job_retry_delay_grows_and_respects_server() -> None:

@@ -89,7 +89,7 @@ async def fetch_page(
         headers={"Authorization": f"Bearer {access_token}", "Accept": "application/fhir+json"},
     )
     if response.status_code != 200:
-        raise fhir_error(response.status_code, response.content, None)
+        raise fhir_error(response.status_code, response.content)
     check_content_type(response.headers.get("Content-Type"))
     parse = parse_search_page if query.search else parse_read
     # A page of 50 EOBs is about a megabyte of JSON: parse it off the event loop so that

@@ -132,7 +132,7 @@ async def _token_request(
         "POST", endpoints.TOKEN_PATH, data=form, auth=creds.basic_auth()
     )
     if response.status_code != 200:
-        raise token_error(response.status_code, response.content, grant, None)
+        raise token_error(response.status_code, response.content, grant)
     return parse_token_response(response.content, datetime.now(UTC))
 
 
@@ -173,7 +173,7 @@ async def revoke(
     path = endpoints.REVOKE_GRANT_PATH if end_grant else endpoints.REVOKE_TOKEN_PATH
     response = await client.request("POST", path, data={"token": token}, auth=creds.basic_auth())
     if response.status_code != 200:
-        raise token_error(response.status_code, response.content, "refresh_token", None)
+        raise token_error(response.status_code, response.content, "refresh_token")
 
 
 async def userinfo(client: BlueButtonClient, access_token: str) -> dict[str, Any]:
@@ -182,7 +182,7 @@ async def userinfo(client: BlueButtonClient, access_token: str) -> dict[str, Any
         "GET", endpoints.USERINFO_PATH, headers={"Authorization": f"Bearer {access_token}"}
     )
     if response.status_code != 200:
-        raise fhir_error(response.status_code, response.content, None)
+        raise fhir_error(response.status_code, response.content)
     data: Any = orjson.loads(response.content)
     if not isinstance(data, dict):
         raise errors.ProtocolError("userinfo response is not a JSON object")

@@ -85,7 +85,7 @@ def _json_field(body: bytes, *names: str) -> str:
     return ""
 
 
-def fhir_error(status: int, body: bytes, retry_after: float | None) -> errors.BlueButtonError:
+def fhir_error(status: int, body: bytes) -> errors.BlueButtonError:
     """The error a failed FHIR or userinfo response stands for (v2 bodies: ``{"detail"}``)."""
     detail = _json_field(body, "detail") or f"HTTP {status}"
     message = f"BB2 answered {status}: {detail}"
@@ -94,9 +94,9 @@ def fhir_error(status: int, body: bytes, retry_after: float | None) -> errors.Bl
             return errors.ReconsentRequired(message, status=status)
         return errors.TokenExpired(message, status=status)
     if status == 429:
-        return errors.RateLimited(message, status=status, retry_after=retry_after)
+        return errors.RateLimited(message, status=status)
     if status >= 500:
-        return errors.ServerError(message, status=status, retry_after=retry_after)
+        return errors.ServerError(message, status=status)
     permanent: dict[int, type[errors.PermanentError]] = {
         400: errors.BadRequest,
         403: errors.Forbidden,
@@ -105,9 +105,7 @@ def fhir_error(status: int, body: bytes, retry_after: float | None) -> errors.Bl
     return permanent.get(status, errors.ProtocolError)(message, status=status)
 
 
-def token_error(
-    status: int, body: bytes, grant: TokenGrant, retry_after: float | None
-) -> errors.BlueButtonError:
+def token_error(status: int, body: bytes, grant: TokenGrant) -> errors.BlueButtonError:
     """The error a failed token-endpoint response stands for.
 
     ``invalid_grant`` means a bad code during the exchange, but a dead grant on refresh.
@@ -118,9 +116,9 @@ def token_error(
         f": {description}" if description else ""
     )
     if status == 429:
-        return errors.RateLimited(message, status=status, retry_after=retry_after)
+        return errors.RateLimited(message, status=status)
     if status >= 500:
-        return errors.ServerError(message, status=status, retry_after=retry_after)
+        return errors.ServerError(message, status=status)
     if code == "invalid_client" and status == 401:
         return errors.ClientRejected(message, status=status)
     if grant == "authorization_code":
