@@ -4,36 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import asyncpg
 import orjson
 from rich.console import Console
 from rich.progress import Progress
 
+from worker.apps import DEFAULT_APP
+from worker.apps_cli import add_commands as add_app_commands
+from worker.cliargs import Parser, fail, positive
 from worker.crypto import generate_key
 from worker.errors import ConfigError, InvalidJob
 from worker.jobs.payloads import ConnectJob, ResyncJob, UnlinkJob, parse_payload
 from worker.log import configure_logging
 from worker.settings import Settings, load_settings
 from worker.store.db import connection
-
-EXIT_INVALID = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"bbingest: error: {message}", file=sys.stderr)
-    raise SystemExit(EXIT_INVALID)
 
 
 async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
@@ -59,7 +47,7 @@ async def _enqueue(settings: Settings, args: argparse.Namespace) -> int:
     try:
         job = parse_payload(args.payload, (), fields)
     except InvalidJob as exc:
-        _fail(str(exc))
+        fail(str(exc))
     queue = await jobqueue.open_queue(settings.redis_url)
     try:
         job_id = await jobqueue.enqueue(queue, job)
@@ -94,7 +82,7 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
 
     before = None if args.expiring_within is None else datetime.now(UTC) + args.expiring_within
     async with connection(settings.database_url) as conn:
-        statuses = await load_status(conn, args.connection_id, consent_before=before)
+        statuses = await load_status(conn, args.connection_id, consent_before=before, app=args.app)
     if args.json:
         print(orjson.dumps([s.as_json() for s in statuses], option=orjson.OPT_INDENT_2).decode())
     else:
@@ -109,7 +97,7 @@ async def _emulator(_settings: Settings, args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     await serve(config, args.host, args.port)
     return 0
 
@@ -179,12 +167,13 @@ async def _failures(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
     from worker.crypto import TokenCipher
-    from worker.store.connections import rekey_all
+    from worker.store import apps, connections
 
     cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
     async with connection(settings.database_url) as conn:
-        changed = await rekey_all(conn, cipher)
-    print(f"re-encrypted {changed} rows under key {cipher.active_key_id}")
+        changed = await connections.rekey_all(conn, cipher)
+        secrets = await apps.rekey_all(conn, cipher)
+    print(f"re-encrypted {changed} rows and {secrets} app secrets under key {cipher.active_key_id}")
     return 0
 
 
@@ -198,23 +187,26 @@ Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree (see CONTRACT.md)."""
-    parser = _Parser(prog="bbingest", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="bbingest", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     commands.add_parser("migrate", help="create or upgrade the tables").set_defaults(run=_migrate)
 
     worker = commands.add_parser("worker", help="run one worker replica")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    worker.add_argument("--concurrency", type=_positive, help="jobs at once (WORKER_CONCURRENCY)")
+    worker.add_argument("--concurrency", type=positive, help="jobs at once (WORKER_CONCURRENCY)")
     worker.set_defaults(run=_worker)
 
     enqueue = commands.add_parser("enqueue", help="queue a job")
-    jobs = enqueue.add_subparsers(dest="job", required=True, parser_class=_Parser)
+    jobs = enqueue.add_subparsers(dest="job", required=True, parser_class=Parser)
     connect = jobs.add_parser("connect", help="exchange a code and fetch everything")
     connect.add_argument("connection_id", metavar="ID")
     connect.add_argument("--code", required=True)
     connect.add_argument("--code-verifier", required=True)
     connect.add_argument("--redirect-uri", required=True)
+    connect.add_argument(
+        "--app", default=DEFAULT_APP, help="the app that issued the code (bbingest apps list)"
+    )
     connect.set_defaults(run=_enqueue, payload=ConnectJob)
     unlink = jobs.add_parser("unlink", help="revoke at CMS and delete everything stored")
     unlink.add_argument("connection_id", metavar="ID")
@@ -228,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show connections")
     status.add_argument("connection_id", metavar="ID", nargs="?")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--app", help="only the connections of this app")
     status.add_argument(
         "--expiring-within",
         type=_duration,
@@ -254,17 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(run=_health)
 
     failed = commands.add_parser("failures", help="jobs that failed for good, newest first")
-    failed.add_argument("--limit", type=_positive, default=50)
+    failed.add_argument("--limit", type=positive, default=50)
     failed.add_argument("--json", action="store_true", help="machine-readable output")
     failed.set_defaults(run=_failures)
 
     commands.add_parser(
-        "rotate-key", help="re-encrypt every token under the first TOKEN_ENCRYPTION_KEY"
+        "rotate-key",
+        help="re-encrypt every token and app secret under the first TOKEN_ENCRYPTION_KEY",
     ).set_defaults(run=_rotate_key)
+    add_app_commands(commands)
 
     demo = commands.add_parser("demo", help="the whole flow on the local emulator")
-    demo.add_argument("--beneficiaries", type=_positive, default=30)
-    demo.add_argument("--replicas", type=_positive, default=2)
+    demo.add_argument("--beneficiaries", type=positive, default=30)
+    demo.add_argument("--replicas", type=positive, default=2)
     demo.set_defaults(run=_demo)
 
     sandbox = commands.add_parser(
@@ -302,16 +297,6 @@ def _duration(text: str) -> timedelta:
     return int(number) * _UNITS[unit]
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bbingest`` console script."""
     args = build_parser().parse_args(argv)
@@ -320,13 +305,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     configure_logging(fmt=settings.log_format, level=settings.log_level)
     command: Command = args.run
     try:
         return asyncio.run(command(settings, args))
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
+    except asyncpg.UndefinedTableError:
+        fail("the database has no tables yet: run `bbingest migrate` first")
     except KeyboardInterrupt:
         return 130
 

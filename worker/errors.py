@@ -5,6 +5,7 @@ failure carries a :class:`Decision` that tells the job what to do next::
 
     IngestError
     ├── ConfigError                  a setting is missing or wrong: fix the deployment
+    │   └── AppUnavailable           a connection's app is not registered (or lacks its client)
     ├── InvalidJob                   a job payload that can never succeed: give up, record it
     ├── UnknownConnection            a job names a connection we do not have: give up
     └── BlueButtonError              BB2 refused, failed, or answered nonsense (.decision)
@@ -46,6 +47,12 @@ class IngestError(Exception):
 
 class ConfigError(IngestError):
     """A setting is missing or invalid; the message names the variable."""
+
+
+class AppUnavailable(ConfigError):
+    """The app a job needs is not registered, lacks credentials, or no longer holds the
+    client that issued a connection's tokens: the connection cannot be served until an
+    operator fixes the registry (or the beneficiary connects again)."""
 
 
 class InvalidJob(IngestError):

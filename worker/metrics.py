@@ -1,5 +1,6 @@
 """Prometheus metrics of a worker replica. Labels never carry personal data: endpoints are
-named by kind, never by URL (which holds a patient id), and connections are never labels."""
+named by kind, never by URL (which holds a patient id), connections are never labels, and
+apps are labelled by name (never by client id or secret)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,20 @@ NAMESPACE: Final = "bbingest"
 
 BB2_REQUESTS = Counter(
     "bb2_requests",
-    "Requests sent to Blue Button 2.0, by endpoint kind and HTTP status (or 'error').",
-    ["endpoint", "status"],
+    "Requests sent to Blue Button 2.0, by app, endpoint kind and HTTP status (or 'error').",
+    ["app", "endpoint", "status"],
     namespace=NAMESPACE,
 )
 BB2_RETRIES = Counter(
     "bb2_retries",
-    "Requests repeated within a job, by reason (rate_limited, server_error, transport).",
-    ["reason"],
+    "Requests repeated within a job, by app and reason (rate_limited, server_error, transport).",
+    ["app", "reason"],
     namespace=NAMESPACE,
 )
 BUDGET_WAIT = Histogram(
     "budget_wait_seconds",
-    "Time spent waiting for a slot of the shared request budget, by lane.",
-    ["lane"],
+    "Time spent waiting for a slot of an app's shared request budget, by app and lane.",
+    ["app", "lane"],
     namespace=NAMESPACE,
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
@@ -50,4 +51,6 @@ RESOURCES = Counter(
 QUEUE_DEPTH = Gauge(
     "queue_depth", "Jobs waiting in each queue (lane).", ["queue"], namespace=NAMESPACE
 )
-CONNECTIONS = Gauge("connections", "Connections by status.", ["status"], namespace=NAMESPACE)
+CONNECTIONS = Gauge(
+    "connections", "Connections by app and status.", ["app", "status"], namespace=NAMESPACE
+)

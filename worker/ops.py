@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker import metrics
+from worker.apps import DEFAULT_APP
 from worker.constants import QUEUE_BULK, QUEUE_INTERACTIVE, REDIS_PREFIX
 from worker.store.connections import Status
 
@@ -52,6 +53,7 @@ class Heartbeat:
     replica: str = field(default_factory=replica_id)
     last_beat: float = field(default=0.0)
     next_count: float = field(default=0.0)
+    apps_counted: set[str] = field(default_factory=lambda: {DEFAULT_APP})
 
     def alive(self) -> bool:
         """Beaten within the TTL: the event loop runs and Redis answers."""
@@ -68,11 +70,14 @@ class Heartbeat:
             # Counting connections scans the table: once a minute, not with every beat.
             self.next_count = now + CONNECTION_COUNT_SECONDS
             rows = await self.pool.fetch(
-                "SELECT status, count(*) AS n FROM connections GROUP BY status"
+                "SELECT app, status, count(*) AS n FROM connections GROUP BY app, status"
             )
-            counts = {row["status"]: row["n"] for row in rows}
-            for status in get_args(Status):  # a status nobody has any more reads 0
-                metrics.CONNECTIONS.labels(status).set(counts.get(status, 0))
+            counts = {(row["app"], row["status"]): row["n"] for row in rows}
+            self.apps_counted |= {app for app, _ in counts}
+            # A status (or app) nobody has any more reads 0 rather than its last count.
+            for app in self.apps_counted:
+                for status in get_args(Status):
+                    metrics.CONNECTIONS.labels(app, status).set(counts.get((app, status), 0))
         self.last_beat = now
 
     async def run(self) -> None:

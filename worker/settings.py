@@ -21,7 +21,8 @@ from pydantic import (
 
 from worker.errors import ConfigError
 
-BASE_URLS: Mapping[str, str] = {
+Environment = Literal["sandbox", "production"]
+BASE_URLS: Mapping[Environment, str] = {
     "sandbox": "https://sandbox.bluebutton.cms.gov",
     "production": "https://api.bluebutton.cms.gov",
 }
@@ -40,12 +41,26 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def base_url_for(environment: Environment, override: str = "") -> str:
+    """The BB2 base URL of an environment, or ``override`` once checked: https (plain http
+    only for loopback hosts, such as the emulator) and a host without a path."""
+    url = override or BASE_URLS[environment]
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL, got {url!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("plain http:// is accepted only for loopback hosts")
+    if parts.path not in {"", "/"} or parts.query:
+        raise ValueError("give the host only, e.g. https://sandbox.bluebutton.cms.gov")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class Settings(BaseModel):
     """Every setting of the service; built by :func:`load_settings`, then never changed."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    bb_env: Literal["sandbox", "production"] = Field("sandbox", alias="BB_ENV")
+    bb_env: Environment = Field("sandbox", alias="BB_ENV")
     bb_base_url: str = Field("", alias="BB_BASE_URL")
     bb_client_id: str = Field("", alias="BB_CLIENT_ID")
     bb_client_secret: SecretStr = Field(SecretStr(""), alias="BB_CLIENT_SECRET")
@@ -94,17 +109,11 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _base_url(self) -> Settings:
-        url = self.bb_base_url or BASE_URLS[self.bb_env]
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"BB_BASE_URL: must be an http(s) URL, got {url!r}")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("BB_BASE_URL: plain http:// is accepted only for loopback hosts")
-        if parts.path not in {"", "/"} or parts.query:
-            raise ValueError(
-                "BB_BASE_URL: give the host only, e.g. https://sandbox.bluebutton.cms.gov"
-            )
-        object.__setattr__(self, "bb_base_url", f"{parts.scheme}://{parts.netloc}")
+        try:
+            url = base_url_for(self.bb_env, self.bb_base_url)
+        except ValueError as exc:
+            raise ValueError(f"BB_BASE_URL: {exc}") from None
+        object.__setattr__(self, "bb_base_url", url)
         return self
 
     def intake_key(self) -> bytes:

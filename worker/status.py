@@ -27,6 +27,7 @@ class ConnectionStatus:
         return {
             "connection_id": c.connection_id,
             "app": c.app,
+            "environment": c.environment,
             "status": c.status,
             "patient_id": c.patient_id,
             "scopes": list(c.scopes),
@@ -42,11 +43,15 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def load_status(
-    conn: Conn, connection_id: str | None, *, consent_before: datetime | None = None
+    conn: Conn,
+    connection_id: str | None,
+    *,
+    consent_before: datetime | None = None,
+    app: str | None = None,
 ) -> list[ConnectionStatus]:
-    """Every connection (or the one named, or those whose consent lapses before a time)
-    with its counts per resource type."""
-    rows = await connections.list_all(conn, connection_id, consent_before=consent_before)
+    """Every connection (or the one named, those whose consent lapses before a time, those
+    of one app) with its counts per resource type."""
+    rows = await connections.list_all(conn, connection_id, consent_before=consent_before, app=app)
     return [
         ConnectionStatus(row, await resources.count_by_type(conn, row.connection_id))
         for row in rows
@@ -58,6 +63,7 @@ def render_table(statuses: list[ConnectionStatus], console: Console) -> None:
     table = Table(title="connections")
     for column in (
         "connection",
+        "app (environment)",
         "status",
         "patient",
         "Patient",
@@ -72,6 +78,7 @@ def render_table(statuses: list[ConnectionStatus], console: Console) -> None:
         c = item.connection
         table.add_row(
             c.connection_id,
+            f"{c.app} ({c.environment})" if c.environment else c.app,
             c.status,
             c.patient_id or "-",
             str(item.counts.get("Patient", 0)),

@@ -27,7 +27,10 @@ DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bbingest_test"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-TABLES = "audit_log, job_failures, pending_revocations, sync_runs, fhir_resources, connections"
+TABLES = (
+    "apps, app_clients_retired, audit_log, job_failures, pending_revocations, sync_runs,"
+    " fhir_resources, connections"
+)
 
 
 @pytest.fixture(scope="session")

@@ -6,21 +6,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
 import httpx
+from redis.asyncio import Redis
 
+from worker.apps import App
 from worker.bluebutton.budget import RequestBudget
 from worker.bluebutton.client import BlueButtonClient, build_http_client
+from worker.bluebutton.clients import BlueButtonClients, Lane
 from worker.bluebutton.retry import RetryPolicy
 from worker.emulator import resources as emulated
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
 from worker.jobs.payloads import ConnectJob
 from worker.jobs.services import Services
-from worker.local import CLIENT_ID, REDIRECT_URI, authorize_beneficiary
+from worker.local import REDIRECT_URI, authorize_beneficiary
 
 Key = tuple[str, str]
 
@@ -113,13 +116,29 @@ async def sync_in_flight(
     return emulator, services, job, sync
 
 
+@dataclass(frozen=True)
+class _FastRetries:
+    """BB2 clients that try each request three times without noticeable sleeps, through
+    ``http`` when given (else each app's own connection pool)."""
+
+    redis: Redis
+    clients: BlueButtonClients
+    http: httpx.AsyncClient | None
+
+    async def client(self, app: App, lane: Lane) -> BlueButtonClient:
+        budget = RequestBudget(self.redis, app.client_id, 1000)
+        policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
+        http = self.http or (await self.clients.client(app, lane)).http
+        return BlueButtonClient(http, budget, lane=lane, app=app.name, policy=policy)
+
+    async def aclose(self) -> None:
+        await self.clients.aclose()
+
+
 def fast_retries(services: Services, http: httpx.AsyncClient | None = None) -> Services:
     """The same services, with each request tried three times without noticeable sleeps
     (through ``http`` when given)."""
-    budget = RequestBudget(services.redis, CLIENT_ID, 1000)
-    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
-    client = BlueButtonClient(http or services.http, budget, policy=policy)
-    return replace(services, bluebutton=client)
+    return replace(services, clients=_FastRetries(services.redis, services.clients, http))
 
 
 @asynccontextmanager
@@ -130,3 +149,8 @@ async def bb2_unreachable(services: Services) -> AsyncIterator[Services]:
         yield fast_retries(services, dead)
     finally:
         await dead.aclose()
+
+
+async def http_of(services: Services) -> httpx.AsyncClient:
+    """The connection pool through which the services reach the default app's BB2."""
+    return (await services.bluebutton(await services.app("default"))).http

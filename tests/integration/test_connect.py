@@ -216,9 +216,10 @@ async def test_resume_from_the_saved_cursor_after_a_failed_page(
     config = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=140)
     emulator, _, services = await start(config)
     job = await authorized_job(emulator.base_url, 0)
-    # Patient, Coverage and EOB page 1 pass; page 2 fails more often than the job retries.
+    # The first contact's CapabilityStatement, Patient, Coverage and EOB page 1 pass;
+    # page 2 fails more often than the job retries.
     await emulator_post(
-        emulator.base_url, "/_emulator/faults", {"status": 502, "count": 3, "after": 3}
+        emulator.base_url, "/_emulator/faults", {"status": 502, "count": 3, "after": 4}
     )
     faulty = fast_retries(services)
     with pytest.raises(Retry):

@@ -45,17 +45,17 @@ async def test_connections_are_counted_once_a_minute_not_every_beat(redis: Redis
     pool = await create_pool(DATABASE_URL, max_size=2)
     try:
         await pool.execute("TRUNCATE connections CASCADE")
-        metrics.CONNECTIONS.labels("active").set(7)  # a count from before: must not stay
+        metrics.CONNECTIONS.labels("default", "active").set(7)  # a count from before: must not stay
         heartbeat = Heartbeat(redis, pool, replica="host-b:1")
         await heartbeat.beat()
         await pool.execute(
             "INSERT INTO connections (connection_id, status) VALUES ('g1', 'active')"
         )
         await heartbeat.beat()  # within the minute: the gauge keeps the last count
-        assert metrics.CONNECTIONS.labels("active")._value.get() == 0
+        assert metrics.CONNECTIONS.labels("default", "active")._value.get() == 0
         heartbeat.next_count = 0.0
         await heartbeat.beat()
-        assert metrics.CONNECTIONS.labels("active")._value.get() == 1
+        assert metrics.CONNECTIONS.labels("default", "active")._value.get() == 1
     finally:
         await pool.execute("TRUNCATE connections CASCADE")
         await pool.close()

@@ -34,7 +34,9 @@ async def test_twenty_concurrent_users_of_an_expired_token_cause_one_refresh(
     assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
     await pool.execute("UPDATE connections SET access_expires_at = now() - interval '1 minute'")
     await emulator_stats(emulator.base_url, reset=True)
-    holders = [ConnectionTokens(services, "conn-0") for _ in range(20)]
+    app = await services.app("default")
+    bluebutton = await services.bluebutton(app)
+    holders = [ConnectionTokens(services, "conn-0", app, bluebutton) for _ in range(20)]
     tokens = await asyncio.gather(*(holder.current() for holder in holders))
     assert len(set(tokens)) == 1
     assert (await emulator_stats(emulator.base_url))["by_endpoint"] == {"token": 1}

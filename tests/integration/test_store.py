@@ -27,7 +27,7 @@ def row(rid: str, value: int) -> ResourceRow:
 
 async def test_upsert_inserts_updates_and_leaves_unchanged_rows_alone(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        await connections.create_pending(conn, "c1")
+        await connections.create_pending(conn, "c1", "default")
         first = await resources.upsert(
             conn, "c1", "ExplanationOfBenefit", [row("a", 1), row("b", 1)]
         )
@@ -49,7 +49,7 @@ async def test_upsert_inserts_updates_and_leaves_unchanged_rows_alone(pool: asyn
 
 async def test_duplicate_ids_in_one_batch_keep_the_last(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        await connections.create_pending(conn, "c1")
+        await connections.create_pending(conn, "c1", "default")
         counts = await resources.upsert(conn, "c1", "Coverage", [row("a", 1), row("a", 2)])
         assert counts.inserted == 1
         assert (await conn.fetchval("SELECT resource FROM fhir_resources"))["v"] == 2
@@ -58,9 +58,11 @@ async def test_duplicate_ids_in_one_batch_keep_the_last(pool: asyncpg.Pool) -> N
 async def test_tokens_are_encrypted_at_rest(pool: asyncpg.Pool, encryption_key: str) -> None:
     cipher = TokenCipher.from_setting(encryption_key)
     tokens = Tokens("access-secret", "refresh-secret", T0)
-    grant = Grant(tokens, "-1", ("patient/Coverage.read",), None, "hash")
+    grant = Grant(
+        "default", "client", "sandbox", tokens, "-1", ("patient/Coverage.read",), None, "h"
+    )
     async with pool.acquire() as conn:
-        await connections.create_pending(conn, "c1")
+        await connections.create_pending(conn, "c1", "default")
         await connections.save_grant(conn, cipher, "c1", grant)
         dump = await conn.fetchval("SELECT row_to_json(c)::text FROM connections c")
         assert "access-secret" not in dump
@@ -72,7 +74,7 @@ async def test_tokens_are_encrypted_at_rest(pool: asyncpg.Pool, encryption_key: 
 
 async def test_revoked_connection_refuses_writes(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        await connections.create_pending(conn, "c1")
+        await connections.create_pending(conn, "c1", "default")
         await conn.execute("UPDATE connections SET status = 'revoked'")
         with pytest.raises(ConnectionRevoked):
             await connections.lock_live(conn, "c1")

@@ -25,6 +25,7 @@ from tests.integration.support import (
     authorized_job,
     emulator_post,
     fast_retries,
+    http_of,
     served_resources,
     stored_resources,
 )
@@ -171,7 +172,7 @@ async def test_a_wrong_answer_on_the_second_page_ends_in_a_clear_error(
     # The fault lasts: were the page asked for again, it would be wrong again.
     order = {"kind": kind, "count": 5, **SECOND_EOB_PAGE}
     emulator, job, services = await setup(start, connection_id, order)
-    sent = Sent(services.http)
+    sent = Sent(await http_of(services))
     assert await run_connect(services, job) == {"status": "error"}
     reason, pages_kept = REFUSALS[kind]
     found = await connection(pool, connection_id)

@@ -4,7 +4,7 @@ import respx
 
 from tests.unit.fakes import RecordingBudget, RecordingSleep
 from worker import errors
-from worker.bluebutton.client import BlueButtonClient, build_http_client
+from worker.bluebutton.client import BlueButtonClient, build_http_client, warm_up
 from worker.bluebutton.retry import RetryPolicy
 
 BASE = "https://sandbox.bluebutton.cms.gov"
@@ -128,8 +128,8 @@ async def test_an_oversized_answer_is_refused_while_reading(
 async def test_warm_up_uses_the_public_metadata_and_no_budget(setup) -> None:  # type: ignore[no-untyped-def]
     client, budget, _ = setup
     route = respx.get(f"{BASE}/v2/fhir/metadata").mock(return_value=httpx.Response(200))
-    assert await client.warm_up() is True
+    assert await warm_up(client.http) is True
     assert route.calls.last.request.headers.get("Authorization") is None
     assert budget.acquired == 0
     route.mock(side_effect=httpx.ConnectError("down"))
-    assert await client.warm_up() is False
+    assert await warm_up(client.http) is False

@@ -74,6 +74,19 @@ def build_http_client(base_url: str, *, timeout: float, max_connections: int) ->
     )
 
 
+async def warm_up(http: httpx.AsyncClient) -> bool:
+    """Open a connection to BB2 before the first budgeted request, with the public
+    CapabilityStatement (no token, so no app's budget): a first request that has to
+    connect leaves late and would crowd the next second at the server. False when BB2
+    cannot be reached (the jobs will find out and retry)."""
+    try:
+        response = await http.get(endpoints.METADATA_PATH)
+    except httpx.HTTPError as exc:
+        log.warning("bb2_unreachable_at_start", error=type(exc).__name__)
+        return False
+    return response.status_code == 200
+
+
 class BlueButtonClient:
     """Sends requests to BB2 through the shared budget, repeating transient failures.
 
@@ -89,6 +102,7 @@ class BlueButtonClient:
         budget: Budget,
         *,
         lane: str = "interactive",
+        app: str = "default",
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -97,6 +111,7 @@ class BlueButtonClient:
         self.base_url = str(http.base_url).rstrip("/")
         self._budget = budget
         self.lane = lane
+        self.app = app
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._rand = rand
@@ -116,7 +131,7 @@ class BlueButtonClient:
         for attempt in range(self._policy.max_attempts):
             if last is not None:
                 await self._back_off(attempt - 1, last)
-            metrics.BUDGET_WAIT.labels(self.lane).observe(await self._budget.acquire())
+            metrics.BUDGET_WAIT.labels(self.app, self.lane).observe(await self._budget.acquire())
             try:
                 response = await self._send(method, url, headers=headers, data=data, auth=auth)
             except errors.TransportError as exc:
@@ -128,18 +143,6 @@ class BlueButtonClient:
             last = self._transient(response)
         assert last is not None
         raise last
-
-    async def warm_up(self) -> bool:
-        """Open a connection to BB2 before the first budgeted request, with the public
-        CapabilityStatement (no token, so no app's budget): a first request that has to
-        connect leaves late and would crowd the next second at the server. False when BB2
-        cannot be reached (the jobs will find out and retry)."""
-        try:
-            response = await self.http.get(endpoints.METADATA_PATH)
-        except httpx.HTTPError as exc:
-            log.warning("bb2_unreachable_at_start", error=type(exc).__name__)
-            return False
-        return response.status_code == 200
 
     async def _send(
         self,
@@ -162,12 +165,12 @@ class BlueButtonClient:
             finally:
                 await response.aclose()
         except httpx.TimeoutException as exc:
-            metrics.BB2_REQUESTS.labels(kind, "error").inc()
+            metrics.BB2_REQUESTS.labels(self.app, kind, "error").inc()
             raise errors.TransportError(f"BB2 timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            metrics.BB2_REQUESTS.labels(kind, "error").inc()
+            metrics.BB2_REQUESTS.labels(self.app, kind, "error").inc()
             raise errors.TransportError(f"BB2 unreachable ({type(exc).__name__})") from exc
-        metrics.BB2_REQUESTS.labels(kind, str(response.status_code)).inc()
+        metrics.BB2_REQUESTS.labels(self.app, kind, str(response.status_code)).inc()
         return Answer(response.status_code, response.headers, content)
 
     async def _heed_limit(self, response: Answer) -> None:
@@ -186,7 +189,7 @@ class BlueButtonClient:
         return errors.ServerError(f"BB2 answered {status}", status=status, retry_after=retry_after)
 
     async def _back_off(self, attempt: int, error: errors.RetryableError) -> None:
-        metrics.BB2_RETRIES.labels(_retry_reason(error)).inc()
+        metrics.BB2_RETRIES.labels(self.app, _retry_reason(error)).inc()
         delay = self._policy.backoff(attempt, self._rand)
         if isinstance(error, errors.RateLimited):
             # Every replica must stop, not just this coroutine: pause the shared budget.

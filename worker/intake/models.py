@@ -109,6 +109,9 @@ class ConnectionStatusBody(_Answer):
 
     connection_id: str
     app: str
+    environment: Literal["sandbox", "production"] | None = Field(
+        description="The environment of the client that issued the connection's tokens."
+    )
     status: Literal["pending", "active", "needs_reauth", "revoked", "error"]
     patient_id: str | None
     scopes: list[str]

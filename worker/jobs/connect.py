@@ -9,6 +9,7 @@ import structlog
 from arq import Retry
 
 from worker import errors
+from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.retry import job_retry_delay
 from worker.constants import JOB_MAX_TRIES
@@ -24,9 +25,12 @@ log = structlog.get_logger(__name__)
 _DEFAULT_GRANT_DAYS = 396
 
 
-def grant_from(tokens: oauth.TokenSet, code: str, now: datetime) -> Grant:
-    """The connection's new grant from a token response."""
+def grant_from(app: App, tokens: oauth.TokenSet, code: str, now: datetime) -> Grant:
+    """The connection's new grant from a token response of ``app``'s client."""
     return Grant(
+        app=app.name,
+        client_id=app.client_id,
+        environment=app.environment,
         tokens=Tokens(tokens.access_token, tokens.refresh_token, tokens.expires_at),
         patient_id=tokens.patient_id,
         scopes=tuple(sorted(tokens.scopes)),
@@ -39,7 +43,7 @@ async def _authorize(services: Services, job: ConnectJob, enqueued_at: datetime 
     """Exchange the code unless this job already did; False when there is nothing to sync."""
     fingerprint = code_fingerprint(job.code)
     async with services.pool.acquire() as conn:
-        connection = await connections.create_pending(conn, job.connection_id)
+        connection = await connections.create_pending(conn, job.connection_id, job.app)
     if connection.status == "revoked" and (
         enqueued_at is None or enqueued_at < connection.status_changed_at
     ):
@@ -50,14 +54,22 @@ async def _authorize(services: Services, job: ConnectJob, enqueued_at: datetime 
         log.info("code_already_exchanged")  # a redelivered job: the code is spent
         return True
     try:
+        # The app named by the job: its client issued the code, whatever app served the
+        # connection before (a re-consent may come through another organisation's app).
+        app = await services.app(job.app)
         tokens = await oauth.exchange_code(
-            services.bluebutton,
-            services.credentials,
+            await services.bluebutton(app),
+            app.credentials,
             code=job.code,
             code_verifier=job.code_verifier,
             redirect_uri=job.redirect_uri,
         )
-    except (errors.AuthorizationFailed, errors.ClientRejected, errors.ProtocolError) as exc:
+    except (
+        errors.AuthorizationFailed,
+        errors.ClientRejected,
+        errors.ProtocolError,
+        errors.AppUnavailable,
+    ) as exc:
         async with services.pool.acquire() as conn, conn.transaction():
             await connections.set_status(conn, job.connection_id, "error", error=str(exc))
             await audit.record(conn, job.connection_id, "authorization_failed")
@@ -68,7 +80,7 @@ async def _authorize(services: Services, job: ConnectJob, enqueued_at: datetime 
             conn,
             services.cipher,
             job.connection_id,
-            grant_from(tokens, job.code, datetime.now(UTC)),
+            grant_from(app, tokens, job.code, datetime.now(UTC)),
         )
         await audit.record(conn, job.connection_id, "authorized", scopes=sorted(tokens.scopes))
     return True
@@ -91,7 +103,9 @@ async def connect(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, A
     """arq job ``connect(connection_id, code, code_verifier, redirect_uri)``."""
     job = parse_payload(ConnectJob, args, kwargs)
     services: Services = ctx["services"]
-    with structlog.contextvars.bound_contextvars(job="connect", connection_id=job.connection_id):
+    with structlog.contextvars.bound_contextvars(
+        job="connect", connection_id=job.connection_id, app=job.app
+    ):
         if not await _authorize_or_retry(services, job, ctx):
             async with services.pool.acquire() as conn:
                 found = await connections.get(conn, job.connection_id)

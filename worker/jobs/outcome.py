@@ -2,8 +2,9 @@
 
 The decision table: success → ``active``; a retryable failure → arq ``Retry`` with a delay
 (the run keeps its cursor and resumes), or ``error`` once the tries are spent; re-consent
-needed → ``needs_reauth``; anything permanent → ``error``. The reason goes into
-``last_error`` and the sync run; an unlink that wins the race ends the job quietly.
+needed → ``needs_reauth``; anything permanent (an app that cannot serve the connection
+included) → ``error``. The reason goes into ``last_error`` and the sync run; an unlink
+that wins the race ends the job quietly.
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ async def run_sync(
         log.info("sync_not_needed", status=connection.status)
         return {"status": connection.status}
     try:
-        result = await sync_connection(services, connection, kind, plan)
-        deleted = await _succeed(services, connection_id, result)
+        app = await services.app_of(connection)
+        with structlog.contextvars.bound_contextvars(app=app.name):
+            result = await sync_connection(services, connection, app, kind, plan)
+            deleted = await _succeed(services, connection_id, result)
     except ConnectionRevoked:
         log.info("sync_stopped_by_unlink")
         return {"status": "revoked"}
@@ -86,7 +89,7 @@ async def run_sync(
     except errors.ReconsentRequired as exc:
         await _fail(services, connection_id, "needs_reauth", str(exc))
         return {"status": "needs_reauth"}
-    except (errors.PermanentError, DecryptionError) as exc:
+    except (errors.PermanentError, errors.AppUnavailable, DecryptionError) as exc:
         await _fail(services, connection_id, "error", str(exc))
         return {"status": "error"}
     log.info(

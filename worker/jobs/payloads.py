@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from worker.apps import APP_NAME_PATTERN, DEFAULT_APP
 from worker.constants import JOB_CONNECT, JOB_RESYNC, JOB_UNLINK, QUEUE_BULK, QUEUE_INTERACTIVE
 from worker.errors import InvalidJob
 from worker.settings import is_loopback_host
@@ -49,7 +50,7 @@ class JobPayload(BaseModel):
 
 
 class ConnectJob(JobPayload):
-    """``connect(connection_id, code, code_verifier, redirect_uri)``."""
+    """``connect(connection_id, code, code_verifier, redirect_uri, app="default")``."""
 
     job_name = JOB_CONNECT
     code: str = Field(min_length=1, max_length=512, repr=False)
@@ -57,6 +58,13 @@ class ConnectJob(JobPayload):
         min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$", repr=False
     )
     redirect_uri: str = Field(min_length=1, max_length=MAX_URI_LENGTH)
+    app: str = Field(
+        DEFAULT_APP,
+        max_length=63,
+        pattern=APP_NAME_PATTERN,
+        description="The app whose client issued the code (bbingest apps list);"
+        " 'default' is the one the BB_* settings configure.",
+    )
 
     @field_validator("redirect_uri")
     @classmethod

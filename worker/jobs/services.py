@@ -5,66 +5,68 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import asyncpg
-import httpx
 from redis.asyncio import Redis
 
-from worker.bluebutton.budget import RequestBudget
-from worker.bluebutton.client import BlueButtonClient, build_http_client
-from worker.bluebutton.oauth import ClientCredentials
+from worker.apps import DEFAULT_APP, App, default_app, issued_by
+from worker.bluebutton.client import BlueButtonClient
+from worker.bluebutton.clients import AppClients, BlueButtonClients, Lane
 from worker.constants import BUDGET_WINDOW_SECONDS
 from worker.crypto import TokenCipher
 from worker.settings import Settings
+from worker.store import apps
+from worker.store.connections import Connection
 from worker.store.db import create_pool
 
 
 @dataclass(frozen=True)
 class Services:
-    """The long-lived clients a job uses: Postgres, Redis, BB2, and the token cipher."""
+    """The long-lived clients a job uses: Postgres, Redis, BB2 per app, the token cipher."""
 
     settings: Settings
     pool: asyncpg.Pool
     redis: Redis
-    http: httpx.AsyncClient
-    bluebutton: BlueButtonClient
-    bulk_bluebutton: BlueButtonClient
+    clients: BlueButtonClients
     cipher: TokenCipher
-    credentials: ClientCredentials
+    lane: Lane = "interactive"
 
     def bulk_lane(self) -> Services:
         """The same services for bulk work, whose requests yield to interactive ones."""
-        return replace(self, bluebutton=self.bulk_bluebutton)
+        return replace(self, lane="bulk")
+
+    async def app(self, name: str, client_id: str | None = None) -> App:
+        """The app ``name`` (its current client, or the one with ``client_id``), read afresh
+        so that a rotated secret applies at once; AppUnavailable when it cannot serve."""
+        if name == DEFAULT_APP:
+            return issued_by(default_app(self.settings), client_id)
+        async with self.pool.acquire() as conn:
+            return await apps.get(conn, self.cipher, name, client_id)
+
+    async def app_of(self, connection: Connection) -> App:
+        """The app and client that issued the connection's tokens."""
+        return await self.app(connection.app, connection.client_id)
+
+    async def bluebutton(self, app: App) -> BlueButtonClient:
+        """The BB2 client of ``app`` in this lane."""
+        return await self.clients.client(app, self.lane)
 
 
 async def open_services(settings: Settings, *, concurrency: int) -> Services:
-    """Validate credentials and keys, then connect to everything a job needs."""
-    client_id, client_secret = settings.client_credentials()
+    """Validate the encryption key, then connect to everything a job needs."""
     cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
     redis: Redis = Redis.from_url(settings.redis_url)
-    http = build_http_client(
-        settings.bb_base_url, timeout=settings.bb_http_timeout, max_connections=concurrency
-    )
     pool = await create_pool(settings.database_url, max_size=concurrency + 2)
-    budget = RequestBudget(
+    clients = AppClients(
         redis,
-        client_id,
-        settings.bb_rate_limit,
+        timeout=settings.bb_http_timeout,
+        max_connections=concurrency,
         burst=settings.bb_rate_burst,
         window=BUDGET_WINDOW_SECONDS * (1 + settings.bb_rate_margin),
     )
-    return Services(
-        settings=settings,
-        pool=pool,
-        redis=redis,
-        http=http,
-        bluebutton=BlueButtonClient(http, budget),
-        bulk_bluebutton=BlueButtonClient(http, budget.for_bulk(), lane="bulk"),
-        cipher=cipher,
-        credentials=ClientCredentials(client_id, client_secret),
-    )
+    return Services(settings=settings, pool=pool, redis=redis, clients=clients, cipher=cipher)
 
 
 async def close_services(services: Services) -> None:
     """Close every client opened by :func:`open_services`."""
-    await services.http.aclose()
+    await services.clients.aclose()
     await services.pool.close()
     await services.redis.aclose()

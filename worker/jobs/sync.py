@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import structlog
 
 from worker import errors, metrics
+from worker.apps import App
 from worker.bluebutton.bundle import Page, parse_last_updated
+from worker.bluebutton.client import BlueButtonClient
 from worker.bluebutton.fhir import RESOURCE_QUERIES, ResourceQuery, iter_pages
 from worker.jobs.plan import cursor_after, queries_for, remaining_steps
 from worker.jobs.services import Services
@@ -50,15 +52,23 @@ class SyncResult:
 class _Sync:
     """The state of one sync while it runs; one instance per job."""
 
-    def __init__(self, services: Services, connection: connections.Connection, run: Run) -> None:
+    def __init__(
+        self,
+        services: Services,
+        connection: connections.Connection,
+        run: Run,
+        app: App,
+        bluebutton: BlueButtonClient,
+    ) -> None:
         assert connection.patient_id is not None
         self.services = services
+        self.bluebutton = bluebutton
         self.connection_id = connection.connection_id
         self.patient_id = connection.patient_id
         self.scopes = connection.scopes
         self.run = run
         self.queries: Sequence[ResourceQuery] = queries_for(run.plan, RESOURCE_QUERIES)
-        self.tokens = ConnectionTokens(services, connection.connection_id)
+        self.tokens = ConnectionTokens(services, connection.connection_id, app, bluebutton)
         self.pages = self.stored = 0
         self.skipped: list[str] = []
 
@@ -91,7 +101,7 @@ class _Sync:
         first = start_url is None
         try:
             async for page in iter_pages(
-                self.services.bluebutton,
+                self.bluebutton,
                 query,
                 self.patient_id,
                 self.tokens,
@@ -124,13 +134,15 @@ class _Sync:
 
 
 async def sync_connection(
-    services: Services, connection: connections.Connection, kind: Kind, plan: Plan
+    services: Services, connection: connections.Connection, app: App, kind: Kind, plan: Plan
 ) -> SyncResult:
-    """Fetch what ``plan`` asks of ``connection`` into the store (a resumed run keeps its own).
+    """Fetch what ``plan`` asks of ``connection`` into the store through ``app`` (a resumed
+    run keeps its own plan).
 
     Raises what the fetch raises; the run stays ``running`` with its cursor so that a
     retry resumes it, and the caller decides whether to retry or close it as failed.
     """
+    bluebutton = await services.bluebutton(app)
     async with services.pool.acquire() as conn:
         run = await sync_runs.start_or_resume(conn, connection.connection_id, kind, plan)
-    return await _Sync(services, connection, run).run_steps()
+    return await _Sync(services, connection, run, app, bluebutton).run_steps()

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from worker.apps import App
 from worker.bluebutton import oauth
+from worker.bluebutton.client import BlueButtonClient
 from worker.jobs.services import Services
 from worker.store import audit, connections
 from worker.store.connections import Tokens
@@ -21,13 +23,22 @@ def _utcnow() -> datetime:
 
 
 class ConnectionTokens:
-    """Implements :class:`worker.bluebutton.fhir.AccessTokens` for one connection."""
+    """Implements :class:`worker.bluebutton.fhir.AccessTokens` for one connection, refreshing
+    with the credentials of the app that issued its tokens, through ``bluebutton``."""
 
     def __init__(
-        self, services: Services, connection_id: str, *, now: Callable[[], datetime] = _utcnow
+        self,
+        services: Services,
+        connection_id: str,
+        app: App,
+        bluebutton: BlueButtonClient,
+        *,
+        now: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._services = services
         self._connection_id = connection_id
+        self._app = app
+        self._bluebutton = bluebutton
         self._now = now
         self._margin = timedelta(seconds=services.settings.bb_refresh_margin)
         self._cached: Tokens | None = None
@@ -58,7 +69,7 @@ class ConnectionTokens:
                 self._cached = stored  # another job refreshed while we waited for the lock
                 return stored.access_token
             granted = await oauth.refresh(
-                services.bluebutton, services.credentials, stored.refresh_token
+                self._bluebutton, self._app.credentials, stored.refresh_token
             )
             new = Tokens(granted.access_token, granted.refresh_token, granted.expires_at)
             await connections.save_tokens(conn, services.cipher, self._connection_id, new)

@@ -43,11 +43,13 @@ async def _delete_locally(services: Services, connection_id: str) -> bool:
 async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -> str:
     async with services.pool.acquire() as conn:
         token = await connections.pending_revocation(conn, services.cipher, connection_id)
-    if token is None:
+        connection = await connections.get(conn, connection_id)
+    if token is None or connection is None:
         return "nothing to revoke"
     try:
-        await oauth.revoke(services.bluebutton, services.credentials, token, end_grant=True)
-    except errors.BlueButtonError as exc:
+        app = await services.app_of(connection)
+        await oauth.revoke(await services.bluebutton(app), app.credentials, token, end_grant=True)
+    except (errors.BlueButtonError, errors.AppUnavailable) as exc:
         async with services.pool.acquire() as conn:
             await connections.revocation_failed(conn, connection_id, str(exc))
         if isinstance(exc, errors.RetryableError) and job_try < JOB_MAX_TRIES:

@@ -16,6 +16,7 @@ from arq import Worker, cron
 from arq.connections import ArqRedis
 from arq.worker import Function, func
 
+from worker.apps import default_app
 from worker.constants import (
     JOB_CONNECT,
     JOB_KEEP_RESULT_SECONDS,
@@ -26,6 +27,7 @@ from worker.constants import (
     QUEUE_BULK,
     QUEUE_INTERACTIVE,
 )
+from worker.errors import AppUnavailable
 from worker.jobs.connect import connect
 from worker.jobs.instrument import instrumented
 from worker.jobs.nightly import nightly
@@ -94,7 +96,7 @@ async def run_replica(
     sys.setswitchinterval(0.001)
     services = await open_services(settings, concurrency=2 * max_jobs)
     redis = await open_queue(settings.redis_url)  # one Redis pool for both lanes
-    await services.bluebutton.warm_up()
+    _check_default_app(settings)
     workers = [
         build_worker(settings, services, queue, redis, burst=burst, max_jobs=max_jobs)
         for queue in LANES
@@ -119,6 +121,14 @@ async def run_replica(
         await redis.aclose()
         await close_services(services)
         log.info("worker_stopped")
+
+
+def _check_default_app(settings: Settings) -> None:
+    # Not fatal: a deployment may serve registered apps only (bbingest apps).
+    try:
+        default_app(settings)
+    except AppUnavailable as exc:
+        log.warning("default_app_not_configured", reason=str(exc))
 
 
 async def _settle(worker: Worker) -> None:

@@ -15,9 +15,9 @@ from worker.store.db import Conn
 
 Status = Literal["pending", "active", "needs_reauth", "revoked", "error"]
 
-_COLUMNS: Final = """connection_id, app, patient_id, status, scopes, consent_expires_at,
-    last_synced_at, last_error, access_expires_at, code_sha256, status_changed_at,
-    refresh_token_enc IS NOT NULL AS has_tokens"""
+_COLUMNS: Final = """connection_id, app, client_id, environment, patient_id, status, scopes,
+    consent_expires_at, last_synced_at, last_error, access_expires_at, code_sha256,
+    status_changed_at, refresh_token_enc IS NOT NULL AS has_tokens"""
 
 
 class ConnectionRevoked(Exception):
@@ -30,6 +30,8 @@ class Connection:
 
     connection_id: str
     app: str
+    client_id: str | None  # the app's client that issued the tokens (None: before apps)
+    environment: str | None
     patient_id: str | None
     status: Status
     scopes: tuple[str, ...]
@@ -56,8 +58,11 @@ class Tokens:
 
 @dataclass(frozen=True)
 class Grant:
-    """What a code exchange established for a connection."""
+    """What a code exchange established for a connection, and through which app's client."""
 
+    app: str
+    client_id: str
+    environment: str
     tokens: Tokens
     patient_id: str
     scopes: tuple[str, ...]
@@ -81,11 +86,12 @@ async def get(conn: Conn, connection_id: str) -> Connection | None:
     return None if record is None else _row(record)
 
 
-async def create_pending(conn: Conn, connection_id: str) -> Connection:
+async def create_pending(conn: Conn, connection_id: str, app: str) -> Connection:
     """Insert the connection as ``pending`` unless it exists; returns the row either way."""
     await conn.execute(
-        "INSERT INTO connections (connection_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        "INSERT INTO connections (connection_id, app) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         connection_id,
+        app,
     )
     found = await get(conn, connection_id)
     assert found is not None
@@ -93,18 +99,24 @@ async def create_pending(conn: Conn, connection_id: str) -> Connection:
 
 
 async def list_all(
-    conn: Conn, connection_id: str | None = None, *, consent_before: datetime | None = None
+    conn: Conn,
+    connection_id: str | None = None,
+    *,
+    consent_before: datetime | None = None,
+    app: str | None = None,
 ) -> list[Connection]:
     """Every connection (or the one named), in id order; ``consent_before`` keeps the live
-    ones whose consent lapses before then."""
+    ones whose consent lapses before then, ``app`` those of one app."""
     records = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM connections
             WHERE ($1::text IS NULL OR connection_id = $1)
               AND ($2::timestamptz IS NULL OR (consent_expires_at < $2
                    AND status IN ('active', 'pending', 'error')))
+              AND ($3::text IS NULL OR app = $3)
             ORDER BY connection_id""",
         connection_id,
         consent_before,
+        app,
     )
     return [_row(record) for record in records]
 
@@ -114,7 +126,8 @@ async def save_grant(conn: Conn, cipher: TokenCipher, connection_id: str, grant:
     await conn.execute(
         """UPDATE connections SET patient_id = $2, scopes = $3, access_token_enc = $4,
                refresh_token_enc = $5, access_expires_at = $6, consent_expires_at = $7,
-               code_sha256 = $8, status = 'pending', last_error = NULL, updated_at = now(),
+               code_sha256 = $8, app = $9, client_id = $10, environment = $11,
+               status = 'pending', last_error = NULL, updated_at = now(),
                status_changed_at = now()
            WHERE connection_id = $1""",
         connection_id,
@@ -125,6 +138,9 @@ async def save_grant(conn: Conn, cipher: TokenCipher, connection_id: str, grant:
         grant.tokens.access_expires_at,
         grant.consent_expires_at,
         grant.code_sha256,
+        grant.app,
+        grant.client_id,
+        grant.environment,
     )
 
 

@@ -1,0 +1,89 @@
+"""One :class:`BlueButtonClient` per app and lane, built on first use and kept.
+
+Apps that share a base URL share its connection pool; each client id has its own budget
+(BB2 counts requests per app), so one app's traffic or 429 cool-down never slows another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Literal, Protocol
+
+import httpx
+from redis.asyncio import Redis
+
+from worker.apps import App
+from worker.bluebutton.budget import RequestBudget
+from worker.bluebutton.client import BlueButtonClient, build_http_client, warm_up
+
+Lane = Literal["interactive", "bulk"]
+
+
+class BlueButtonClients(Protocol):
+    """Where jobs get the BB2 client of an app (see :class:`AppClients`)."""
+
+    async def client(self, app: App, lane: Lane) -> BlueButtonClient: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AppClients:
+    """The BB2 clients of a replica, per app and lane."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        timeout: float,
+        max_connections: int,
+        burst: int,
+        window: float,
+    ) -> None:
+        self._redis = redis
+        self._timeout = timeout
+        self._max_connections = max_connections
+        self._burst = burst
+        self._window = window
+        self._http: dict[str, httpx.AsyncClient] = {}
+        self._opening: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._clients: dict[tuple[str, str, str, int, Lane], BlueButtonClient] = {}
+
+    async def client(self, app: App, lane: Lane) -> BlueButtonClient:
+        """The client that sends ``app``'s requests in ``lane`` through its budget."""
+        key = (app.name, app.base_url, app.client_id, app.rate_limit, lane)
+        found = self._clients.get(key)
+        if found is None:
+            budget = RequestBudget(
+                self._redis,
+                app.client_id,
+                app.rate_limit,
+                burst=min(self._burst, app.rate_limit),
+                window=self._window,
+            )
+            found = BlueButtonClient(
+                await self.http(app.base_url),
+                budget if lane == "interactive" else budget.for_bulk(),
+                lane=lane,
+                app=app.name,
+            )
+            self._clients[key] = found
+        return found
+
+    async def http(self, base_url: str) -> httpx.AsyncClient:
+        """The connection pool to ``base_url``, opened (and warmed up) on first use."""
+        async with self._opening[base_url]:
+            if base_url not in self._http:
+                http = build_http_client(
+                    base_url, timeout=self._timeout, max_connections=self._max_connections
+                )
+                await warm_up(http)
+                self._http[base_url] = http
+        return self._http[base_url]
+
+    async def aclose(self) -> None:
+        """Close every connection pool."""
+        for http in self._http.values():
+            await http.aclose()
+        self._http.clear()
+        self._clients.clear()
