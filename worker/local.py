@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from worker.apps import DEFAULT_APP
 from worker.bluebutton import oauth
 from worker.emulator.useragent import authorize
 from worker.jobs.payloads import ConnectJob
@@ -33,8 +34,11 @@ async def authorize_beneficiary(
     *,
     share_personal_info: bool = True,
     redirect_uri: str = REDIRECT_URI,
+    client_id: str = CLIENT_ID,
+    app: str = DEFAULT_APP,
 ) -> ConnectJob:
-    """One beneficiary logs in and consents; the connect job the app would push.
+    """One beneficiary logs in and consents to ``client_id``; the connect job for ``app``
+    that the app would push.
 
     ``redirect_uri`` is what the job carries: a value other than the one sent to authorize
     is how tests make the code exchange fail.
@@ -42,7 +46,7 @@ async def authorize_beneficiary(
     pkce, state = oauth.make_pkce(), oauth.make_state()
     url = oauth.authorize_url(
         base_url,
-        client_id=CLIENT_ID,
+        client_id=client_id,
         redirect_uri=REDIRECT_URI,
         state=state,
         challenge=pkce.challenge,
@@ -58,6 +62,7 @@ async def authorize_beneficiary(
         code=query["code"][0],
         code_verifier=pkce.verifier,
         redirect_uri=redirect_uri,
+        app=app,
     )
 
 

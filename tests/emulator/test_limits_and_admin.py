@@ -1,7 +1,12 @@
 """Rate limiting, request statistics, and the admin API."""
 
-from tests.emulator.support import CLIENT, ME, Harness, MakeHarness
-from worker.emulator.config import EmulatorConfig
+import argparse
+
+import httpx
+import pytest
+
+from tests.emulator.support import CLIENT, ME, REDIRECT_URI, Harness, MakeHarness
+from worker.emulator.config import EmulatorConfig, RegisteredClient, parse_client
 
 
 async def test_rate_limit_answers_429_with_retry_after(make_harness: MakeHarness) -> None:
@@ -147,3 +152,67 @@ async def test_injected_faults_fail_the_next_fhir_requests(harness: Harness) -> 
     await harness.http.post("/_emulator/faults", json={"status": 502, "count": 2})
     statuses = [(await harness.fhir("Coverage", token)).status_code for _ in range(3)]
     assert statuses == [502, 502, 200]
+
+
+ACME = RegisteredClient(
+    client_id="acme-client", client_secret="acme-secret", name="Acme Health", rate_limit=4
+)
+
+
+async def test_each_registered_app_has_its_own_limit(
+    make_harness: MakeHarness,
+) -> None:
+    harness = await make_harness(EmulatorConfig(rate_limit=2, clients=(RegisteredClient(), ACME)))
+    code, verifier = await harness.code(client_id=ACME.client_id)
+    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
+    exchanged = await harness.http.post(
+        "/v2/o/token/",
+        data={**data, "redirect_uri": REDIRECT_URI},
+        auth=(ACME.client_id, ACME.client_secret),
+    )
+    acme_token = exchanged.json()["access_token"]
+    own_token = (await harness.tokens("BBUser00001"))["access_token"]
+    harness.clock.advance(1)
+    acme = [(await harness.fhir("Coverage", acme_token)).status_code for _ in range(5)]
+    own = [(await harness.fhir("Coverage", own_token)).status_code for _ in range(3)]
+    assert acme == [200] * 4 + [429]  # acme's own limit, untouched by the other app
+    assert own == [200, 200, 429]
+    limit = (await harness.fhir("Coverage", own_token)).headers["X-RateLimit-Limit"]
+    assert limit == "2"
+
+
+async def test_the_consent_page_shows_the_name_of_the_app_asking(make_harness: MakeHarness) -> None:
+    harness = await make_harness(EmulatorConfig(clients=(RegisteredClient(), ACME)))
+    pages = [
+        await consent_page(harness, client_id) for client_id in ("emulator-client", ACME.client_id)
+    ]
+    assert "bluebutton-ingest demo" in pages[0]
+    assert "Acme Health" in pages[1]
+    assert "Acme Health" not in pages[0]
+
+
+async def consent_page(harness: Harness, client_id: str) -> str:
+    """The consent page a beneficiary sees when ``client_id`` asks for access."""
+    seen: list[str] = []
+
+    async def keep(response: httpx.Response) -> None:
+        await response.aread()
+        seen.append(response.text)
+
+    harness.http.event_hooks["response"].append(keep)
+    try:
+        await harness.code(client_id=client_id)
+    finally:
+        harness.http.event_hooks["response"].remove(keep)
+    return next(page for page in seen if "wants to access your Medicare claims" in page)
+
+
+def test_apps_are_registered_on_the_command_line() -> None:
+    client = parse_client("acme-client:acme-secret:4:Acme: Health")
+    assert client == RegisteredClient(
+        client_id="acme-client", client_secret="acme-secret", name="Acme: Health", rate_limit=4
+    )
+    assert parse_client("b:s::B").rate_limit is None
+    for bad in ("acme", "a:s:x:Name", ":s:1:Name", "a:s:1:"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_client(bad)

@@ -89,6 +89,15 @@ Stack = tuple[RunningEmulator, Settings, Services]
 
 
 @pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment a ``bbingest`` command needs to reach the test database and Redis."""
+    monkeypatch.setenv("DATABASE_URL", DATABASE_URL)
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("LOG_FORMAT", "console")
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables wide enough to read in full
+
+
+@pytest.fixture
 async def start() -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
     """Start an emulator with the given config, and worker services pointed at it."""
     async with AsyncExitStack() as stack:

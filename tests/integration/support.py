@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 from redis.asyncio import Redis
 
-from worker.apps import App
+from worker.apps import DEFAULT_APP, App
 from worker.bluebutton.budget import RequestBudget
 from worker.bluebutton.client import BlueButtonClient, build_http_client
 from worker.bluebutton.clients import BlueButtonClients, Lane
@@ -23,7 +23,7 @@ from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
 from worker.jobs.payloads import ConnectJob
 from worker.jobs.services import Services
-from worker.local import REDIRECT_URI, authorize_beneficiary
+from worker.local import CLIENT_ID, REDIRECT_URI, authorize_beneficiary
 
 Key = tuple[str, str]
 
@@ -43,8 +43,11 @@ async def authorized_job(
     connection_id: str | None = None,
     share_personal_info: bool = True,
     redirect_uri: str = REDIRECT_URI,
+    client_id: str = CLIENT_ID,
+    app: str = DEFAULT_APP,
 ) -> ConnectJob:
-    """Walk BBUser<index> through authorize, login and consent; the connect job that follows."""
+    """Walk BBUser<index> through authorize, login and consent (to ``client_id``); the
+    connect job for ``app`` that follows."""
     async with httpx.AsyncClient() as http:
         return await authorize_beneficiary(
             http,
@@ -54,6 +57,8 @@ async def authorized_job(
             connection_id or f"conn-{index}",
             share_personal_info=share_personal_info,
             redirect_uri=redirect_uri,
+            client_id=client_id,
+            app=app,
         )
 
 
@@ -154,3 +159,10 @@ async def bb2_unreachable(services: Services) -> AsyncIterator[Services]:
 async def http_of(services: Services) -> httpx.AsyncClient:
     """The connection pool through which the services reach the default app's BB2."""
     return (await services.bluebutton(await services.app("default"))).http
+
+
+async def run_cli(*argv: str) -> int:
+    """``bbingest argv``; main() runs its own event loop, so it runs in a thread here."""
+    from worker.cli import main
+
+    return await asyncio.to_thread(main, list(argv))

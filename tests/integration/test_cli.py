@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -10,9 +9,8 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.conftest import DATABASE_URL, REDIS_URL, Stack
-from tests.integration.support import authorized_job
-from worker.cli import main
+from tests.integration.conftest import Stack
+from tests.integration.support import authorized_job, run_cli
 from worker.crypto import TokenCipher, generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
@@ -22,18 +20,6 @@ from worker.store import connections
 
 Start = Callable[..., Awaitable[Stack]]
 VERIFIER = "v" * 64
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", DATABASE_URL)
-    monkeypatch.setenv("REDIS_URL", REDIS_URL)
-    monkeypatch.setenv("LOG_FORMAT", "console")
-
-
-async def run_cli(*argv: str) -> int:
-    """main() runs its own event loop, so it runs in a thread here."""
-    return await asyncio.to_thread(main, list(argv))
 
 
 @pytest.mark.parametrize(

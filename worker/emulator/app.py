@@ -24,7 +24,11 @@ def build_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Sta
         config=config,
         state=state if state is not None else EmulatorState(),
         dataset=Dataset(config),
-        limiter=SlidingWindow(config.rate_limit, config.rate_burst),
+        limiter=SlidingWindow(
+            config.rate_limit,
+            config.rate_burst,
+            {client.client_id: client.rate_limit for client in config.clients},
+        ),
         chaos=Chaos(config),
     )
     routes = [

@@ -22,6 +22,7 @@ class RegisteredClient:
     client_secret: str = "emulator-secret"  # noqa: S105 - a well-known local demo credential
     name: str = "bluebutton-ingest demo"
     grant_type: GrantType = "THIRTEEN_MONTH"
+    rate_limit: int | None = None  # None: the emulator's rate_limit
     redirect_uris: tuple[str, ...] = (
         "http://localhost:3000/api/auth/smart/callback",
         "http://127.0.0.1:3000/api/auth/smart/callback",
@@ -99,6 +100,8 @@ def _check_share(name: str, value: float) -> None:
 
 
 def _check_client(client: RegisteredClient) -> None:
+    if client.rate_limit is not None:
+        _check_range(f"rate_limit of {client.client_id}", client.rate_limit, 1, None)
     if client.grant_type not in GRANT_TYPES:
         raise ValueError(
             f"grant_type of {client.client_id} must be one of {', '.join(GRANT_TYPES)}"
@@ -157,6 +160,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=RegisteredClient().grant_type,
         help="data access type of the default client",
     )
+    parser.add_argument(
+        "--client",
+        action="append",
+        type=parse_client,
+        default=[],
+        metavar="ID:SECRET:RATE:NAME",
+        help="register another app (RATE may be empty: --rate-limit); repeatable",
+    )
+
+
+def parse_client(text: str) -> RegisteredClient:
+    """An app registered by ``--client ID:SECRET:RATE:NAME`` (the name may hold colons)."""
+    parts = text.split(":", 3)
+    if len(parts) != 4 or not all(parts[:2]) or not parts[3]:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ID:SECRET:RATE:NAME")
+    client_id, secret, rate, name = parts
+    if rate and not rate.isdigit():
+        raise argparse.ArgumentTypeError(f"rate of {client_id} must be a whole number")
+    return RegisteredClient(
+        client_id=client_id,
+        client_secret=secret,
+        name=name,
+        rate_limit=int(rate) if rate else None,
+    )
 
 
 def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
@@ -173,5 +200,5 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
         slow_rate=ns.slow_rate,
         slow_seconds=ns.slow_seconds,
         fault_seed=ns.fault_seed,
-        clients=(RegisteredClient(grant_type=ns.grant_type),),
+        clients=(RegisteredClient(grant_type=ns.grant_type), *ns.client),
     )

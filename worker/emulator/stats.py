@@ -7,6 +7,7 @@ t=1.0 are never in the same window.
 import bisect
 import math
 from collections import Counter, deque
+from collections.abc import Mapping
 from typing import Any
 
 # X-RateLimit-* still have to be numbers when no limit is configured.
@@ -127,30 +128,39 @@ class RequestStats:
 
 
 class SlidingWindow:
-    """Admits at most limit + burst requests per client id in any 1-second window."""
+    """Admits at most limit + burst requests per client id in any 1-second window; each
+    registered app may have its own limit (``per_client``), as at BB2."""
 
-    def __init__(self, limit: int | None, burst: int) -> None:
-        self._capacity = None if limit is None else limit + burst
+    def __init__(
+        self, limit: int | None, burst: int, per_client: Mapping[str, int | None] | None = None
+    ) -> None:
         self._limit = limit
+        self._burst = burst
+        self._per_client = dict(per_client or {})
         self._admitted: dict[str, deque[float]] = {}
+
+    def _limit_of(self, client_id: str) -> int | None:
+        return self._per_client.get(client_id) or self._limit
 
     def admit(self, client_id: str, now: float) -> int | None:
         """Record a request and return None, or return the Retry-After seconds if throttled."""
-        if self._capacity is None:
+        limit = self._limit_of(client_id)
+        if limit is None:
             return None
         window = self._window(client_id, now)
-        if len(window) >= self._capacity:
+        if len(window) >= limit + self._burst:
             return max(1, math.ceil(window[0] + WINDOW_SECONDS - now))
         _arrive(window, now)
         return None
 
     def headers(self, client_id: str | None, now: float) -> dict[str, str]:
         """X-RateLimit-Limit/-Remaining/-Reset (seconds until a slot frees) for a response."""
-        if self._capacity is None or self._limit is None or client_id is None:
+        limit = None if client_id is None else self._limit_of(client_id)
+        if limit is None or client_id is None:
             return _header_values(UNLIMITED, UNLIMITED, 0)
         window = self._window(client_id, now)
         reset = math.ceil(window[0] + WINDOW_SECONDS - now) if window else 0
-        return _header_values(self._limit, max(self._capacity - len(window), 0), reset)
+        return _header_values(limit, max(limit + self._burst - len(window), 0), reset)
 
     def _window(self, client_id: str, now: float) -> deque[float]:
         return _slide(self._admitted.setdefault(client_id, deque()), now)
