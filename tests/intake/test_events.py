@@ -46,6 +46,7 @@ async def test_a_signed_connect_event_ends_as_an_active_connection(
     assert answer.status_code == 200
     status = ConnectionStatusBody.model_validate(answer.json())  # the documented shape
     assert status.status == "active"
+    assert (status.app, status.environment) == ("default", "sandbox")
     assert status.patient_id == patient_id(1)
     assert status.counts["Patient"] == 1
     assert status.counts["ExplanationOfBenefit"] > 0

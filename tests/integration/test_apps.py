@@ -7,22 +7,31 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
+from prometheus_client import generate_latest
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from tests.integration.conftest import Stack
 from tests.integration.support import authorized_job, served_resources, stored_resources
+from worker import metrics
 from worker.apps import App
 from worker.bluebutton.budget import RequestBudget
+from worker.constants import QUEUE_BULK
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.jobs.connect import connect
+from worker.jobs.nightly import nightly
+from worker.jobs.queue import open_queue
 from worker.jobs.resync import resync
 from worker.jobs.services import Services
 from worker.jobs.unlink import unlink
 from worker.local import emulator_stats
+from worker.log import configure_logging
 from worker.store import apps
 
 Start = Callable[..., Awaitable[Stack]]
@@ -235,3 +244,59 @@ async def test_two_apps_share_nothing_of_their_budgets(
     assert peaks["acme-client"] <= 4
     assert stats["max_in_window"] > 4  # together above either: the budgets are separate
     assert stats["by_status"].get("429", 0) == 0
+
+
+async def test_the_nightly_plan_gives_each_app_its_own_budget(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    # A share of 7 s a day: 2 resyncs at the default app's 1 request/s, 4 at acme's 2.
+    emulator, settings, services = await start(
+        TWO_CLIENTS, BB_RATE_LIMIT="1", RESYNC_DAILY_SHARE=str(7.0 / 86_400)
+    )
+    await register(services, acme_app(emulator.base_url, rate_limit=2))
+    old = datetime.now(UTC) - timedelta(days=8)
+    rows = [
+        (f"{app}-{i}", app, old - timedelta(hours=i))
+        for app in ("default", "acme", "ghost")
+        for i in range(5)
+    ]
+    await pool.executemany(
+        "INSERT INTO connections (connection_id, app, status, last_synced_at)"
+        " VALUES ($1, $2, 'active', $3)",
+        rows,
+    )
+    queue = await open_queue(settings.redis_url)
+    try:
+        with capture_logs() as logs:
+            result = await nightly({"services": services, "redis": queue})
+    finally:
+        await queue.aclose()
+    assert result == {"resyncs": 6, "purged": 0, "due": 15}
+    queued = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
+    oldest = [f"acme-{i}" for i in (1, 2, 3, 4)] + ["default-3", "default-4"]
+    assert queued == sorted(f"resync:{c}" for c in oldest)
+    skipped = [entry for entry in logs if entry["event"] == "nightly_app_unavailable"]
+    assert skipped == [
+        {"event": "nightly_app_unavailable", "app": "ghost", "connections_due": 5,
+         "log_level": "warning"}
+    ]  # fmt: skip
+
+
+async def test_logs_and_metrics_name_the_app_never_its_secret(
+    pool: asyncpg.Pool, redis: Redis, start: Start, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(fmt="json", level="debug")
+    emulator, _, services = await start(TWO_CLIENTS)
+    await register(services, acme_app(emulator.base_url))
+    job = await authorized_job(emulator.base_url, 1, client_id=ACME.client_id, app="acme")
+    sent_before = metrics.BB2_REQUESTS.labels("acme", "token", "200")._value.get()
+    assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
+    assert metrics.BB2_REQUESTS.labels("acme", "token", "200")._value.get() == sent_before + 1
+    lines = [orjson.loads(line) for line in capsys.readouterr().err.splitlines()]
+    [done] = [line for line in lines if line["event"] == "sync_succeeded"]
+    assert done["app"] == "acme"
+    assert ACME.client_secret not in repr(lines)
+    exposition = generate_latest().decode()
+    assert 'app="acme"' in exposition
+    assert ACME.client_secret not in exposition
+    assert ACME.client_id not in exposition

@@ -1,4 +1,5 @@
-"""The nightly cron: queue the resyncs that are due (within the budget), purge dormant data.
+"""The nightly cron: queue the resyncs that are due (within each app's budget), purge
+dormant data.
 
 arq runs it on exactly one replica per fire time (``unique=True``), however many run.
 """
@@ -11,13 +12,45 @@ from typing import Any
 import structlog
 from arq.connections import ArqRedis
 
+from worker.apps import DEFAULT_APP
 from worker.jobs.capacity import plan_night, requests_per_resync
 from worker.jobs.payloads import ResyncJob, UnlinkJob
 from worker.jobs.queue import enqueue
 from worker.jobs.services import Services
-from worker.store import connections
+from worker.store import apps, connections
+from worker.store.db import Conn
 
 log = structlog.get_logger(__name__)
+
+
+async def _choose_resyncs(
+    conn: Conn, services: Services, synced_before: datetime
+) -> tuple[list[str], int]:
+    """Tonight's resyncs, the oldest first within each app's own budget; and how many
+    were due. Connections of an app that is no longer registered wait for it."""
+    settings = services.settings
+    per_resync = requests_per_resync(settings.resync_full_every_days, settings.resync_cadence_hours)
+    rates = {DEFAULT_APP: settings.bb_rate_limit, **await apps.rate_limits(conn)}
+    chosen: list[str] = []
+    due_by_app = await connections.count_due(conn, synced_before)
+    for app, due in sorted(due_by_app.items()):
+        if app not in rates:
+            log.warning("nightly_app_unavailable", app=app, connections_due=due)
+            continue
+        capacity = plan_night(
+            due, rate=rates[app], share=settings.resync_daily_share, per_resync=per_resync
+        )
+        chosen += await connections.due_for_resync(conn, synced_before, capacity.scheduled, app=app)
+        log.info(
+            "nightly_planned",
+            app=app,
+            connections_due=capacity.due,
+            resyncs_queued=capacity.scheduled,
+            requests_expected=round(capacity.requests_expected),
+            daily_budget=round(capacity.daily_budget),
+            hours_for_backlog=round(capacity.hours_for_backlog, 2),
+        )
+    return chosen, sum(due_by_app.values())
 
 
 async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -26,18 +59,10 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
     queue: ArqRedis = ctx["redis"]
     settings = services.settings
     now = datetime.now(UTC)
-    synced_before = now - timedelta(hours=settings.resync_cadence_hours)
     async with services.pool.acquire() as conn:
-        due = await connections.count_due(conn, synced_before)
-        capacity = plan_night(
-            due,
-            rate=settings.bb_rate_limit,
-            share=settings.resync_daily_share,
-            per_resync=requests_per_resync(
-                settings.resync_full_every_days, settings.resync_cadence_hours
-            ),
+        chosen, due = await _choose_resyncs(
+            conn, services, now - timedelta(hours=settings.resync_cadence_hours)
         )
-        chosen = await connections.due_for_resync(conn, synced_before, capacity.scheduled)
         dormant = await connections.dormant(
             conn, now - timedelta(days=settings.dormant_retention_days)
         )
@@ -45,13 +70,5 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
     for connection_id in dormant:
         await enqueue(queue, UnlinkJob(connection_id=connection_id))
-    log.info(
-        "nightly_scheduled",
-        connections_due=capacity.due,
-        resyncs_queued=len(chosen),
-        requests_expected=round(capacity.requests_expected),
-        daily_budget=round(capacity.daily_budget),
-        hours_for_backlog=round(capacity.hours_for_backlog, 2),
-        dormant_purged=len(dormant),
-    )
+    log.info("nightly_scheduled", resyncs_queued=len(chosen), dormant_purged=len(dormant))
     return {"resyncs": len(chosen), "purged": len(dormant), "due": due}

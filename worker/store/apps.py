@@ -167,6 +167,12 @@ async def list_all(conn: Conn) -> list[AppInfo]:
     return [AppInfo(**dict(record)) for record in records]
 
 
+async def rate_limits(conn: Conn) -> dict[str, int]:
+    """Each registered app's request budget (requests per second)."""
+    records = await conn.fetch("SELECT name, rate_limit FROM apps")
+    return {record["name"]: record["rate_limit"] for record in records}
+
+
 async def rekey_all(conn: Conn, cipher: TokenCipher) -> int:
     """Re-encrypt every app secret (current and retired) under the active key; returns how
     many changed. Secrets already under it are left alone."""

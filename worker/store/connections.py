@@ -294,26 +294,29 @@ async def revocation_failed(conn: Conn, connection_id: str, error: str) -> None:
     )
 
 
-async def due_for_resync(conn: Conn, synced_before: datetime, limit: int) -> list[str]:
-    """Active connections last synced before ``synced_before``, the oldest first."""
+async def due_for_resync(conn: Conn, synced_before: datetime, limit: int, *, app: str) -> list[str]:
+    """Active connections of ``app`` last synced before ``synced_before``, the oldest first."""
     records = await conn.fetch(
         """SELECT connection_id FROM connections
-           WHERE status = 'active' AND (last_synced_at IS NULL OR last_synced_at < $1)
+           WHERE status = 'active' AND app = $3
+             AND (last_synced_at IS NULL OR last_synced_at < $1)
            ORDER BY last_synced_at NULLS FIRST, connection_id LIMIT $2""",
         synced_before,
         limit,
+        app,
     )
     return [record["connection_id"] for record in records]
 
 
-async def count_due(conn: Conn, synced_before: datetime) -> int:
-    """How many active connections are due for a resync."""
-    count = await conn.fetchval(
-        """SELECT count(*) FROM connections
-           WHERE status = 'active' AND (last_synced_at IS NULL OR last_synced_at < $1)""",
+async def count_due(conn: Conn, synced_before: datetime) -> dict[str, int]:
+    """How many active connections of each app are due for a resync."""
+    records = await conn.fetch(
+        """SELECT app, count(*) AS n FROM connections
+           WHERE status = 'active' AND (last_synced_at IS NULL OR last_synced_at < $1)
+           GROUP BY app""",
         synced_before,
     )
-    return int(count)
+    return {record["app"]: int(record["n"]) for record in records}
 
 
 async def dormant(conn: Conn, needs_reauth_before: datetime) -> list[str]:
