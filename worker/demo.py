@@ -1,8 +1,10 @@
 """``bbingest demo``: the whole flow on the local emulator, end to end.
 
 Starts the emulator, walks every synthetic beneficiary through the real authorize redirect
-with PKCE, queues their connect jobs, runs worker replicas as separate processes until the
-queue drains, and prints what was stored and what it cost.
+with PKCE (two in three through the default app, the others through a partner organisation's
+own app, with its own credentials and budget), queues their connect jobs, runs worker
+replicas as separate processes until the queue drains, and prints what was stored and what
+it cost.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from worker.emulator.config import EmulatorConfig
+from worker.apps import App
+from worker.crypto import TokenCipher
+from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.emulator.server import running_emulator
 from worker.local import (
     CLIENT_ID,
@@ -30,6 +34,7 @@ from worker.local import (
 )
 from worker.settings import Settings
 from worker.status import ConnectionStatus, load_status
+from worker.store import apps
 from worker.store.db import connection
 from worker.store.migrate import migrate
 
@@ -38,11 +43,31 @@ TERMINAL = ("active", "error", "needs_reauth", "revoked")
 LOG_DIR = Path(".demo")
 
 
-async def _reset(database_url: str) -> None:
-    async with connection(database_url) as conn:
+PARTNER = RegisteredClient(
+    client_id="demo-partner-client",
+    client_secret="demo-partner-secret",  # noqa: S106 - the emulator's local demo credential
+    name="Partner Health (demo)",
+)
+PARTNER_APP = "demo-partner"
+
+
+async def _reset(settings: Settings, base_url: str) -> None:
+    """Start from nothing the demo owns (its ids and its partner app), and register the
+    partner's app at this run's emulator."""
+    partner = App(
+        name=PARTNER_APP,
+        environment="sandbox",
+        base_url=base_url,
+        client_id=PARTNER.client_id,
+        client_secret=PARTNER.client_secret,
+        rate_limit=settings.bb_rate_limit,
+    )
+    cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
+    async with connection(settings.database_url) as conn:
         await migrate(conn)
-        # The demo owns the demo- ids: start from nothing so its counts are its own.
         await conn.execute("DELETE FROM connections WHERE connection_id LIKE 'demo-%'")
+        await apps.remove(conn, PARTNER_APP)
+        await apps.add(conn, cipher, partner)
 
 
 async def _demo_statuses(database_url: str) -> list[ConnectionStatus]:
@@ -104,12 +129,14 @@ def _summary(
 ) -> None:
     console = Console()
     table = Table(title="stored per beneficiary")
-    for column in ("connection", "status", "Patient", "Coverage", "EOB"):
-        table.add_column(column, justify="left" if column in ("connection", "status") else "right")
+    for column in ("connection", "app", "status", "Patient", "Coverage", "EOB"):
+        left = column in ("connection", "app", "status")
+        table.add_column(column, justify="left" if left else "right")
     for item in statuses:
         counts = item.counts
         table.add_row(
             item.connection.connection_id,
+            item.connection.app,
             item.connection.status,
             str(counts.get("Patient", 0)),
             str(counts.get("Coverage", 0)),
@@ -118,13 +145,15 @@ def _summary(
     console.print(table)
     requests = int(stats.get("total", 0))
     totals = Table(title="totals")
-    for column in ("requests", "pages", "429s", "most in 1 s", "elapsed", "requests/s"):
+    columns = ("requests", "pages", "429s", "most in 1 s per app", "elapsed", "requests/s")
+    for column in columns:
         totals.add_column(column, justify="right")
+    peaks = stats.get("max_in_window_by_client", {})
     totals.add_row(
         str(requests),
         str(pages),
         str(stats.get("by_status", {}).get("429", 0)),
-        str(stats.get("max_in_window_by_client", {}).get(CLIENT_ID, "-")),
+        f"{peaks.get(CLIENT_ID, '-')} / {peaks.get(PARTNER.client_id, '-')}",
         f"{elapsed:.1f} s",
         f"{requests / elapsed:.2f}",
     )
@@ -134,11 +163,24 @@ def _summary(
 async def run_demo(settings: Settings, *, beneficiaries: int, replicas: int) -> int:
     """Run the demo; 0 when every beneficiary ends ``active``."""
     console = Console(stderr=True)
-    await _reset(settings.database_url)
-    config = EmulatorConfig(beneficiaries=beneficiaries, rate_limit=settings.bb_rate_limit)
+    config = EmulatorConfig(
+        beneficiaries=beneficiaries,
+        rate_limit=settings.bb_rate_limit,
+        clients=(RegisteredClient(), PARTNER),
+    )
     async with running_emulator(config) as emulator:
+        await _reset(settings, emulator.base_url)
         console.print(f"emulator on {emulator.base_url}; authorizing {beneficiaries} beneficiaries")
-        authorized = await authorize_beneficiaries(emulator.base_url, beneficiaries, DEMO_PREFIX)
+        own = beneficiaries - beneficiaries // 3
+        authorized = await authorize_beneficiaries(emulator.base_url, own, DEMO_PREFIX)
+        authorized += await authorize_beneficiaries(
+            emulator.base_url,
+            beneficiaries - own,
+            DEMO_PREFIX,
+            offset=own,
+            client_id=PARTNER.client_id,
+            app=PARTNER_APP,
+        )
         await enqueue_all(settings.redis_url, authorized)
         await emulator_stats(emulator.base_url, reset=True)
         started = time.monotonic()

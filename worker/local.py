@@ -67,16 +67,29 @@ async def authorize_beneficiary(
 
 
 async def authorize_beneficiaries(
-    base_url: str, count: int, prefix: str, *, offset: int = 0
+    base_url: str,
+    count: int,
+    prefix: str,
+    *,
+    offset: int = 0,
+    client_id: str = CLIENT_ID,
+    app: str = DEFAULT_APP,
 ) -> list[ConnectJob]:
-    """``count`` synthetic beneficiaries (from ``offset``) log in and consent; their jobs."""
+    """``count`` synthetic beneficiaries (from ``offset``) log in and consent to
+    ``client_id``; their connect jobs for ``app``."""
     async with httpx.AsyncClient(base_url=base_url) as http:
         params = {"limit": count, "offset": offset}
         response = await http.get("/_emulator/beneficiaries", params=params)
         response.raise_for_status()
         return [
             await authorize_beneficiary(
-                http, base_url, user["username"], user["password"], prefix + user["username"]
+                http,
+                base_url,
+                user["username"],
+                user["password"],
+                prefix + user["username"],
+                client_id=client_id,
+                app=app,
             )
             for user in response.json()
         ]
