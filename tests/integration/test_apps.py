@@ -24,6 +24,7 @@ from worker.apps import App
 from worker.bluebutton.budget import RequestBudget
 from worker.constants import QUEUE_BULK
 from worker.emulator.config import EmulatorConfig, RegisteredClient
+from worker.emulator.server import RunningEmulator
 from worker.jobs.connect import connect
 from worker.jobs.nightly import nightly
 from worker.jobs.queue import open_queue
@@ -70,6 +71,15 @@ async def connect_both(base_url: str, services: Services) -> None:
     assert (await connect(ctx(services), **theirs.model_dump()))["status"] == "active"
 
 
+async def two_apps_connected(start: Start) -> tuple[RunningEmulator, Services]:
+    """The emulator with two apps registered, and a connection through each (conn-0 through
+    the default app, conn-1 through acme)."""
+    emulator, _, services = await start(TWO_CLIENTS)
+    await register(services, acme_app(emulator.base_url))
+    await connect_both(emulator.base_url, services)
+    return emulator, services
+
+
 async def resync_after_expiry(
     pool: asyncpg.Pool, base_url: str, services: Services, connection_id: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -87,9 +97,7 @@ async def resync_after_expiry(
 async def test_each_connection_is_served_with_its_own_apps_client_only(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await start(TWO_CLIENTS)
-    await register(services, acme_app(emulator.base_url))
-    await connect_both(emulator.base_url, services)
+    emulator, services = await two_apps_connected(start)
     rows = await pool.fetch("SELECT connection_id, app, client_id FROM connections ORDER BY 1")
     assert [tuple(row) for row in rows] == [
         ("conn-0", "default", "emulator-client"),
@@ -108,9 +116,7 @@ async def test_each_connection_is_served_with_its_own_apps_client_only(
 async def test_a_changed_secret_of_one_app_leaves_the_other_apps_connections_alone(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await start(TWO_CLIENTS)
-    await register(services, acme_app(emulator.base_url))
-    await connect_both(emulator.base_url, services)
+    emulator, services = await two_apps_connected(start)
     async with pool.acquire() as conn:
         await apps.update(
             conn, services.cipher, acme_app(emulator.base_url, client_secret="not-the-secret")
@@ -132,9 +138,7 @@ async def test_a_changed_secret_of_one_app_leaves_the_other_apps_connections_alo
 async def test_a_connection_whose_app_was_removed_fails_clearly_and_unlinks_locally(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await start(TWO_CLIENTS)
-    await register(services, acme_app(emulator.base_url))
-    await connect_both(emulator.base_url, services)
+    emulator, services = await two_apps_connected(start)
     async with pool.acquire() as conn:
         assert await apps.live_connections(conn, "acme") == 1
         assert await apps.remove(conn, "acme")

@@ -45,6 +45,18 @@ def _seal(cipher: TokenCipher, app: App) -> str:
     return cipher.encrypt(app.client_secret, context=_context(app.name, app.client_id))
 
 
+def _values(cipher: TokenCipher, app: App) -> tuple[str | int, ...]:
+    """The app as ``name, environment, base_url, client_id, client_secret_enc, rate_limit``."""
+    return (
+        app.name,
+        app.environment,
+        app.base_url,
+        app.client_id,
+        _seal(cipher, app),
+        app.rate_limit,
+    )
+
+
 def _app(name: str, record: asyncpg.Record, cipher: TokenCipher) -> App:
     return App(
         name=name,
@@ -63,12 +75,7 @@ async def add(conn: Conn, cipher: TokenCipher, app: App) -> None:
     try:
         await conn.execute(
             f"INSERT INTO apps (name, {_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)",
-            app.name,
-            app.environment,
-            app.base_url,
-            app.client_id,
-            _seal(cipher, app),
-            app.rate_limit,
+            *_values(cipher, app),
         )
     except asyncpg.UniqueViolationError:
         raise ConfigError(f"app {app.name!r} exists already (bbingest apps update)") from None
@@ -131,12 +138,7 @@ async def _retire(conn: Conn, cipher: TokenCipher, app: App) -> None:
             ON CONFLICT (app, client_id) DO UPDATE SET environment = EXCLUDED.environment,
                 base_url = EXCLUDED.base_url, client_secret_enc = EXCLUDED.client_secret_enc,
                 rate_limit = EXCLUDED.rate_limit, retired_at = now()""",
-        app.name,
-        app.environment,
-        app.base_url,
-        app.client_id,
-        _seal(cipher, app),
-        app.rate_limit,
+        *_values(cipher, app),
     )
 
 

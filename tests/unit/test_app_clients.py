@@ -1,0 +1,60 @@
+"""One BB2 client per app and lane: pools shared per base URL, budgets per client id."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import respx
+from redis.asyncio import Redis
+
+from worker.apps import App
+from worker.bluebutton.clients import AppClients
+
+SANDBOX = "https://sandbox.bluebutton.cms.gov"
+PRODUCTION = "https://api.bluebutton.cms.gov"
+
+
+def app(name: str, base_url: str = SANDBOX, client_id: str | None = None) -> App:
+    return App(name, "sandbox", base_url, client_id or f"{name}-id", "secret", 10)
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[AppClients]:
+    # Scripts are registered without a round trip, and these tests send no budgeted request.
+    redis = Redis.from_url("redis://127.0.0.1:1/0")
+    clients = AppClients(redis, timeout=5, max_connections=4, burst=1, window=1.02)
+    yield clients
+    await clients.aclose()
+    await redis.aclose()
+
+
+@respx.mock
+async def test_apps_on_one_host_share_its_pool_which_is_warmed_once(clients: AppClients) -> None:
+    sandbox = respx.get(f"{SANDBOX}/v2/fhir/metadata").mock(return_value=httpx.Response(200))
+    production = respx.get(f"{PRODUCTION}/v2/fhir/metadata").mock(return_value=httpx.Response(200))
+    a = await clients.client(app("a"), "interactive")
+    b = await clients.client(app("b"), "interactive")
+    c = await clients.client(app("c", PRODUCTION), "interactive")
+    assert a.http is b.http
+    assert c.http is not a.http
+    assert (sandbox.call_count, production.call_count) == (1, 1)
+    assert (a.app, b.app, c.app) == ("a", "b", "c")
+
+
+@respx.mock
+async def test_each_app_and_lane_has_its_own_client_kept_for_reuse(clients: AppClients) -> None:
+    respx.get(f"{SANDBOX}/v2/fhir/metadata").mock(return_value=httpx.Response(200))
+    first = await clients.client(app("a"), "interactive")
+    assert await clients.client(app("a"), "interactive") is first
+    bulk = await clients.client(app("a"), "bulk")
+    assert bulk is not first
+    assert bulk.lane == "bulk"
+    # A new client id (say, a re-registered app) is a new budget, not the old one's.
+    assert await clients.client(app("a", client_id="other"), "interactive") is not first
+
+
+@respx.mock
+async def test_an_unreachable_host_still_gives_a_client(clients: AppClients) -> None:
+    respx.get(f"{SANDBOX}/v2/fhir/metadata").mock(side_effect=httpx.ConnectError("refused"))
+    client = await clients.client(app("a"), "interactive")
+    assert client.base_url == SANDBOX  # the jobs find out, and retry
