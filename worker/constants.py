@@ -32,6 +32,9 @@ JOB_KEEP_RESULT_SECONDS: Final = 0
 
 # Blue Button paging.
 EOB_PAGE_SIZE: Final = 50
+# Far more pages than any beneficiary's claims fill (250,000 EOBs): a server that keeps
+# sending new next links past it is looping, however it spells them.
+MAX_PAGES_PER_QUERY: Final = 5000
 # No real page comes near this; a larger one is refused rather than loaded.
 MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 

@@ -133,3 +133,40 @@ async def test_html_error_page_is_a_protocol_error(client: BlueButtonClient) -> 
     )
     with pytest.raises(errors.ProtocolError, match="content type"):
         await collect(client, Tokens())
+
+
+@respx.mock
+async def test_a_loop_respelling_its_next_link_is_refused(
+    client: BlueButtonClient, fixtures: Path
+) -> None:
+    # The same page as SECOND, its parameters reordered and one percent-encoded.
+    respelled = (
+        f"{BASE}/v2/fhir/ExplanationOfBenefit/?patient=%2D{PATIENT[1:]}&_count=50&startIndex=50"
+    )
+    respx.get(FIRST).mock(
+        return_value=httpx.Response(200, content=page(fixtures, SECOND), headers=FHIR_JSON)
+    )
+    respx.get(SECOND).mock(
+        return_value=httpx.Response(200, content=page(fixtures, respelled), headers=FHIR_JSON)
+    )
+    with pytest.raises(errors.ProtocolError, match="repeats"):
+        await collect(client, Tokens())
+
+
+@respx.mock
+async def test_next_links_without_end_stop_at_the_page_cap(
+    client: BlueButtonClient, fixtures: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("worker.bluebutton.fhir.MAX_PAGES_PER_QUERY", 5)
+
+    def endless(request: httpx.Request) -> httpx.Response:
+        start = int(request.url.params.get("startIndex", "0")) + 50
+        following = f"{BASE}/v2/fhir/ExplanationOfBenefit?startIndex={start}&patient={PATIENT}"
+        return httpx.Response(200, content=page(fixtures, following), headers=FHIR_JSON)
+
+    route = respx.get(url__startswith=f"{BASE}/v2/fhir/ExplanationOfBenefit").mock(
+        side_effect=endless
+    )
+    with pytest.raises(errors.ProtocolError, match="go on past 5 pages"):
+        await collect(client, Tokens())
+    assert route.call_count == 5

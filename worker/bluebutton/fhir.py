@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from worker import errors
 from worker.bluebutton import endpoints
 from worker.bluebutton.bundle import Page, check_content_type, parse_read, parse_search_page
 from worker.bluebutton.client import BlueButtonClient
 from worker.bluebutton.retry import fhir_error
-from worker.constants import EOB_PAGE_SIZE
+from worker.constants import EOB_PAGE_SIZE, MAX_PAGES_PER_QUERY
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,12 @@ async def _fetch_with_refresh(
         ) from exc
 
 
+def page_key(url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What identifies a page: its path and its decoded, sorted query parameters."""
+    parts = urlsplit(url)
+    return parts.path.rstrip("/"), tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+
+
 async def iter_pages(
     client: BlueButtonClient,
     query: ResourceQuery,
@@ -125,15 +131,21 @@ async def iter_pages(
     """Yield every page of ``query`` from ``start_url`` (a saved cursor) or the first page
     (of changes after ``since``, when given).
 
-    Stops with a ProtocolError on a ``next`` link that leaves the base URL or repeats a
-    page already seen in this run, so a looping server cannot keep a worker forever.
+    Stops with a ProtocolError on a ``next`` link that leaves the base URL, repeats a page
+    already seen in this run (however its query is ordered or encoded), or goes on past
+    MAX_PAGES_PER_QUERY, so a looping server cannot keep a worker forever.
     """
     url: str | None = start_url or query.first_url(client.base_url, patient_id, since)
-    seen: set[str] = set()
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     while url is not None:
-        if url in seen:
+        key = page_key(url)
+        if key in seen:
             raise errors.ProtocolError(f"{query.resource_type} next link repeats a page")
-        seen.add(url)
+        if len(seen) >= MAX_PAGES_PER_QUERY:
+            raise errors.ProtocolError(
+                f"{query.resource_type} next links go on past {MAX_PAGES_PER_QUERY} pages"
+            )
+        seen.add(key)
         page = await _fetch_with_refresh(client, url, tokens, query, patient_id)
         yield page
         url = page.next_url
