@@ -3,7 +3,7 @@ import pytest
 import respx
 
 from tests.unit.fakes import RecordingBudget, RecordingSleep
-from worker import errors
+from worker import errors, metrics
 from worker.bluebutton.client import BlueButtonClient, build_http_client, warm_up
 from worker.bluebutton.retry import RetryPolicy
 
@@ -114,9 +114,12 @@ async def test_an_oversized_answer_is_refused_while_reading(
         for _ in range(1000):  # far more than the limit: reading must stop early
             yield b"x" * 50
 
+    oversize = metrics.BB2_REQUESTS.labels("default", "Patient", "oversize")
+    before = oversize._value.get()
     respx.get(URL).mock(return_value=httpx.Response(200, content=chunks()))
     with pytest.raises(errors.ProtocolError, match="too large"):
         await client.request("GET", URL)
+    assert oversize._value.get() == before + 1  # counted, as every request is
     respx.get(URL).mock(return_value=httpx.Response(200, headers={"Content-Length": "5000"}))
     with pytest.raises(errors.ProtocolError, match="announced"):
         await client.request("GET", URL)

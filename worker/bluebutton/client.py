@@ -164,6 +164,9 @@ class BlueButtonClient:
                 content = await _read_limited(response)
             finally:
                 await response.aclose()
+        except errors.ProtocolError:
+            metrics.BB2_REQUESTS.labels(self.app, kind, "oversize").inc()
+            raise
         except httpx.TimeoutException as exc:
             metrics.BB2_REQUESTS.labels(self.app, kind, "error").inc()
             raise errors.TransportError(f"BB2 timed out ({type(exc).__name__})") from exc
