@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from worker.crypto import generate_key
-from worker.errors import ConfigError, InvalidJob
+from worker.errors import ConfigError, InvalidJob, ServiceUnavailable
 from worker.jobs.payloads import ConnectJob, ResyncJob, UnlinkJob, parse_payload
 from worker.log import configure_logging
 from worker.settings import Settings, load_settings
@@ -327,6 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(command(settings, args))
     except ConfigError as exc:
         _fail(str(exc))
+    except ServiceUnavailable as exc:  # a replica outwaited by a Redis outage
+        print(f"bbingest: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

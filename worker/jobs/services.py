@@ -13,6 +13,7 @@ from worker.bluebutton.client import BlueButtonClient, build_http_client
 from worker.bluebutton.oauth import ClientCredentials
 from worker.constants import BUDGET_WINDOW_SECONDS
 from worker.crypto import TokenCipher
+from worker.outages import open_redis
 from worker.settings import Settings
 from worker.store.db import create_pool
 
@@ -39,7 +40,7 @@ async def open_services(settings: Settings, *, concurrency: int) -> Services:
     """Validate credentials and keys, then connect to everything a job needs."""
     client_id, client_secret = settings.client_credentials()
     cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
-    redis: Redis = Redis.from_url(settings.redis_url)
+    redis = open_redis(settings.redis_url)
     http = build_http_client(
         settings.bb_base_url, timeout=settings.bb_http_timeout, max_connections=concurrency
     )
