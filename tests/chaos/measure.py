@@ -5,6 +5,8 @@ serves and what the workers logged. Pure functions: the scenarios gather, these 
   unless the connection ended in ``error`` or ``needs_reauth`` with its reason recorded
   (a *recorded error*: an operator sees what is missing and why). A connection left
   ``pending`` or ``active`` with resources missing loses every one of them.
+- **retries**: jobs that ended in a retry (arq ran them again), and requests repeated
+  within a job (5xx, timeouts, dropped connections, 429s).
 - **duplicates**: stored rows whose (type, id inside the JSON) repeats within a
   connection or differs from the row's key, plus pages a succeeded run counted beyond
   the pages one pass over the connection takes (a page stored twice after a resume).
@@ -59,7 +61,8 @@ class Figures:
 
     scenario: str
     jobs_run: int
-    retries: int
+    retries: int  # jobs that ended in a retry and ran again
+    request_retries: int  # requests repeated within a job
     rows_expected: int
     rows_stored: int
     recorded_errors: int
@@ -113,17 +116,21 @@ def unrecorded_ends(connection: Connection) -> list[str]:
     return []
 
 
-def job_counts(lines: Iterable[str]) -> tuple[int, int]:
-    """Jobs that ran to an outcome, and how many of those ended in a retry, from the
-    workers' JSON log lines (a job killed with its replica logs nothing)."""
-    runs = retries = 0
+# A request repeated within a job after a 5xx, a timeout, a dropped connection or a 429.
+REQUEST_RETRIES = ('"bb2_transient_failure"', '"bb2_rate_limited"')
+
+
+def job_counts(lines: Iterable[str]) -> tuple[int, int, int]:
+    """From the workers' JSON log lines: jobs that ran to an outcome (a job killed with its
+    replica logs nothing), those that ended in a retry, and requests repeated in a job."""
+    runs = retries = repeats = 0
     for line in lines:
-        if '"job_finished"' not in line:
-            continue
-        event = orjson.loads(line)
-        runs += 1
-        retries += event.get("outcome") == "retry"
-    return runs, retries
+        if any(event in line for event in REQUEST_RETRIES):
+            repeats += 1
+        elif '"job_finished"' in line:
+            runs += 1
+            retries += orjson.loads(line).get("outcome") == "retry"
+    return runs, retries, repeats
 
 
 def figures(
@@ -134,7 +141,7 @@ def figures(
     problems: Sequence[str] = (),
 ) -> Figures:
     """The scenario's row of the table."""
-    jobs_run, retries = job_counts(log_lines)
+    jobs_run, retries, request_retries = job_counts(log_lines)
     found = list(problems)
     for connection in connections:
         found += unrecorded_ends(connection)
@@ -142,6 +149,7 @@ def figures(
         scenario=scenario,
         jobs_run=jobs_run,
         retries=retries,
+        request_retries=request_retries,
         rows_expected=sum(len(c.served) for c in connections),
         rows_stored=sum(len(c.rows) for c in connections),
         recorded_errors=sum(1 for c in connections if c.recorded_error),
@@ -155,7 +163,7 @@ def figures(
 HEADER = (
     "scenario",
     "jobs run",
-    "retries",
+    "retries (jobs / requests)",
     "rows expected",
     "rows stored",
     "recorded errors",
@@ -175,7 +183,7 @@ def table(rows: Iterable[Figures]) -> str:
         cells = (
             row.scenario,
             row.jobs_run,
-            row.retries,
+            f"{row.retries} / {row.request_retries}",
             f"{row.rows_expected:,}",
             f"{row.rows_stored:,}",
             row.recorded_errors,

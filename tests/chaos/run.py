@@ -61,6 +61,7 @@ class Size:
     beneficiaries: int = 50
     claims: int = 120
     rate_limit: int = 60
+    concurrency: int = 4  # jobs a lane; 2 makes each replica hold some of a small run's jobs
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,7 @@ async def _start(
         settings,
         emulator.base_url,
         JOB_LEASE_SECONDS=LEASE_SECONDS,
-        # Two jobs a lane: every replica holds some of even a small run's jobs.
-        WORKER_CONCURRENCY="2",
+        WORKER_CONCURRENCY=str(size.concurrency),
         LOG_LEVEL="debug",  # every line the code can write is searched for secrets
         **scenario.worker_env,
     )

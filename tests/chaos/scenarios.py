@@ -61,8 +61,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("5xx bursts", faults=BURSTS, evidence="BB2 answered 50"),
     Scenario(
         "timeouts",
-        emulator={"slow_rate": 0.1, "slow_seconds": 1.5},
-        worker_env={"BB_HTTP_TIMEOUT": "0.5"},
+        # Long enough that only the emulator's slow answers time out, not a busy machine:
+        # a timed-out code exchange may have spent the code, and its retry cannot succeed.
+        emulator={"slow_rate": 0.1, "slow_seconds": 2.5},
+        worker_env={"BB_HTTP_TIMEOUT": "1.5"},
         evidence="BB2 timed out",
     ),
     Scenario("slow answers", emulator={"slow_rate": 0.3, "slow_seconds": 0.3}),

@@ -12,7 +12,7 @@ from tests.chaos.run import Size, Target, run_scenario
 from tests.chaos.scenarios import SCENARIOS, Scenario
 from tests.integration.conftest import DATABASE_URL, REDIS_URL
 
-SMALL = Size(beneficiaries=4, claims=60, rate_limit=20)
+SMALL = Size(beneficiaries=4, claims=60, rate_limit=20, concurrency=2)
 TARGET = Target(DATABASE_URL, REDIS_URL)
 
 

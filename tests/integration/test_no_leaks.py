@@ -67,7 +67,7 @@ async def test_the_demo_flow_with_worker_processes_logs_no_secret(
     # Beneficiaries authorize through the redirect, replicas run as processes at debug
     # level, and every token is refreshed once: every line of every log is searched.
     baseline = scenario("no faults, tokens refreshed")
-    size = Size(beneficiaries=3, claims=60, rate_limit=20)
+    size = Size(beneficiaries=3, claims=60, rate_limit=20, concurrency=2)
     report = await run_scenario(baseline, Target(DATABASE_URL, REDIS_URL), tmp_path, size)
     assert report.figures.passed, report.figures.problems
     assert report.figures.leaks == 0

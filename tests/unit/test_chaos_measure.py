@@ -89,11 +89,13 @@ def _line(event: str, **fields: Any) -> str:
 def test_jobs_and_retries_are_counted_from_the_log_lines() -> None:
     lines = [
         _line("job_finished", outcome="retry"),
+        _line("bb2_transient_failure", error="BB2 answered 503"),
         _line("sync_succeeded"),
+        _line("bb2_rate_limited"),
         _line("job_finished", outcome="active"),
         "asyncpg.pool Failed to restore the pool connection floor; retrying",
     ]
-    assert job_counts(lines) == (2, 1)
+    assert job_counts(lines) == (2, 1, 2)
 
 
 def test_figures_and_their_table() -> None:
@@ -105,8 +107,8 @@ def test_figures_and_their_table() -> None:
     assert not row.passed
     assert row.problems == ("d ended pending without a reason",)
     rendered = table([row]).splitlines()
-    assert rendered[0].startswith("| scenario | jobs run | retries |")
-    assert rendered[2] == "| scenario | 1 | 0 | 8 | 4 | 0 | 0 | 4 | 0 |"
+    assert rendered[0].startswith("| scenario | jobs run | retries (jobs / requests) |")
+    assert rendered[2] == "| scenario | 1 | 0 / 0 | 8 | 4 | 0 | 0 | 4 | 0 |"
 
 
 def test_the_scanner_finds_each_secret_standing_alone() -> None:
