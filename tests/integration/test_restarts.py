@@ -4,45 +4,73 @@ with exactly what the emulator serves."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.leaks import read_logs
-from tests.chaos.run import Size, Target, run_scenario
+from tests.chaos.run import Report, Size, Target, run_scenario
 from tests.chaos.scenarios import scenario
-from tests.integration.conftest import DATABASE_URL, REDIS_URL
+from tests.integration.conftest import DATABASE_URL, REDIS_URL, settings_for
+from tests.integration.private_services import private_redis
+from worker.crypto import generate_key
+from worker.emulator.config import EmulatorConfig
+from worker.emulator.server import running_emulator
+from worker.local import start_workers, worker_environment
 
 SMALL = Size(beneficiaries=4, claims=60, rate_limit=20, concurrency=2)
 TARGET = Target(DATABASE_URL, REDIS_URL)
 
 
-def _events(logs: Path) -> list[str]:
-    return [line for lines in read_logs(logs).values() for line in lines]
+async def _survived(name: str, workdir: Path) -> Report:
+    """Run the restart scenario; every worker exited 0 and every connection is complete."""
+    report = await run_scenario(scenario(name), TARGET, workdir, SMALL)
+    found = report.figures
+    assert found.problems == ()
+    assert (found.lost, found.duplicates, found.leaks, found.recorded_errors) == (0, 0, 0, 0)
+    assert found.rows_stored == found.rows_expected
+    return report
 
 
 @pytest.mark.timeout(180)
 async def test_redis_restarted_mid_run(tmp_path: Path) -> None:
-    report = await run_scenario(scenario("Redis restarted mid-run"), TARGET, tmp_path, SMALL)
-    found = report.figures
-    assert found.problems == ()
-    assert (found.lost, found.duplicates, found.leaks, found.recorded_errors) == (0, 0, 0, 0)
-    assert found.rows_stored == found.rows_expected
-    lines = _events(report.logs)
-    # Both replicas noticed, waited, reconnected, and exited 0 (no problem recorded).
+    report = await _survived("Redis restarted mid-run", tmp_path)
+    logs = read_logs(report.logs)
+    # Each replica noticed, waited and reconnected, rather than exit.
     for name in ("worker-1.log", "worker-2.log"):
-        own = read_logs(report.logs)[name]
-        assert any('"redis_unavailable"' in line for line in own), name
-        assert any('"redis_reconnected"' in line for line in own), name
-    assert found.retries >= 1 or any('"job_outcome_unrecorded"' in line for line in lines)
+        assert any('"redis_unavailable"' in line for line in logs[name]), name
+        assert any('"redis_reconnected"' in line for line in logs[name]), name
+    # A job in flight either retried or, its outcome unrecorded, ran again.
+    lines = [line for each in logs.values() for line in each]
+    unrecorded = sum('"job_outcome_unrecorded"' in line for line in lines)
+    assert report.figures.retries + unrecorded >= 1
 
 
 @pytest.mark.timeout(180)
 async def test_postgres_restarted_mid_run(tmp_path: Path) -> None:
-    report = await run_scenario(scenario("Postgres restarted mid-run"), TARGET, tmp_path, SMALL)
-    found = report.figures
-    assert found.problems == ()
-    assert (found.lost, found.duplicates, found.leaks, found.recorded_errors) == (0, 0, 0, 0)
-    assert found.rows_stored == found.rows_expected
+    found = (await _survived("Postgres restarted mid-run", tmp_path)).figures
     assert found.retries >= 1  # jobs met the outage and came back
     assert found.jobs_run == SMALL.beneficiaries + found.retries
+
+
+@pytest.mark.timeout(60)
+async def test_a_replica_outwaited_by_redis_exits_non_zero(migrated: str, tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    async with (
+        private_redis(tmp_path / "redis") as redis,
+        running_emulator(EmulatorConfig(beneficiaries=1)) as emulator,
+    ):
+        settings = settings_for(emulator.base_url, generate_key(), REDIS_URL=redis.url)
+        env = worker_environment(settings, emulator.base_url, REDIS_OUTAGE_SECONDS="1")
+        [worker] = await start_workers(env, 1, tmp_path / "logs", burst=False)
+        log = tmp_path / "logs" / "worker-1.log"
+        while '"worker_started"' not in log.read_text():
+            assert worker.returncode is None
+            await asyncio.sleep(0.05)
+        await redis.kill()
+        assert await worker.wait() == 1
+    text = log.read_text()
+    assert '"redis_unavailable"' in text
+    assert "bbingest: error: Redis unavailable for" in text
+    assert "Traceback" not in text
