@@ -5,20 +5,29 @@ with exactly what the emulator serves."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
+import httpx
 import pytest
 
 from tests.chaos.leaks import read_logs
 from tests.chaos.run import Report, Size, Target, run_scenario
 from tests.chaos.scenarios import scenario
-from tests.integration.conftest import DATABASE_URL, REDIS_URL, settings_for
-from tests.integration.private_services import private_redis
+from tests.integration.conftest import DATABASE_URL, REDIS_URL, Stack, settings_for
+from tests.integration.private_services import PrivatePostgres, private_postgres, private_redis
+from tests.integration.support import authorized_job, served_resources, stored_resources
+from worker.bluebutton.endpoints import TOKEN_PATH
 from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import running_emulator
-from worker.local import start_workers, worker_environment
+from worker.jobs.connect import connect
+from worker.local import emulator_stats, start_workers, worker_environment
+from worker.store.migrate import migrate
 
+Start = Callable[..., Awaitable[Stack]]
+SYNC = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=60)
 SMALL = Size(beneficiaries=4, claims=60, rate_limit=20, concurrency=2)
 TARGET = Target(DATABASE_URL, REDIS_URL)
 
@@ -74,3 +83,38 @@ async def test_a_replica_outwaited_by_redis_exits_non_zero(migrated: str, tmp_pa
     assert '"redis_unavailable"' in text
     assert "bbingest: error: Redis unavailable for" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.timeout(60)
+async def test_tokens_for_a_spent_code_wait_for_postgres(start: Start) -> None:
+    # Postgres stops the moment the code exchange answers: the code is spent, so the job
+    # must keep its tokens until Postgres is back rather than retry the exchange.
+    async with private_postgres() as postgres:
+        conn = await asyncpg.connect(postgres.url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        emulator, _, services = await start(SYNC, DATABASE_URL=postgres.url)
+        restarted: list[asyncio.Task[None]] = []
+
+        async def outage_after_exchange(response: httpx.Response) -> None:
+            if response.request.url.path == TOKEN_PATH and not restarted:
+                await postgres.stop()
+                restarted.append(asyncio.create_task(_start_after(postgres, 1.0)))
+
+        services.http.event_hooks["response"].append(outage_after_exchange)
+        job = await authorized_job(emulator.base_url, 0)
+        try:
+            result = await connect({"services": services, "job_try": 1}, **job.model_dump())
+        finally:
+            await asyncio.gather(*restarted)  # Postgres is up again, whatever happened
+        assert result["status"] == "active"
+        assert await stored_resources(services.pool, "conn-0") == served_resources(SYNC, 0)
+        stats = await emulator_stats(emulator.base_url)
+        assert stats["by_endpoint"]["token"] == 1  # exchanged once, never again
+
+
+async def _start_after(postgres: PrivatePostgres, pause: float) -> None:
+    await asyncio.sleep(pause)
+    await postgres.start()
