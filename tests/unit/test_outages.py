@@ -9,7 +9,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import errors
-from worker.constants import OUTAGE_RETRY_CAP_SECONDS, REDIS_OUTAGE_POLL_SECONDS
+from worker.constants import JOB_MAX_TRIES, OUTAGE_RETRY_CAP_SECONDS, REDIS_OUTAGE_POLL_SECONDS
+from worker.jobs.instrument import retry_for_outage
 from worker.outages import RedisOutage, is_redis_outage, outage_retry_delay, unavailable
 
 
@@ -100,3 +101,13 @@ def test_a_redis_outage_longer_than_the_patience_gives_up() -> None:
     outage.failed(29.0)
     with pytest.raises(errors.RedisUnavailable, match="unavailable for 31 s"):
         outage.failed(31.0)
+
+
+def test_a_job_that_met_an_outage_retries_until_its_last_try() -> None:
+    outage = asyncpg.CannotConnectNowError("the database system is starting up")
+    retry = retry_for_outage(outage, job_try=2)
+    assert retry is not None
+    assert retry.defer_score == 4000  # ms: the second outage delay
+    # On the last try it is a crash like any other, recorded for `bbingest failures`.
+    assert retry_for_outage(outage, job_try=JOB_MAX_TRIES) is None
+    assert retry_for_outage(ValueError("a bug"), job_try=1) is None
