@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from worker.apps import DEFAULT_APP
 from worker.apps_cli import add_commands as add_app_commands
 from worker.cliargs import Parser, fail, positive
 from worker.crypto import generate_key
-from worker.errors import ConfigError, InvalidJob
+from worker.errors import ConfigError, InvalidJob, ServiceUnavailable
 from worker.jobs.payloads import ConnectJob, ResyncJob, UnlinkJob, parse_payload
 from worker.log import configure_logging
 from worker.settings import Settings, load_settings
@@ -314,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(str(exc))
     except asyncpg.UndefinedTableError:
         fail("the database has no tables yet: run `bbingest migrate` first")
+    except ServiceUnavailable as exc:  # a replica outwaited by a Redis outage
+        print(f"bbingest: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

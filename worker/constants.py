@@ -30,6 +30,17 @@ JOB_MAX_TRIES: Final = 8
 # The result of a job holds its arguments (codes, verifiers): never keep it.
 JOB_KEEP_RESULT_SECONDS: Final = 0
 
+# Outages of our own Postgres or Redis: a job that meets one comes back after 2, 4, 8 ...
+# up to 120 s; a Redis client repeats a command on a dropped connection this many times;
+# a replica whose Redis is away polls it at most this far apart.
+OUTAGE_RETRY_BASE_SECONDS: Final = 2.0
+OUTAGE_RETRY_CAP_SECONDS: Final = 120.0
+REDIS_CLIENT_RETRIES: Final = 3
+REDIS_OUTAGE_POLL_SECONDS: Final = 2.0
+# Tokens just received for a spent code are the only copy: their save waits this long for
+# Postgres before the job gives up on them.
+GRANT_SAVE_PATIENCE_SECONDS: Final = 60.0
+
 # Blue Button paging.
 EOB_PAGE_SIZE: Final = 50
 # Far more pages than any beneficiary's claims fill (250,000 EOBs): a server that keeps

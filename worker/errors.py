@@ -1,13 +1,16 @@
 """The one exception tree of bluebutton-ingest.
 
-Every failure that can reach a job is an :class:`IngestError`, and every Blue Button
-failure carries a :class:`Decision` that tells the job what to do next::
+Every failure that can reach a job is an :class:`IngestError`, and every Blue Button or
+outage failure carries a :class:`Decision` that tells the job what to do next::
 
     IngestError
     ├── ConfigError                  a setting is missing or wrong: fix the deployment
     │   └── AppUnavailable           a connection's app is not registered (or lacks its client)
     ├── InvalidJob                   a job payload that can never succeed: give up, record it
     ├── UnknownConnection            a job names a connection we do not have: give up
+    ├── ServiceUnavailable           RETRY the job soon: our own Postgres or Redis is away
+    │   ├── DatabaseUnavailable      Postgres refused, dropped or is starting up
+    │   └── RedisUnavailable         Redis refused, dropped, timed out or is loading its data
     └── BlueButtonError              BB2 refused, failed, or answered nonsense (.decision)
         ├── RetryableError           RETRY later (.retry_after seconds, if the server said)
         │   ├── RateLimited          429 Too Many Requests
@@ -24,7 +27,8 @@ failure carries a :class:`Decision` that tells the job what to do next::
             └── ProtocolError        a response we cannot trust: bad JSON, bad Bundle, bad link
 
 Messages never contain a token, code, secret or personal data: they are stored in
-``connections.last_error`` and shown to operators.
+``connections.last_error`` and shown to operators. ``worker.outages`` maps the driver
+exceptions of Postgres and Redis onto ``ServiceUnavailable``.
 """
 
 from __future__ import annotations
@@ -61,6 +65,20 @@ class InvalidJob(IngestError):
 
 class UnknownConnection(IngestError):
     """A job refers to a connection id that is not in the database."""
+
+
+class ServiceUnavailable(IngestError):
+    """Postgres or Redis could not be reached; a restart takes seconds, so the job comes back."""
+
+    decision: Decision = Decision.RETRY
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """Postgres refused or dropped the connection, or is still starting up."""
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """Redis refused, dropped or timed out, or is still loading its data."""
 
 
 class BlueButtonError(IngestError):

@@ -49,6 +49,21 @@ def redact_sensitive(
     return event_dict
 
 
+class OneLine(logging.Filter):
+    """Turns a record's traceback into the exception's type, on the same line.
+
+    asyncpg's pool logs a full traceback each time it fails to reconnect while Postgres is
+    away; the outage is reported once per job (``job_deferred``), not as pages of stack.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record, without its traceback."""
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {type(record.exc_info[1]).__name__}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
 class _Stderr:
     """Whatever ``sys.stderr`` is at write time, so redirections (and tests) see every line."""
 
@@ -84,3 +99,6 @@ def configure_logging(*, fmt: str = "json", level: str = "info") -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
     for noisy in ("httpx", "httpcore", "arq", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    pool_logger = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, OneLine) for f in pool_logger.filters):
+        pool_logger.addFilter(OneLine())

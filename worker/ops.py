@@ -155,7 +155,10 @@ async def operations(heartbeat: Heartbeat, port: int) -> AsyncIterator[None]:
             server.should_exit = True
         tasks[0].cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await heartbeat.redis.delete(REPLICA_KEY.format(replica=heartbeat.replica))
+        try:
+            await heartbeat.redis.delete(REPLICA_KEY.format(replica=heartbeat.replica))
+        except RedisError as exc:  # stopping because Redis is away: the key lapses itself
+            log.warning("replica_key_not_removed", error=type(exc).__name__)
 
 
 async def live_replicas(redis: Redis) -> list[str]:

@@ -76,6 +76,7 @@ class Settings(BaseModel):
     worker_concurrency: int = Field(8, alias="WORKER_CONCURRENCY", ge=1, le=256)
     worker_shutdown_grace: float = Field(25, alias="WORKER_SHUTDOWN_GRACE", ge=0, le=3600)
     job_lease_seconds: float = Field(60, alias="JOB_LEASE_SECONDS", ge=1, le=3600)
+    redis_outage_seconds: float = Field(300, alias="REDIS_OUTAGE_SECONDS", gt=0, le=86400)
     intake_secret: SecretStr = Field(SecretStr(""), alias="INTAKE_SECRET")
     intake_max_skew: int = Field(300, alias="INTAKE_MAX_SKEW", ge=1, le=3600)
     resync_cadence_hours: float = Field(168, alias="RESYNC_CADENCE_HOURS", gt=0)

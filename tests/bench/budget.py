@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
+from tests.integration.support import reset_stores
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import running_emulator
 from worker.local import (
@@ -31,7 +31,6 @@ from worker.local import (
     worker_environment,
 )
 from worker.settings import Settings, load_settings
-from worker.store.migrate import migrate
 
 LOG_DIR = Path(".bench")
 WARM_UP = 4.0
@@ -86,21 +85,6 @@ class Outcome:
         ]
 
 
-async def reset_stores(settings: Settings) -> None:
-    """Empty the bench's own database and Redis database."""
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        await migrate(conn)
-        await conn.execute("TRUNCATE audit_log, sync_runs, fhir_resources, connections CASCADE")
-    finally:
-        await conn.close()
-    redis: Redis = Redis.from_url(settings.redis_url)
-    try:
-        await redis.flushdb()
-    finally:
-        await redis.aclose()
-
-
 async def _active(settings: Settings) -> int:
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -126,7 +110,7 @@ async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replic
     The replicas run as a service does: started (and warmed up) before the work arrives, so
     that three processes importing at once on two cores do not disturb the measurement.
     """
-    await reset_stores(settings)
+    await reset_stores(settings.database_url, settings.redis_url)
     config = EmulatorConfig(beneficiaries=beneficiaries, rate_limit=scenario.server_limit)
     async with running_emulator(config) as emulator:
         jobs = await authorize_beneficiaries(emulator.base_url, beneficiaries, "bench-")

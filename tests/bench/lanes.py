@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from tests.bench.budget import reset_stores
+from tests.integration.support import reset_stores
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.emulator.state import EmulatorState
@@ -146,7 +146,7 @@ def summary(label: str, seconds: list[float]) -> list[str]:
 
 async def main(bulk: int, connects: int) -> None:
     settings = load_settings()
-    await reset_stores(settings)
+    await reset_stores(settings.database_url, settings.redis_url)
     state = EmulatorState()
     total = bulk + 2 * connects
     console = Console()

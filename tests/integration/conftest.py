@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from tests.integration.support import TABLES
 from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
@@ -27,10 +28,6 @@ DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bbingest_test"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-TABLES = (
-    "apps, app_clients_retired, audit_log, job_failures, pending_revocations, sync_runs,"
-    " fhir_resources, connections"
-)
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,28 @@ from worker.emulator.data import Dataset
 from worker.jobs.payloads import ConnectJob
 from worker.jobs.services import Services
 from worker.local import CLIENT_ID, REDIRECT_URI, authorize_beneficiary
+from worker.store.migrate import migrate
 
 Key = tuple[str, str]
+TABLES = (
+    "apps, app_clients_retired, audit_log, job_failures, pending_revocations, sync_runs,"
+    " fhir_resources, connections"
+)
+
+
+async def reset_stores(database_url: str, redis_url: str) -> None:
+    """Migrate and empty a database, and empty a Redis database."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await migrate(conn)
+        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    redis: Redis = Redis.from_url(redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
 
 
 def username(index: int) -> str:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.chaos.leaks import read_logs, scan_logs
+from tests.chaos.run import Size, Target, run_scenario
+from tests.chaos.scenarios import scenario
+from tests.integration.conftest import DATABASE_URL, REDIS_URL, Stack
 from tests.integration.support import authorized_job, emulator_post, patient_id
 from worker.emulator import resources as emulated
 from worker.emulator.config import EmulatorConfig
@@ -54,3 +59,26 @@ async def test_connect_with_a_refresh_logs_no_secret(
     for line in lines:
         for what, value in secrets.items():
             assert value not in line, f"{what} leaked into a log line"
+
+
+async def test_the_demo_flow_with_worker_processes_logs_no_secret(
+    migrated: str, tmp_path: Path
+) -> None:
+    # Beneficiaries authorize through the redirect, replicas run as processes at debug
+    # level, and every token is refreshed once: every line of every log is searched.
+    baseline = scenario("no faults, tokens refreshed")
+    size = Size(beneficiaries=3, claims=60, rate_limit=20, concurrency=2)
+    report = await run_scenario(baseline, Target(DATABASE_URL, REDIS_URL), tmp_path, size)
+    assert report.figures.passed, report.figures.problems
+    assert report.figures.leaks == 0
+    kinds = Counter(report.secrets.values())
+    assert kinds["code verifier"] == kinds["authorization code"] == size.beneficiaries
+    assert kinds["access token"] == kinds["refresh token"] == 2 * size.beneficiaries  # rolled
+    assert kinds["client secret"] == 1
+    assert {"family name", "given name", "birth date", "identifier"} <= set(kinds)
+    lines = [line for each in read_logs(report.logs).values() for line in each]
+    assert sum('"sync_succeeded"' in line for line in lines) == size.beneficiaries  # seen
+    # The same scan finds any of them, wherever a line would carry it.
+    for secret, what in report.secrets.items():
+        planted = {"worker-1.log": [f'{{"event": "oops", "value": "{secret}"}}']}
+        assert [leak.what for leak in scan_logs(planted, report.secrets)] == [what]

@@ -1,7 +1,10 @@
+import logging
+import sys
+
 import structlog
 from structlog.testing import capture_logs
 
-from worker.log import REDACTED, redact_sensitive
+from worker.log import REDACTED, OneLine, redact_sensitive
 
 
 def test_sensitive_keys_are_redacted_at_any_depth() -> None:
@@ -25,3 +28,15 @@ def test_processor_in_a_chain() -> None:
     assert logs == [
         {"event": "token_saved", "client_secret": REDACTED, "pages": 2, "log_level": "info"}
     ]
+
+
+def test_a_library_traceback_becomes_one_line() -> None:
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed")
+    except ConnectionRefusedError:
+        record = logging.LogRecord(
+            "asyncpg.pool", logging.WARNING, "", 0, "Failed %s", ("again",), sys.exc_info()
+        )
+    assert OneLine().filter(record)
+    assert record.exc_info is None
+    assert logging.Formatter().format(record) == "Failed again: ConnectionRefusedError"

@@ -130,10 +130,13 @@ def token_error(status: int, body: bytes, grant: TokenGrant) -> errors.BlueButto
     return errors.ProtocolError(message, status=status)
 
 
-def job_retry_delay(job_try: int, retry_after: float | None, cap: float = 600.0) -> float:
+def job_retry_delay(
+    job_try: int, retry_after: float | None, cap: float = 600.0, base: float = 15.0
+) -> float:
     """Seconds before arq runs a job again after its in-job retries ran out.
 
-    Grows 15 s, 30 s, 60 s ... up to ``cap``, and never sooner than the server asked.
+    Grows ``base`` (15 s), twice that, four times ... up to ``cap``, and never sooner than
+    the server asked.
     """
-    delay = min(cap, 15.0 * 2.0 ** max(0, job_try - 1))
+    delay = min(cap, base * 2.0 ** max(0, job_try - 1))
     return max(delay, retry_after or 0.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,10 +14,15 @@ from worker import errors
 from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.retry import job_retry_delay
-from worker.constants import JOB_MAX_TRIES
+from worker.constants import (
+    GRANT_SAVE_PATIENCE_SECONDS,
+    JOB_MAX_TRIES,
+    OUTAGE_RETRY_BASE_SECONDS,
+)
 from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ConnectJob, code_fingerprint, parse_payload
 from worker.jobs.services import Services
+from worker.outages import unavailable
 from worker.store import audit, connections
 from worker.store.connections import Grant, Tokens
 
@@ -75,15 +82,32 @@ async def _authorize(services: Services, job: ConnectJob, enqueued_at: datetime 
             await audit.record(conn, job.connection_id, "authorization_failed")
         log.warning("authorization_failed", reason=str(exc))
         return False
-    async with services.pool.acquire() as conn, conn.transaction():
-        await connections.save_grant(
-            conn,
-            services.cipher,
-            job.connection_id,
-            grant_from(app, tokens, job.code, datetime.now(UTC)),
-        )
-        await audit.record(conn, job.connection_id, "authorized", scopes=sorted(tokens.scopes))
+    await _save_grant(services, job, app, tokens)
     return True
+
+
+async def _save_grant(
+    services: Services, job: ConnectJob, app: App, tokens: oauth.TokenSet
+) -> None:
+    """Store the new grant, waiting out a Postgres restart: the code is spent, so these
+    tokens exist nowhere else, and a re-run could only end in a refused exchange."""
+    deadline = time.monotonic() + GRANT_SAVE_PATIENCE_SECONDS
+    while True:
+        try:
+            async with services.pool.acquire() as conn, conn.transaction():
+                grant = grant_from(app, tokens, job.code, datetime.now(UTC))
+                await connections.save_grant(conn, services.cipher, job.connection_id, grant)
+                await audit.record(
+                    conn, job.connection_id, "authorized", scopes=sorted(tokens.scopes)
+                )
+        except Exception as exc:
+            outage = unavailable(exc)
+            if outage is None or time.monotonic() > deadline:
+                raise
+            log.warning("grant_save_deferred", reason=str(outage))
+            await asyncio.sleep(OUTAGE_RETRY_BASE_SECONDS)
+        else:
+            return
 
 
 async def _authorize_or_retry(services: Services, job: ConnectJob, ctx: dict[str, Any]) -> bool:

@@ -1,5 +1,6 @@
-"""Around every job: its metrics (duration and outcome, whatever it returns or raises) and
-the short lease that lets another replica take it over after a crash."""
+"""Around every job: its metrics (duration and outcome, whatever it returns or raises), the
+short lease that lets another replica take it over after a crash, and a retry when the job
+met an outage of our own Postgres or Redis."""
 
 from __future__ import annotations
 
@@ -9,15 +10,34 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import structlog
 from arq import Retry
 
 from worker import metrics
+from worker.constants import JOB_MAX_TRIES
 from worker.errors import InvalidJob
 from worker.jobs.lease import lease
 from worker.jobs.services import Services
+from worker.outages import outage_retry_delay, unavailable
 from worker.store import failures
 
+log = structlog.get_logger(__name__)
+
 Job = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
+
+
+def retry_for_outage(error: BaseException, job_try: int) -> Retry | None:
+    """A Retry for a job that met an outage of Postgres or Redis while it has tries left.
+
+    Its pages and cursor are committed together, so the next try resumes where it stopped.
+    """
+    if not isinstance(error, Exception) or job_try >= JOB_MAX_TRIES:
+        return None
+    outage = unavailable(error)
+    if outage is None:
+        return None
+    log.warning("job_deferred", reason=str(outage), job_try=job_try)
+    return Retry(defer=outage_retry_delay(job_try))
 
 
 def _outcome(error: BaseException) -> str:
@@ -37,6 +57,11 @@ async def _remember(ctx: dict[str, Any], name: str, outcome: str, error: Excepti
         await failures.record(conn, name, ctx["job_id"], ctx["job_try"], kind, reason)
 
 
+def _finished(name: str, job_try: int, outcome: str) -> None:
+    metrics.JOBS.labels(name, outcome).inc()
+    log.info("job_finished", job=name, job_try=job_try, outcome=outcome)
+
+
 def instrumented(name: str, job: Job) -> Job:
     """``job`` under a lease, counted in ``bbingest_jobs_total`` and timed in
     ``bbingest_job_duration_seconds``."""
@@ -49,14 +74,17 @@ def instrumented(name: str, job: Job) -> Job:
             async with lease(ctx["redis"], ctx["job_id"], services.settings.job_lease_seconds):
                 result = await job(ctx, *args, **kwargs)
         except BaseException as exc:
-            outcome = _outcome(exc)
-            metrics.JOBS.labels(name, outcome).inc()
+            retry = retry_for_outage(exc, ctx["job_try"])
+            outcome = _outcome(retry or exc)
+            _finished(name, ctx["job_try"], outcome)
             if outcome != "retry" and isinstance(exc, Exception):
                 await _remember(ctx, name, outcome, exc)
+            if retry is not None:
+                raise retry from exc
             raise
         finally:
             metrics.JOB_DURATION.labels(name).observe(time.monotonic() - started)
-        metrics.JOBS.labels(name, str(result.get("status", "done"))).inc()
+        _finished(name, ctx["job_try"], str(result.get("status", "done")))
         return result
 
     return run

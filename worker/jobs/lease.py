@@ -13,13 +13,23 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
+from worker.outages import REDIS_DOWN
+
+log = structlog.get_logger(__name__)
+
 
 async def _renew(redis: Redis, key: str, seconds: float) -> None:
+    # A renewal that meets a Redis restart is tried again: giving up would let the lease
+    # lapse under a job that still runs, and another replica would run it too.
     while True:
-        await redis.pexpire(key, round(seconds * 1000))
+        try:
+            await redis.pexpire(key, round(seconds * 1000))
+        except REDIS_DOWN as exc:
+            log.warning("lease_renewal_failed", error=type(exc).__name__)
         await asyncio.sleep(seconds / 3)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -9,6 +10,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from worker.constants import QUEUE_INTERACTIVE
 from worker.jobs.payloads import JobPayload
+from worker.outages import redis_retry_options
 
 
 def serialize(data: Any) -> bytes:
@@ -22,8 +24,8 @@ def deserialize(data: bytes) -> Any:
 
 
 def redis_settings(redis_url: str) -> RedisSettings:
-    """arq's connection settings from ``REDIS_URL``."""
-    return RedisSettings.from_dsn(redis_url)
+    """arq's connection settings from ``REDIS_URL``, riding out a dropped connection."""
+    return replace(RedisSettings.from_dsn(redis_url), **redis_retry_options())
 
 
 async def open_queue(redis_url: str) -> ArqRedis:

@@ -12,6 +12,7 @@ from worker.bluebutton.client import BlueButtonClient
 from worker.bluebutton.clients import AppClients, BlueButtonClients, Lane
 from worker.constants import BUDGET_WINDOW_SECONDS
 from worker.crypto import TokenCipher
+from worker.outages import open_redis
 from worker.settings import Settings
 from worker.store import apps
 from worker.store.connections import Connection
@@ -53,7 +54,7 @@ class Services:
 async def open_services(settings: Settings, *, concurrency: int) -> Services:
     """Validate the encryption key, then connect to everything a job needs."""
     cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
-    redis: Redis = Redis.from_url(settings.redis_url)
+    redis = open_redis(settings.redis_url)
     pool = await create_pool(settings.database_url, max_size=concurrency + 2)
     clients = AppClients(
         redis,

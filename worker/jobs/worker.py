@@ -32,6 +32,7 @@ from worker.jobs.connect import connect
 from worker.jobs.instrument import instrumented
 from worker.jobs.nightly import nightly
 from worker.jobs.queue import deserialize, open_queue, serialize
+from worker.jobs.resilient import ResilientWorker
 from worker.jobs.resync import resync
 from worker.jobs.services import Services, close_services, open_services
 from worker.jobs.unlink import unlink
@@ -63,7 +64,8 @@ def build_worker(
     nightly_cron = cron(
         nightly, name="nightly", hour={settings.resync_hour_utc}, minute={0}, unique=True
     )
-    return Worker(
+    return ResilientWorker(
+        redis_patience=settings.redis_outage_seconds,
         functions=LANES[queue],
         queue_name=queue,
         cron_jobs=[nightly_cron] if queue == QUEUE_BULK else None,
