@@ -5,13 +5,13 @@ goes away fails its connections clearly."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 import pytest
 from prometheus_client import generate_latest
 from redis.asyncio import Redis
@@ -296,10 +296,11 @@ async def test_logs_and_metrics_name_the_app_never_its_secret(
     sent_before = metrics.BB2_REQUESTS.labels("acme", "token", "200")._value.get()
     assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
     assert metrics.BB2_REQUESTS.labels("acme", "token", "200")._value.get() == sent_before + 1
-    lines = [orjson.loads(line) for line in capsys.readouterr().err.splitlines()]
-    [done] = [line for line in lines if line["event"] == "sync_succeeded"]
-    assert done["app"] == "acme"
-    assert ACME.client_secret not in repr(lines)
+    # JSON or console lines, whichever format an earlier test left cached in the loggers.
+    lines = capsys.readouterr().err.splitlines()
+    [done] = [line for line in lines if "sync_succeeded" in line]
+    assert re.search(r'\bapp(=|": ")acme\b', done)
+    assert not any(ACME.client_secret in line for line in lines)
     exposition = generate_latest().decode()
     assert 'app="acme"' in exposition
     assert ACME.client_secret not in exposition
