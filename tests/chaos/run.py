@@ -165,7 +165,11 @@ async def _disrupt(live: Live, pages: int) -> list[str]:
     """Strike once STRIKE_AT of the pages are stored; what went wrong on the way."""
     if live.scenario.disruption == "none":
         return []
-    if not await _pages_stored(live, max(3, round(pages * STRIKE_AT))):
+    # A kill between a code exchange and the save of its tokens loses them (the code is
+    # spent): that is not "mid-pagination", so the kill waits for every exchange in flight.
+    between_exchange_and_save = live.scenario.disruption == "sigkill"
+    target = max(3, round(pages * STRIKE_AT))
+    if not await _pages_stored(live, target, settled=between_exchange_and_save):
         return ["the run ended before the disruption"]
     if live.scenario.disruption == "sigkill":
         doomed = live.processes.pop(0)
@@ -177,11 +181,18 @@ async def _disrupt(live: Live, pages: int) -> list[str]:
     return []
 
 
-async def _pages_stored(live: Live, pages: int) -> bool:
-    """Wait until ``pages`` pages are stored; False if every worker ended first."""
+_STORED = "SELECT coalesce(sum(pages), 0) FROM sync_runs"
+# Pages stored, or 0 while a connection awaits the tokens of its code exchange.
+_STORED_SETTLED = f"""SELECT CASE WHEN EXISTS (SELECT 1 FROM connections
+    WHERE status = 'pending' AND refresh_token_enc IS NULL) THEN 0 ELSE ({_STORED}) END"""
+
+
+async def _pages_stored(live: Live, pages: int, *, settled: bool = False) -> bool:
+    """Wait until ``pages`` pages are stored (and, if ``settled``, no code exchange is
+    awaiting its save); False if every worker ended first."""
     conn = await asyncpg.connect(live.target.database_url)
     try:
-        while await conn.fetchval("SELECT coalesce(sum(pages), 0) FROM sync_runs") < pages:
+        while await conn.fetchval(_STORED_SETTLED if settled else _STORED) < pages:
             if all(process.returncode is not None for process in live.processes):
                 return False
             await asyncio.sleep(0.01)
@@ -215,9 +226,12 @@ async def _judge(
         problems.append(f"no {evidence} in the logs: the scenario missed its aim")
     if "Traceback" in "".join(lines):
         problems.append("a traceback in the logs")
-    recorded = sum(1 for c in connections if c.recorded_error)
-    if recorded != live.scenario.expected_errors:
-        problems.append(f"{recorded} recorded errors, {live.scenario.expected_errors} expected")
+    reasons = sorted(str(c.last_error) for c in connections if c.recorded_error)
+    if len(reasons) != live.scenario.expected_errors:
+        problems.append(
+            f"{len(reasons)} recorded errors, {live.scenario.expected_errors} expected:"
+            f" {'; '.join(reasons) or '-'}"
+        )
     result = figures(live.scenario.name, connections, lines, len(leaks), problems)
     return Report(result, secrets, live.workdir / "logs")
 
