@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from arq import Retry
 from redis.asyncio import Redis
@@ -27,7 +28,7 @@ from worker.jobs.connect import connect
 from worker.jobs.queue import enqueue, open_queue
 from worker.jobs.services import Services
 from worker.jobs.worker import run_replica
-from worker.local import emulator_stats
+from worker.local import CLIENT_ID, CLIENT_SECRET, emulator_stats
 from worker.settings import Settings
 from worker.store import connections
 
@@ -270,3 +271,27 @@ async def test_an_unreachable_token_endpoint_retries_the_job_then_records_the_er
     assert "unreachable" in ((await status_of(pool, "conn-0")).last_error or "")
     # BB2 never saw the code: a later delivery, with BB2 back, still links.
     assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
+
+
+async def test_a_code_spent_by_a_try_that_never_stored_its_tokens_says_authorize_again(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await start(EmulatorConfig(beneficiaries=1))
+    job = await authorized_job(emulator.base_url, 0)
+    # An earlier try exchanged the code and died before storing the tokens.
+    async with httpx.AsyncClient(base_url=emulator.base_url) as http:
+        spent = await http.post(
+            "/v2/o/token/",
+            data={
+                "grant_type": "authorization_code",
+                "code": job.code,
+                "code_verifier": job.code_verifier,
+                "redirect_uri": job.redirect_uri,
+            },
+            auth=(CLIENT_ID, CLIENT_SECRET),
+        )
+    assert spent.status_code == 200
+    assert (await connect(ctx(services, job_try=2), **job.model_dump()))["status"] == "error"
+    error = (await status_of(pool, "conn-0")).last_error or ""
+    assert "invalid_grant" in error
+    assert error.endswith("(an earlier try may have spent the code: authorize again)")

@@ -46,7 +46,18 @@ def grant_from(app: App, tokens: oauth.TokenSet, code: str, now: datetime) -> Gr
     )
 
 
-async def _authorize(services: Services, job: ConnectJob, enqueued_at: datetime | None) -> bool:
+def refusal_reason(error: errors.IngestError, job_try: int) -> str:
+    """Why the code exchange failed, for ``last_error``. A code refused on a later try may
+    have been spent by an earlier one that never stored its tokens (a replica killed, or an
+    answer lost on the way back): only a new authorization helps then."""
+    if isinstance(error, errors.AuthorizationFailed) and job_try > 1:
+        return f"{error} (an earlier try may have spent the code: authorize again)"
+    return str(error)
+
+
+async def _authorize(
+    services: Services, job: ConnectJob, enqueued_at: datetime | None, job_try: int
+) -> bool:
     """Exchange the code unless this job already did; False when there is nothing to sync."""
     fingerprint = code_fingerprint(job.code)
     async with services.pool.acquire() as conn:
@@ -77,10 +88,11 @@ async def _authorize(services: Services, job: ConnectJob, enqueued_at: datetime 
         errors.ProtocolError,
         errors.AppUnavailable,
     ) as exc:
+        reason = refusal_reason(exc, job_try)
         async with services.pool.acquire() as conn, conn.transaction():
-            await connections.set_status(conn, job.connection_id, "error", error=str(exc))
+            await connections.set_status(conn, job.connection_id, "error", error=reason)
             await audit.record(conn, job.connection_id, "authorization_failed")
-        log.warning("authorization_failed", reason=str(exc))
+        log.warning("authorization_failed", reason=reason)
         return False
     await _save_grant(services, job, app, tokens)
     return True
@@ -114,7 +126,7 @@ async def _authorize_or_retry(services: Services, job: ConnectJob, ctx: dict[str
     """:func:`_authorize`, coming back later when BB2 could not answer (the code may still
     be good: codes expire in minutes, so the first retries come within a minute)."""
     try:
-        return await _authorize(services, job, ctx.get("enqueue_time"))
+        return await _authorize(services, job, ctx.get("enqueue_time"), ctx["job_try"])
     except errors.RetryableError as exc:
         if ctx["job_try"] < JOB_MAX_TRIES:
             raise Retry(defer=job_retry_delay(ctx["job_try"], exc.retry_after)) from exc
