@@ -109,8 +109,8 @@ async def update(conn: Conn, cipher: TokenCipher, changed: App) -> App:
     for every connection of that client.
     """
     async with conn.transaction():
-        old = await get(conn, cipher, changed.name)
         await conn.execute("SELECT 1 FROM apps WHERE name = $1 FOR UPDATE", changed.name)
+        old = await get(conn, cipher, changed.name)
         if old.client_id != changed.client_id:
             await _retire(conn, cipher, old)
         await conn.execute(
