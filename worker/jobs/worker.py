@@ -98,7 +98,7 @@ async def run_replica(
     sys.setswitchinterval(0.001)
     services = await open_services(settings, concurrency=2 * max_jobs)
     redis = await open_queue(settings.redis_url)  # one Redis pool for both lanes
-    _check_default_app(settings)
+    await _open_default_app(services)
     workers = [
         build_worker(settings, services, queue, redis, burst=burst, max_jobs=max_jobs)
         for queue in LANES
@@ -125,11 +125,14 @@ async def run_replica(
         log.info("worker_stopped")
 
 
-def _check_default_app(settings: Settings) -> None:
-    # Not fatal: a deployment may serve registered apps only (bbingest apps).
+async def _open_default_app(services: Services) -> None:
+    """Open (and warm up) the default app's connection before the first job: a request
+    that has to connect first leaves late and crowds the next second at the server. Other
+    apps open theirs on first use."""
     try:
-        default_app(settings)
+        await services.bluebutton(default_app(services.settings))
     except AppUnavailable as exc:
+        # Not fatal: a deployment may serve registered apps only (bbingest apps).
         log.warning("default_app_not_configured", reason=str(exc))
 
 
