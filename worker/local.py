@@ -8,6 +8,7 @@ import asyncio
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +18,7 @@ import httpx
 from worker.apps import DEFAULT_APP
 from worker.bluebutton import oauth
 from worker.emulator.useragent import authorize
-from worker.jobs.payloads import ConnectJob
+from worker.jobs.payloads import ConnectJob, JobPayload
 from worker.jobs.queue import enqueue, open_queue
 from worker.settings import Settings
 
@@ -95,8 +96,8 @@ async def authorize_beneficiaries(
         ]
 
 
-async def enqueue_all(redis_url: str, jobs: list[ConnectJob]) -> None:
-    """Queue every connect job."""
+async def enqueue_all(redis_url: str, jobs: Sequence[JobPayload]) -> None:
+    """Queue every job, each in its lane."""
     queue = await open_queue(redis_url)
     try:
         for job in jobs:

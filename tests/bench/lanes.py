@@ -123,12 +123,7 @@ async def resync_cost(settings: Settings, base_url: str, ids: list[str], *, full
             )
     finally:
         await conn.close()
-    queue = await open_queue(settings.redis_url)
-    try:
-        for connection_id in ids:
-            await enqueue(queue, ResyncJob(connection_id=connection_id))
-    finally:
-        await queue.aclose()
+    await enqueue_all(settings.redis_url, [ResyncJob(connection_id=c) for c in ids])
     await emulator_stats(base_url, reset=True)
     await run_to_empty(settings, base_url)
     stats = await emulator_stats(base_url)
@@ -169,12 +164,7 @@ async def main(bulk: int, connects: int) -> None:
             await worker.wait()
         console.print(f"{connects} connects while {bulk} resyncs saturate the budget…")
         ids = [f"bulk-BBUser{i:05d}" for i in range(bulk)]
-        queue = await open_queue(settings.redis_url)
-        try:
-            for connection_id in ids:
-                await enqueue(queue, ResyncJob(connection_id=connection_id))
-        finally:
-            await queue.aclose()
+        await enqueue_all(settings.redis_url, [ResyncJob(connection_id=c) for c in ids])
         workers = await start_workers(env, 3, LOG_DIR / "busy", burst=False)
         await asyncio.sleep(WARM_UP)
         await emulator_stats(limited.base_url, reset=True)

@@ -63,13 +63,28 @@ async def test_tokens_are_encrypted_at_rest(pool: asyncpg.Pool, encryption_key: 
     )
     async with pool.acquire() as conn:
         await connections.create_pending(conn, "c1", "default")
-        await connections.save_grant(conn, cipher, "c1", grant)
+        assert await connections.save_grant(conn, cipher, "c1", grant, seen_at=T0)
         dump = await conn.fetchval("SELECT row_to_json(c)::text FROM connections c")
         assert "access-secret" not in dump
         assert "refresh-secret" not in dump
         assert await connections.load_tokens(conn, cipher, "c1") == tokens
         with pytest.raises(DecryptionError):
             await connections.load_tokens(conn, TokenCipher.from_setting(generate_key()), "c1")
+        # Bound to their row and column: copied onto another row, or swapped, they fail.
+        await connections.create_pending(conn, "c2", "default")
+        await conn.execute(
+            "UPDATE connections SET (access_token_enc, refresh_token_enc) ="
+            " (SELECT access_token_enc, refresh_token_enc FROM connections"
+            " WHERE connection_id = 'c1') WHERE connection_id = 'c2'"
+        )
+        with pytest.raises(DecryptionError):
+            await connections.load_tokens(conn, cipher, "c2")
+        await conn.execute(
+            "UPDATE connections SET access_token_enc = refresh_token_enc,"
+            " refresh_token_enc = access_token_enc WHERE connection_id = 'c1'"
+        )
+        with pytest.raises(DecryptionError):
+            await connections.load_tokens(conn, cipher, "c1")
 
 
 async def test_revoked_connection_refuses_writes(pool: asyncpg.Pool) -> None:

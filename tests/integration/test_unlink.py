@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from arq import Retry
 from redis.asyncio import Redis
@@ -15,9 +16,11 @@ from tests.integration.conftest import Stack
 from tests.integration.support import (
     authorized_job,
     bb2_unreachable,
+    http_of,
     patient_id,
     sync_in_flight,
 )
+from worker.bluebutton.endpoints import TOKEN_PATH
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
 from worker.jobs.services import Services
@@ -127,3 +130,26 @@ async def test_a_connect_event_older_than_the_unlink_does_not_relink(
     # A connect event that comes after the unlink is a new consent, and links again.
     fresh = {**ctx(services), "enqueue_time": datetime.now(UTC)}
     assert (await connect(fresh, **again.model_dump()))["status"] == "active"
+
+
+async def test_an_unlink_during_the_code_exchange_stands_and_ends_the_new_grant(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await start(EmulatorConfig(beneficiaries=1))
+    job = await authorized_job(emulator.base_url, 0)
+    unlinked: list[dict[str, Any]] = []
+
+    async def unlink_when_tokens_arrive(response: httpx.Response) -> None:
+        if response.request.url.path == TOKEN_PATH and not unlinked:
+            unlinked.append(await unlink(ctx(services), "conn-0"))
+
+    (await http_of(services)).event_hooks["response"].append(unlink_when_tokens_arrive)
+    assert (await connect(ctx(services), **job.model_dump()))["status"] == "revoked"
+    assert unlinked == [{"status": "revoked", "cms": "nothing to revoke"}]
+    row = await pool.fetchrow("SELECT status, refresh_token_enc FROM connections")
+    assert (row["status"], row["refresh_token_enc"]) == ("revoked", None)
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0  # revoked
+    assert emulator.state.grant(CLIENT_ID, patient_id(0)) is None  # the new grant ended too
+    events = await pool.fetch("SELECT event FROM audit_log ORDER BY audit_id")
+    assert [e["event"] for e in events][-2:] == ["grant_dropped_after_unlink", "revoked_at_cms"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,9 +23,11 @@ from worker.constants import (
 from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ConnectJob, code_fingerprint, parse_payload
 from worker.jobs.services import Services
+from worker.jobs.unlink import revoke_owed
 from worker.outages import unavailable
 from worker.store import audit, connections
 from worker.store.connections import Grant, Tokens
+from worker.store.db import Conn
 
 log = structlog.get_logger(__name__)
 
@@ -94,32 +97,51 @@ async def _authorize(
             await audit.record(conn, job.connection_id, "authorization_failed")
         log.warning("authorization_failed", reason=reason)
         return False
-    await _save_grant(services, job, app, tokens)
-    return True
+    if await _save_grant(services, job, app, tokens, connection.status_changed_at):
+        return True
+    # Unlinked while the code was exchanged: the unlink stands, and the new grant ends too.
+    log.info("unlinked_during_exchange")
+    with contextlib.suppress(errors.RetryableError):  # recorded: the token stays owed
+        await revoke_owed(services, job.connection_id)
+    return False
 
 
 async def _save_grant(
-    services: Services, job: ConnectJob, app: App, tokens: oauth.TokenSet
-) -> None:
-    """Store the new grant, waiting out a Postgres restart: the code is spent, so these
-    tokens exist nowhere else, and a re-run could only end in a refused exchange."""
+    services: Services, job: ConnectJob, app: App, tokens: oauth.TokenSet, seen_at: datetime
+) -> bool:
+    """Store the new grant (False: the connection was unlinked after ``seen_at``, and the
+    refresh token is owed a revocation instead), waiting out a Postgres restart: the code
+    is spent, so these tokens exist nowhere else."""
     deadline = time.monotonic() + GRANT_SAVE_PATIENCE_SECONDS
     while True:
         try:
             async with services.pool.acquire() as conn, conn.transaction():
-                grant = grant_from(app, tokens, job.code, datetime.now(UTC))
-                await connections.save_grant(conn, services.cipher, job.connection_id, grant)
-                await audit.record(
-                    conn, job.connection_id, "authorized", scopes=sorted(tokens.scopes)
-                )
+                return await _store_grant(conn, services, job, app, tokens, seen_at)
         except Exception as exc:
             outage = unavailable(exc)
             if outage is None or time.monotonic() > deadline:
                 raise
             log.warning("grant_save_deferred", reason=str(outage))
             await asyncio.sleep(OUTAGE_RETRY_BASE_SECONDS)
-        else:
-            return
+
+
+async def _store_grant(
+    conn: Conn,
+    services: Services,
+    job: ConnectJob,
+    app: App,
+    tokens: oauth.TokenSet,
+    seen_at: datetime,
+) -> bool:
+    grant = grant_from(app, tokens, job.code, datetime.now(UTC))
+    if await connections.save_grant(
+        conn, services.cipher, job.connection_id, grant, seen_at=seen_at
+    ):
+        await audit.record(conn, job.connection_id, "authorized", scopes=sorted(tokens.scopes))
+        return True
+    await connections.owe_revocation(conn, services.cipher, job.connection_id, tokens.refresh_token)
+    await audit.record(conn, job.connection_id, "grant_dropped_after_unlink")
+    return False
 
 
 async def _authorize_or_retry(services: Services, job: ConnectJob, ctx: dict[str, Any]) -> bool:

@@ -21,6 +21,7 @@ from worker.jobs.services import Services
 from worker.store import audit, connections
 
 log = structlog.get_logger(__name__)
+KEPT = "revocation failed; token kept in pending_revocations"
 
 
 async def _delete_locally(services: Services, connection_id: str) -> bool:
@@ -40,7 +41,9 @@ async def _delete_locally(services: Services, connection_id: str) -> bool:
     return True
 
 
-async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -> str:
+async def revoke_owed(services: Services, connection_id: str) -> str:
+    """Revoke at CMS the token the connection still owes, with the client that issued it;
+    a failure is recorded (the token stays owed), and a RetryableError is raised again."""
     async with services.pool.acquire() as conn:
         token = await connections.pending_revocation(conn, services.cipher, connection_id)
         connection = await connections.get(conn, connection_id)
@@ -52,14 +55,23 @@ async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -
     except (errors.BlueButtonError, errors.AppUnavailable) as exc:
         async with services.pool.acquire() as conn:
             await connections.revocation_failed(conn, connection_id, str(exc))
-        if isinstance(exc, errors.RetryableError) and job_try < JOB_MAX_TRIES:
-            raise Retry(defer=job_retry_delay(job_try, exc.retry_after)) from exc
         log.warning("revocation_failed", reason=str(exc))
-        return "revocation failed; token kept in pending_revocations"
+        if isinstance(exc, errors.RetryableError):
+            raise
+        return KEPT
     async with services.pool.acquire() as conn, conn.transaction():
         await connections.revocation_done(conn, connection_id)
         await audit.record(conn, connection_id, "revoked_at_cms")
     return "revoked at CMS"
+
+
+async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -> str:
+    try:
+        return await revoke_owed(services, connection_id)
+    except errors.RetryableError as exc:
+        if job_try < JOB_MAX_TRIES:
+            raise Retry(defer=job_retry_delay(job_try, exc.retry_after)) from exc
+        return KEPT
 
 
 async def unlink(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:

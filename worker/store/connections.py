@@ -121,15 +121,20 @@ async def list_all(
     return [_row(record) for record in records]
 
 
-async def save_grant(conn: Conn, cipher: TokenCipher, connection_id: str, grant: Grant) -> None:
-    """Store what a code exchange gave, tokens encrypted, and mark the connection pending."""
-    await conn.execute(
+async def save_grant(
+    conn: Conn, cipher: TokenCipher, connection_id: str, grant: Grant, *, seen_at: datetime
+) -> bool:
+    """Store what a code exchange gave, tokens encrypted, and mark the connection pending;
+    False (nothing written) when it was unlinked after ``seen_at``, its status change the
+    exchange started from: the unlink is the later word."""
+    result = await conn.execute(
         """UPDATE connections SET patient_id = $2, scopes = $3, access_token_enc = $4,
                refresh_token_enc = $5, access_expires_at = $6, consent_expires_at = $7,
                code_sha256 = $8, app = $9, client_id = $10, environment = $11,
                status = 'pending', last_error = NULL, updated_at = now(),
                status_changed_at = now()
-           WHERE connection_id = $1""",
+           WHERE connection_id = $1
+             AND NOT (status = 'revoked' AND status_changed_at > $12)""",
         connection_id,
         grant.patient_id,
         list(grant.scopes),
@@ -141,7 +146,9 @@ async def save_grant(conn: Conn, cipher: TokenCipher, connection_id: str, grant:
         grant.app,
         grant.client_id,
         grant.environment,
+        seen_at,
     )
+    return bool(result == "UPDATE 1")
 
 
 async def load_tokens(
@@ -244,13 +251,7 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
             connection_id,
         )
         if record["refresh_token_enc"] is not None:
-            await conn.execute(
-                """INSERT INTO pending_revocations (connection_id, refresh_token_enc)
-                   VALUES ($1, $2) ON CONFLICT (connection_id)
-                   DO UPDATE SET refresh_token_enc = EXCLUDED.refresh_token_enc, attempts = 0""",
-                connection_id,
-                record["refresh_token_enc"],
-            )
+            await _owe_revocation(conn, connection_id, record["refresh_token_enc"])
         await conn.execute(
             """UPDATE connections SET status = 'revoked', access_token_enc = NULL,
                    refresh_token_enc = NULL, access_expires_at = NULL, code_sha256 = NULL,
@@ -264,6 +265,25 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
             connection_id,
         )
     return Unlinked(int(deleted), record["refresh_token_enc"] is not None)
+
+
+async def _owe_revocation(conn: Conn, connection_id: str, sealed: str) -> None:
+    await conn.execute(
+        """INSERT INTO pending_revocations (connection_id, refresh_token_enc)
+           VALUES ($1, $2) ON CONFLICT (connection_id)
+           DO UPDATE SET refresh_token_enc = EXCLUDED.refresh_token_enc, attempts = 0""",
+        connection_id,
+        sealed,
+    )
+
+
+async def owe_revocation(
+    conn: Conn, cipher: TokenCipher, connection_id: str, refresh_token: str
+) -> None:
+    """Keep ``refresh_token`` in ``pending_revocations`` until CMS confirms its revocation
+    (tokens granted to a connection that was unlinked meanwhile)."""
+    sealed = cipher.encrypt(refresh_token, context=_context(connection_id, "refresh"))
+    await _owe_revocation(conn, connection_id, sealed)
 
 
 async def pending_revocation(conn: Conn, cipher: TokenCipher, connection_id: str) -> str | None:
