@@ -171,3 +171,23 @@ async def test_two_replicas_firing_the_cron_schedule_it_once(
             await queue.aclose()
     queued = [j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1)]
     assert len([j for j in queued if j.startswith("nightly:")]) == 1
+
+
+async def test_a_grant_deleted_at_cms_needs_reauth_and_a_full_pass_deletes_nothing(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    # The beneficiary removed the app's access: the token still authenticates, every
+    # FHIR call answers 403. Read as "withheld", a full pass would delete everything.
+    emulator, _, services = await connected(start)
+    before = await stored_resources(pool, "conn-1")
+    await emulator_post(
+        emulator.base_url, "/_emulator/grants/delete", {"patient_id": patient_id(1)}
+    )
+    await pool.execute("UPDATE sync_runs SET started_at = started_at - interval '60 days'")
+    assert await resync(ctx(services), "conn-1") == {"status": "needs_reauth"}
+    row = await pool.fetchrow("SELECT status, last_error FROM connections")
+    assert row["status"] == "needs_reauth"
+    assert row["last_error"] == "BB2 refused Coverage (403): the grant was deleted"
+    assert await stored_resources(pool, "conn-1") == before
+    last = await pool.fetchrow("SELECT mode, status FROM sync_runs ORDER BY run_id DESC LIMIT 1")
+    assert tuple(last) == ("full", "failed")  # the pass that would have deleted

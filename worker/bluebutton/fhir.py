@@ -23,12 +23,15 @@ class ResourceQuery:
 
     ``search`` types answer Bundles and accept ``_lastUpdated``, so an incremental pass
     asks them only for what changed; a read (Patient) is fetched on full passes only.
+    ``withholdable`` types are refused (403) for data the beneficiary withheld; a 403 on any
+    other type means the grant itself is gone.
     """
 
     resource_type: str
     scope: str
     path: str  # relative to the FHIR base; {patient} is the beneficiary id
     search: bool
+    withholdable: bool = True
 
     def first_url(self, base_url: str, patient_id: str, since: datetime | None = None) -> str:
         """The absolute URL of the first page for ``patient_id``, changes after ``since``."""
@@ -54,6 +57,7 @@ RESOURCE_QUERIES: tuple[ResourceQuery, ...] = (
         endpoints.SCOPE_COVERAGE,
         _search("Coverage", "beneficiary", "Patient/{patient}"),
         search=True,
+        withholdable=False,
     ),
     ResourceQuery(
         "ExplanationOfBenefit",

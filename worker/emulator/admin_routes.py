@@ -66,6 +66,10 @@ def admin_routes(emulator: Emulator) -> list[Route]:
         patient_id = beneficiary(body).patient_id
         return {"patient_id": patient_id, "grants": state.lapse_grants(patient_id)}
 
+    def delete_grants(body: dict[str, Any]) -> Any:
+        patient_id = beneficiary(body).patient_id
+        return {"patient_id": patient_id, "grants": state.delete_grants(patient_id)}
+
     def touch(body: dict[str, Any]) -> Any:
         return {"touched": dataset.touch(beneficiary(body), _number(body, "count", 1), now())}
 
@@ -92,6 +96,7 @@ def admin_routes(emulator: Emulator) -> list[Route]:
         Route("/_emulator/beneficiaries", _get(beneficiaries)),
         Route("/_emulator/tokens/expire", _post(expire_tokens), methods=["POST"]),
         Route("/_emulator/grants/lapse", _post(lapse_grants), methods=["POST"]),
+        Route("/_emulator/grants/delete", _post(delete_grants), methods=["POST"]),
         Route("/_emulator/claims/touch", _post(touch), methods=["POST"]),
         Route("/_emulator/claims/add", _post(add_claim), methods=["POST"]),
         Route("/_emulator/claims/remove", _post(remove_claim), methods=["POST"]),

@@ -233,6 +233,14 @@ class EmulatorState:
         """Remove a grant, as CMS's /v2/o/revoke/ or the beneficiary does."""
         self._grants.pop((client_id, patient_id), None)
 
+    def delete_grants(self, patient_id: str) -> int:
+        """Delete every grant of this beneficiary, as one who removes the app's access on
+        Medicare.gov: tokens still authenticate, but FHIR calls answer 403."""
+        keys = [key for key in self._grants if key[1] == patient_id]
+        for key in keys:
+            del self._grants[key]
+        return len(keys)
+
     def lapse_grants(self, patient_id: str) -> int:
         """Make every grant of this beneficiary time out now; returns how many."""
         grants = [g for (_, patient), g in self._grants.items() if patient == patient_id]

@@ -110,9 +110,16 @@ class _Sync:
             ):
                 await self.store(query, page)
                 first = False
-        except errors.Forbidden:
+        except errors.Forbidden as exc:
             # BB2 answers 403 for data the beneficiary withheld (personal information,
-            # SAMHSA); on a type's first page that is an answer, not a failure.
+            # SAMHSA); on such a type's first page that is an answer, not a failure. On a
+            # type nobody can withhold it means a deleted grant: skipping every type would
+            # make a full pass delete all that is stored.
+            if not query.withholdable:
+                raise errors.ReconsentRequired(
+                    f"BB2 refused {query.resource_type} (403): the grant was deleted",
+                    status=403,
+                ) from exc
             if not first:
                 raise
             await self.skip(query, "403 from BB2")
