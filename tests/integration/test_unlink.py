@@ -18,6 +18,8 @@ from tests.integration.support import (
     bb2_unreachable,
     http_of,
     patient_id,
+    served_resources,
+    stored_resources,
     sync_in_flight,
 )
 from worker.bluebutton.endpoints import TOKEN_PATH
@@ -28,6 +30,7 @@ from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, emulator_stats
 
 Start = Callable[..., Awaitable[Stack]]
+CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60)
 
 
 def ctx(services: Services, job_try: int = 1) -> dict[str, Any]:
@@ -35,7 +38,7 @@ def ctx(services: Services, job_try: int = 1) -> dict[str, Any]:
 
 
 async def connected(start: Start, **settings: str) -> Stack:
-    stack = await start(EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60), **settings)
+    stack = await start(CONFIG, **settings)
     emulator, _, services = stack
     job = await authorized_job(emulator.base_url, 1)
     assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
@@ -105,6 +108,7 @@ async def test_unlink_wins_against_a_sync_in_flight(
     assert await pool.fetchval("SELECT status FROM connections") == "revoked"
     run = await pool.fetchrow("SELECT status, error FROM sync_runs")
     assert (run["status"], run["error"]) == ("failed", "unlinked")
+    assert await pool.fetchval("SELECT count(*) FROM sync_seen") == 0  # ids of the patient
     # No later job of the connection fetches anything: the old connect job comes again.
     await emulator_stats(emulator.base_url, reset=True)
     await connect(ctx(services), **job.model_dump())
@@ -128,8 +132,10 @@ async def test_a_connect_event_older_than_the_unlink_does_not_relink(
     assert (await emulator_stats(emulator.base_url))["total"] == 0
     assert await pool.fetchval("SELECT status FROM connections") == "revoked"
     # A connect event that comes after the unlink is a new consent, and links again.
+    renewed = await authorized_job(emulator.base_url, 1)
     fresh = {**ctx(services), "enqueue_time": datetime.now(UTC)}
-    assert (await connect(fresh, **again.model_dump()))["status"] == "active"
+    assert (await connect(fresh, **renewed.model_dump()))["status"] == "active"
+    assert await stored_resources(pool, "conn-1") == served_resources(CONFIG, 1)
 
 
 async def test_an_unlink_during_the_code_exchange_stands_and_ends_the_new_grant(

@@ -11,6 +11,7 @@ import asyncpg
 from worker.constants import MAX_ERROR_CHARS
 from worker.crypto import TokenCipher
 from worker.errors import UnknownConnection
+from worker.store import sync_runs
 from worker.store.db import Conn
 
 Status = Literal["pending", "active", "needs_reauth", "revoked", "error"]
@@ -259,11 +260,7 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
                WHERE connection_id = $1""",
             connection_id,
         )
-        await conn.execute(
-            """UPDATE sync_runs SET status = 'failed', error = 'unlinked', finished_at = now()
-               WHERE connection_id = $1 AND status = 'running'""",
-            connection_id,
-        )
+        await sync_runs.fail_running(conn, connection_id, "unlinked")
     return Unlinked(int(deleted), record["refresh_token_enc"] is not None)
 
 

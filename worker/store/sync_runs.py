@@ -99,22 +99,23 @@ async def skip_type(conn: Conn, run_id: int, resource_type: str, cursor: Cursor 
     )
 
 
-async def finish(conn: Conn, run_id: int, *, error: str | None = None) -> None:
-    """Close the run as succeeded, or failed with ``error``."""
+async def finish(conn: Conn, run_id: int) -> None:
+    """Close the run as succeeded."""
     await conn.execute(
-        """UPDATE sync_runs SET status = $2, error = $3, finished_at = now()
+        """UPDATE sync_runs SET status = 'succeeded', finished_at = now()
            WHERE run_id = $1 AND status = 'running'""",
         run_id,
-        "failed" if error else "succeeded",
-        None if error is None else error[:MAX_ERROR_CHARS],
     )
 
 
 async def fail_running(conn: Conn, connection_id: str, error: str) -> None:
-    """Close the connection's unfinished run (if any) as failed with ``error``."""
+    """Close the connection's unfinished run (if any) as failed with ``error``, forgetting
+    the ids it had seen: a failed run is never resumed, and they may name the patient."""
     await conn.execute(
-        """UPDATE sync_runs SET status = 'failed', error = $2, finished_at = now()
-           WHERE connection_id = $1 AND status = 'running'""",
+        """WITH failed AS (
+               UPDATE sync_runs SET status = 'failed', error = $2, finished_at = now()
+               WHERE connection_id = $1 AND status = 'running' RETURNING run_id)
+           DELETE FROM sync_seen s USING failed WHERE s.run_id = failed.run_id""",
         connection_id,
         error[:MAX_ERROR_CHARS],
     )
