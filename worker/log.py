@@ -21,6 +21,7 @@ SENSITIVE_KEYS: Final = frozenset(
         "token",
         "code",
         "code_verifier",
+        "verifier",
         "client_secret",
         "secret",
         "password",
@@ -35,17 +36,30 @@ SENSITIVE_KEYS: Final = frozenset(
         "address",
     }
 )
+# Any key named like these is sensitive too: ``stale_token``, ``app_secret`` ...
+SENSITIVE_SUFFIXES: Final = ("_token", "_secret", "_verifier", "_password")
+
+
+def _sensitive(key: str) -> bool:
+    key = key.lower()
+    return key in SENSITIVE_KEYS or key.endswith(SENSITIVE_SUFFIXES)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: REDACTED if _sensitive(str(k)) else _redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(item) for item in value)
+    return value
 
 
 def redact_sensitive(
     _logger: object, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Replace the value of every sensitive key with a marker, at any nesting depth."""
+    """Replace the value of every sensitive key with a marker, at any depth of dicts,
+    lists and tuples (copies: the caller's objects are left as they were)."""
     for key, value in event_dict.items():
-        if key.lower() in SENSITIVE_KEYS:
-            event_dict[key] = REDACTED
-        elif isinstance(value, dict):
-            redact_sensitive(_logger, _method, value)
+        event_dict[key] = REDACTED if _sensitive(key) else _redact(value)
     return event_dict
 
 

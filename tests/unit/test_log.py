@@ -13,12 +13,16 @@ def test_sensitive_keys_are_redacted_at_any_depth() -> None:
         "access_token": "AT",
         "Code": "C",
         "nested": {"refresh_token": "RT", "count": 3},
+        "items": [{"access_token": "AT2"}, ({"verifier": "V"}, 4)],
+        "stale_token": "AT0",
         "connection_id": "c1",
     }
     out = redact_sensitive(None, "info", event)
     assert out["access_token"] == REDACTED
     assert out["Code"] == REDACTED
     assert out["nested"] == {"refresh_token": REDACTED, "count": 3}
+    assert out["items"] == [{"access_token": REDACTED}, ({"verifier": REDACTED}, 4)]
+    assert out["stale_token"] == REDACTED
     assert out["connection_id"] == "c1"
 
 
