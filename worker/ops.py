@@ -27,6 +27,7 @@ from starlette.routing import Route
 from worker import metrics
 from worker.apps import DEFAULT_APP
 from worker.constants import QUEUE_BULK, QUEUE_INTERACTIVE, REDIS_PREFIX
+from worker.store import connections
 from worker.store.connections import Status
 
 log = structlog.get_logger(__name__)
@@ -65,27 +66,25 @@ class Heartbeat:
         await self.redis.set(key, int(time.time()), ex=REPLICA_TTL_SECONDS)
         for queue in (QUEUE_INTERACTIVE, QUEUE_BULK):
             metrics.QUEUE_DEPTH.labels(queue).set(await self.redis.zcard(queue))
-        now = time.monotonic()
+        # Liveness is the event loop and Redis: a slow Postgres must not fail the probe.
+        self.last_beat = now = time.monotonic()
         if now >= self.next_count:
             # Counting connections scans the table: once a minute, not with every beat.
             self.next_count = now + CONNECTION_COUNT_SECONDS
-            rows = await self.pool.fetch(
-                "SELECT app, status, count(*) AS n FROM connections GROUP BY app, status"
-            )
-            counts = {(row["app"], row["status"]): row["n"] for row in rows}
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS), self.pool.acquire() as conn:
+                counts = await connections.count_by_app_and_status(conn)
             self.apps_counted |= {app for app, _ in counts}
             # A status (or app) nobody has any more reads 0 rather than its last count.
             for app in self.apps_counted:
                 for status in get_args(Status):
                     metrics.CONNECTIONS.labels(app, status).set(counts.get((app, status), 0))
-        self.last_beat = now
 
     async def run(self) -> None:
         """Beat every HEARTBEAT_SECONDS until cancelled; a failed beat is logged, not fatal."""
         while True:
             try:
                 await self.beat()
-            except (OSError, asyncpg.PostgresError, RedisError) as exc:
+            except (OSError, asyncpg.PostgresError, RedisError, TimeoutError) as exc:
                 log.warning("heartbeat_failed", error=type(exc).__name__)
             await asyncio.sleep(HEARTBEAT_SECONDS)
 

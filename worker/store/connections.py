@@ -346,6 +346,14 @@ async def dormant(conn: Conn, needs_reauth_before: datetime) -> list[str]:
     return [record["connection_id"] for record in records]
 
 
+async def count_by_app_and_status(conn: Conn) -> dict[tuple[str, str], int]:
+    """How many connections each app has in each status."""
+    records = await conn.fetch(
+        "SELECT app, status, count(*) AS n FROM connections GROUP BY app, status"
+    )
+    return {(record["app"], record["status"]): int(record["n"]) for record in records}
+
+
 async def active_ids(conn: Conn) -> list[str]:
     """Every active connection's id."""
     records = await conn.fetch(
