@@ -52,10 +52,8 @@ async def load_status(
     """Every connection (or the one named, those whose consent lapses before a time, those
     of one app) with its counts per resource type."""
     rows = await connections.list_all(conn, connection_id, consent_before=consent_before, app=app)
-    return [
-        ConnectionStatus(row, await resources.count_by_type(conn, row.connection_id))
-        for row in rows
-    ]
+    counts = await resources.count_by_type(conn, [row.connection_id for row in rows])
+    return [ConnectionStatus(row, counts[row.connection_id]) for row in rows]
 
 
 def render_table(statuses: list[ConnectionStatus], console: Console) -> None:

@@ -85,11 +85,15 @@ async def upsert(
     )
 
 
-async def count_by_type(conn: Conn, connection_id: str) -> dict[str, int]:
-    """How many resources of each type are stored for the connection."""
+async def count_by_type(conn: Conn, connection_ids: list[str]) -> dict[str, dict[str, int]]:
+    """How many resources of each type are stored for each of the connections (in one
+    query: ``status`` lists thousands)."""
     records = await conn.fetch(
-        "SELECT resource_type, count(*) AS n FROM fhir_resources WHERE connection_id = $1"
-        " GROUP BY resource_type",
-        connection_id,
+        "SELECT connection_id, resource_type, count(*) AS n FROM fhir_resources"
+        " WHERE connection_id = ANY($1) GROUP BY connection_id, resource_type",
+        connection_ids,
     )
-    return {record["resource_type"]: record["n"] for record in records}
+    counts: dict[str, dict[str, int]] = {cid: {} for cid in connection_ids}
+    for record in records:
+        counts[record["connection_id"]][record["resource_type"]] = int(record["n"])
+    return counts
