@@ -85,9 +85,9 @@ async def _add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _changed(old: App, args: argparse.Namespace) -> App:
+def _changed(old: App, args: argparse.Namespace, secret: str | None) -> App:
     """``old`` with what the options change; a new client id needs its secret."""
-    if args.client_id and args.client_id != old.client_id and not args.client_secret_file:
+    if args.client_id and args.client_id != old.client_id and secret is None:
         fail("a new --client-id needs its --client-secret-file")
     environment: Environment = args.environment or old.environment
     if args.base_url:
@@ -101,18 +101,19 @@ def _changed(old: App, args: argparse.Namespace) -> App:
         environment=environment,
         base_url=_base_url(environment, override),
         client_id=args.client_id or old.client_id,
-        client_secret=(
-            _read_secret(args.client_secret_file) if args.client_secret_file else old.client_secret
-        ),
+        client_secret=secret or old.client_secret,
         rate_limit=args.rate_limit or old.rate_limit,
     )
 
 
 async def _update(settings: Settings, args: argparse.Namespace) -> int:
     cipher = _cipher(settings)
+    # Read before the row is locked: standard input may take its time.
+    secret = _read_secret(args.client_secret_file) if args.client_secret_file else None
     async with connection(settings.database_url) as conn:
-        new = _changed(await apps.get(conn, cipher, args.name), args)
-        old = await apps.update(conn, cipher, new)
+        old, new = await apps.update(
+            conn, cipher, args.name, lambda current: _changed(current, args, secret)
+        )
     print(f"updated app {new.name} ({new.environment}, {new.base_url}, {new.rate_limit} req/s)")
     if old.client_id != new.client_id:
         print(

@@ -59,6 +59,12 @@ async def register(services: Services, app: App) -> None:
         await apps.add(conn, services.cipher, app)
 
 
+async def replace(services: Services, app: App) -> None:
+    """Register ``app`` in place of the app of its name, as ``bbingest apps update`` does."""
+    async with services.pool.acquire() as conn:
+        await apps.update(conn, services.cipher, app.name, lambda _: app)
+
+
 def ctx(services: Services) -> dict[str, Any]:
     return {"services": services, "job_try": 1}
 
@@ -117,10 +123,7 @@ async def test_a_changed_secret_of_one_app_leaves_the_other_apps_connections_alo
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
     emulator, services = await two_apps_connected(start)
-    async with pool.acquire() as conn:
-        await apps.update(
-            conn, services.cipher, acme_app(emulator.base_url, client_secret="not-the-secret")
-        )
+    await replace(services, acme_app(emulator.base_url, client_secret="not-the-secret"))
     acme, _ = await resync_after_expiry(pool, emulator.base_url, services, "conn-1")
     assert acme["status"] == "error"  # BB2 said invalid_client: a clear, recorded error
     error = await pool.fetchval("SELECT last_error FROM connections WHERE connection_id = 'conn-1'")
@@ -130,8 +133,7 @@ async def test_a_changed_secret_of_one_app_leaves_the_other_apps_connections_alo
     assert own["status"] == "active"
     assert set(stats["by_client"]) == {"emulator-client"}
     # The right secret back: acme's connection syncs again with its old tokens.
-    async with pool.acquire() as conn:
-        await apps.update(conn, services.cipher, acme_app(emulator.base_url))
+    await replace(services, acme_app(emulator.base_url))
     assert (await resync(ctx(services), connection_id="conn-1"))["status"] == "active"
 
 
@@ -186,12 +188,9 @@ async def test_switching_an_app_to_production_serves_new_connections_only(
     await register(services, acme_app(sandbox.base_url))
     early = await authorized_job(sandbox.base_url, 1, client_id=ACME.client_id, app="acme")
     assert (await connect(ctx(services), **early.model_dump()))["status"] == "active"
-    async with pool.acquire() as conn:
-        await apps.update(
-            conn,
-            services.cipher,
-            acme_app(production.base_url, production_client, environment="production"),
-        )
+    await replace(
+        services, acme_app(production.base_url, production_client, environment="production")
+    )
     late = await authorized_job(
         production.base_url, 2, client_id="acme-prod", app="acme", connection_id="conn-late"
     )

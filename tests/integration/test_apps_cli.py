@@ -113,9 +113,12 @@ async def test_a_new_client_id_needs_its_secret_and_retires_the_old_client(
     env: None, key: str, pool: asyncpg.Pool, secret_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert await add_acme(secret_file) == 0
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exited:
         await run_cli("apps", "update", "acme", "--client-id", "acme-prod")
+    assert exited.value.code == 2
     assert "a new --client-id needs its --client-secret-file" in capsys.readouterr().err
+    assert await pool.fetchval("SELECT client_id FROM apps") == "acme-id"  # nothing changed
+    assert await pool.fetchval("SELECT count(*) FROM app_clients_retired") == 0
     argv = ["apps", "update", "acme", "--client-id", "acme-prod", "--environment", "production"]
     assert await run_cli(*argv, "--client-secret-file", str(secret_file)) == 0
     assert "keeps serving the connections it authorized" in capsys.readouterr().out

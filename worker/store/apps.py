@@ -7,6 +7,7 @@ keeps serving the connections it authorized.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -101,16 +102,20 @@ async def get(conn: Conn, cipher: TokenCipher, name: str, client_id: str | None 
     return _app(name, retired, cipher)
 
 
-async def update(conn: Conn, cipher: TokenCipher, changed: App) -> App:
-    """Replace an app's registration with ``changed``; returns the one it replaced.
+async def update(
+    conn: Conn, cipher: TokenCipher, name: str, change: Callable[[App], App]
+) -> tuple[App, App]:
+    """Replace app ``name``'s registration with ``change(current)``, the row locked so that
+    concurrent updates apply one after the other; returns (old, new).
 
     A new client id retires the old client, which keeps serving the connections it
     authorized; the same client id (a new secret, base URL or rate) changes it in place,
     for every connection of that client.
     """
     async with conn.transaction():
-        await conn.execute("SELECT 1 FROM apps WHERE name = $1 FOR UPDATE", changed.name)
-        old = await get(conn, cipher, changed.name)
+        await conn.execute("SELECT 1 FROM apps WHERE name = $1 FOR UPDATE", name)
+        old = await get(conn, cipher, name)
+        changed = change(old)
         if old.client_id != changed.client_id:
             await _retire(conn, cipher, old)
         await conn.execute(
@@ -129,7 +134,7 @@ async def update(conn: Conn, cipher: TokenCipher, changed: App) -> App:
             _seal(cipher, changed),
             changed.rate_limit,
         )
-    return old
+    return old, changed
 
 
 async def _retire(conn: Conn, cipher: TokenCipher, app: App) -> None:
