@@ -60,7 +60,6 @@ async def _enqueue(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _enqueue_resync_all(settings: Settings, _args: argparse.Namespace) -> int:
     from worker.jobs import queue as jobqueue
-    from worker.jobs.payloads import ResyncJob
     from worker.store.connections import active_ids
 
     async with connection(settings.database_url) as conn:

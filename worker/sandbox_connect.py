@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from worker.apps import default_app
 from worker.bluebutton import oauth
 from worker.jobs.payloads import ConnectJob
 from worker.jobs.queue import enqueue, open_queue
@@ -80,7 +81,7 @@ async def run_sandbox_connect(
     announce: Callable[[str], None] = print,
 ) -> int:
     """Print the authorize URL, wait for the redirect, and queue the connect job."""
-    client_id, _ = settings.client_credentials()
+    client_id = default_app(settings).client_id
     redirect_uri = f"http://localhost:{port}{CALLBACK_PATH}"
     pkce, state = oauth.make_pkce(), oauth.make_state()
     url = oauth.authorize_url(

@@ -124,15 +124,6 @@ class Settings(BaseModel):
             raise ConfigError("INTAKE_SECRET must be set to at least 32 characters")
         return secret.encode()
 
-    def client_credentials(self) -> tuple[str, str]:
-        """The app's client id and secret, or a ConfigError naming what is missing."""
-        secret = self.bb_client_secret.get_secret_value()
-        if not self.bb_client_id or not secret:
-            raise ConfigError(
-                "BB_CLIENT_ID and BB_CLIENT_SECRET (or BB_CLIENT_SECRET_FILE) must be set"
-            )
-        return self.bb_client_id, secret
-
 
 def _read_secret_file(env: dict[str, str]) -> None:
     path = env.pop("BB_CLIENT_SECRET_FILE", "")

@@ -91,7 +91,7 @@ async def test_an_announced_limit_is_written_again_once_it_lapses(redis: Redis) 
 
 async def test_bulk_requests_yield_while_an_interactive_one_waits(redis: Redis) -> None:
     interactive = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
-    bulk = interactive.for_bulk()
+    bulk = RequestBudget(redis, "client-a", rate=10, window=WINDOW, interactive=False)
     assert await bulk.try_acquire() == 0.0  # nobody interactive waits: bulk goes
     assert await interactive.try_acquire("person") > 0  # the slot is taken: a person waits
     await asyncio.sleep(0.11)  # the next slot is free now...

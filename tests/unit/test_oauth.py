@@ -139,14 +139,10 @@ async def test_refresh_on_lapsed_grant_needs_reconsent(client: BlueButtonClient)
 
 
 @respx.mock
-async def test_revoke_and_userinfo(client: BlueButtonClient) -> None:
+async def test_revoke_sends_the_token_with_the_apps_credentials(client: BlueButtonClient) -> None:
     revoke = respx.post(f"{BASE}/v2/o/revoke_token/").mock(return_value=httpx.Response(200))
     await oauth.revoke(client, CREDS, "RT1")
-    assert parse_qs(revoke.calls.last.request.content.decode()) == {"token": ["RT1"]}
-    respx.get(f"{BASE}/v2/connect/userinfo").mock(
-        return_value=httpx.Response(
-            403, json={"detail": "You do not have permission to perform this action."}
-        )
-    )
-    with pytest.raises(errors.Forbidden):
-        await oauth.userinfo(client, "AT1")
+    sent = revoke.calls.last.request
+    assert parse_qs(sent.content.decode()) == {"token": ["RT1"]}
+    pair = f"{CREDS.client_id}:{CREDS.client_secret}".encode()
+    assert sent.headers["Authorization"] == f"Basic {base64.b64encode(pair).decode()}"

@@ -16,7 +16,6 @@ announces in ``X-RateLimit-Limit`` lowers the rate of every replica for a while.
 from __future__ import annotations
 
 import asyncio
-import copy
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -125,12 +124,6 @@ class RequestBudget:
             await self._sleep(wait)
             waited += wait
         return waited
-
-    def for_bulk(self) -> RequestBudget:
-        """The same budget for bulk work, which yields to interactive requests."""
-        bulk = copy.copy(self)
-        bulk._interactive = False
-        return bulk
 
     async def pause(self, seconds: float) -> None:
         """Stop every replica from sending for this client id for ``seconds``."""

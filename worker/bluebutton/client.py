@@ -115,7 +115,6 @@ class BlueButtonClient:
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._rand = rand
-        self.requests_sent = 0
 
     async def request(
         self,
@@ -153,7 +152,6 @@ class BlueButtonClient:
         data: Mapping[str, str] | None,
         auth: httpx.BasicAuth | None,
     ) -> Answer:
-        self.requests_sent += 1
         kind = endpoint_kind(url)
         try:
             request = self.http.build_request(method, url, headers=headers, data=data)

@@ -54,16 +54,18 @@ class AppClients:
         key = (app.name, app.base_url, app.client_id, app.rate_limit, lane)
         found = self._clients.get(key)
         if found is None:
+            # Bulk requests yield to interactive ones waiting for the same budget.
             budget = RequestBudget(
                 self._redis,
                 app.client_id,
                 app.rate_limit,
                 burst=min(self._burst, app.rate_limit),
+                interactive=lane == "interactive",
                 window=self._window,
             )
             found = BlueButtonClient(
                 await self.http(app.base_url),
-                budget if lane == "interactive" else budget.for_bulk(),
+                budget,
                 lane=lane,
                 app=app.name,
             )

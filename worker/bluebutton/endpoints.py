@@ -12,7 +12,6 @@ TOKEN_PATH: Final = f"/{API_VERSION}/o/token/"
 REVOKE_TOKEN_PATH: Final = f"/{API_VERSION}/o/revoke_token/"
 # CMS's own revoke: revokes the token and deletes the beneficiary's data access grant.
 REVOKE_GRANT_PATH: Final = f"/{API_VERSION}/o/revoke/"
-USERINFO_PATH: Final = f"/{API_VERSION}/connect/userinfo"
 FHIR_PATH: Final = f"/{API_VERSION}/fhir/"
 METADATA_PATH: Final = f"{FHIR_PATH}metadata"
 
@@ -42,7 +41,6 @@ def endpoint_kind(url: str) -> str:
         TOKEN_PATH: "token",
         REVOKE_TOKEN_PATH: "revoke_token",
         REVOKE_GRANT_PATH: "revoke",
-        USERINFO_PATH: "userinfo",
     }
     if path in named:
         return named[path]

@@ -1,4 +1,4 @@
-"""OAuth 2.0 with BB2: PKCE, the authorize URL, code exchange, refresh, revoke, userinfo."""
+"""OAuth 2.0 with BB2: PKCE, the authorize URL, code exchange, refresh, revoke."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import orjson
 from worker import errors
 from worker.bluebutton import endpoints
 from worker.bluebutton.client import BlueButtonClient
-from worker.bluebutton.retry import TokenGrant, fhir_error, token_error
+from worker.bluebutton.retry import TokenGrant, token_error
 
 
 @dataclass(frozen=True)
@@ -174,16 +174,3 @@ async def revoke(
     response = await client.request("POST", path, data={"token": token}, auth=creds.basic_auth())
     if response.status_code != 200:
         raise token_error(response.status_code, response.content, "refresh_token")
-
-
-async def userinfo(client: BlueButtonClient, access_token: str) -> dict[str, Any]:
-    """The beneficiary's profile (403 when personal information was withheld)."""
-    response = await client.request(
-        "GET", endpoints.USERINFO_PATH, headers={"Authorization": f"Bearer {access_token}"}
-    )
-    if response.status_code != 200:
-        raise fhir_error(response.status_code, response.content)
-    data: Any = orjson.loads(response.content)
-    if not isinstance(data, dict):
-        raise errors.ProtocolError("userinfo response is not a JSON object")
-    return data

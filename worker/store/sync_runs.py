@@ -40,7 +40,6 @@ class Run:
     run_id: int
     plan: Plan
     cursor: Cursor | None
-    resumed: bool
 
 
 async def start_or_resume(conn: Conn, connection_id: str, kind: Kind, plan: Plan) -> Run:
@@ -58,7 +57,7 @@ async def start_or_resume(conn: Conn, connection_id: str, kind: Kind, plan: Plan
                 else None
             )
             stored = Plan(record["mode"], record["since"])
-            return Run(run_id=record["run_id"], plan=stored, cursor=cursor, resumed=True)
+            return Run(run_id=record["run_id"], plan=stored, cursor=cursor)
         run_id = await conn.fetchval(
             "INSERT INTO sync_runs (connection_id, kind, mode, since) VALUES ($1, $2, $3, $4)"
             " RETURNING run_id",
@@ -67,7 +66,7 @@ async def start_or_resume(conn: Conn, connection_id: str, kind: Kind, plan: Plan
             plan.mode,
             plan.since,
         )
-        return Run(run_id=run_id, plan=plan, cursor=None, resumed=False)
+        return Run(run_id=run_id, plan=plan, cursor=None)
 
 
 async def record_page(conn: Conn, run_id: int, counts: UpsertCounts, cursor: Cursor | None) -> None:
