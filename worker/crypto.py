@@ -83,6 +83,13 @@ class TokenCipher:
         """True when ``token`` is already sealed under the active key."""
         return token.startswith(f"{VERSION}.{self.active_key_id}.")
 
+    def reseal(self, token: str | None, *, context: str) -> str | None:
+        """``token`` encrypted again under the active key, or None when there is nothing
+        to do (no token, or already under the active key)."""
+        if token is None or self.is_current(token):
+            return None
+        return self.encrypt(self.decrypt(token, context=context), context=context)
+
     def decrypt(self, token: str, *, context: str) -> str:
         """Decrypt a value made by :meth:`encrypt` with the same ``context``."""
         version, _, rest = token.partition(".")

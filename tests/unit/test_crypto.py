@@ -46,3 +46,16 @@ def test_unknown_key_and_tampering_are_refused() -> None:
 def test_bad_key_settings_are_config_errors(value: str) -> None:
     with pytest.raises(ConfigError, match="TOKEN_ENCRYPTION_KEY"):
         TokenCipher.from_setting(value)
+
+
+def test_reseal_moves_a_value_to_the_active_key_once() -> None:
+    old_key, new_key = generate_key(), generate_key()
+    old = TokenCipher.from_setting(f"k1:{old_key}")
+    both = TokenCipher.from_setting(f"k2:{new_key},k1:{old_key}")
+    sealed = old.encrypt("RT", context="c1/refresh")
+    moved = both.reseal(sealed, context="c1/refresh")
+    assert moved is not None
+    assert moved.startswith("v1.k2.")
+    assert TokenCipher.from_setting(f"k2:{new_key}").decrypt(moved, context="c1/refresh") == "RT"
+    assert both.reseal(moved, context="c1/refresh") is None  # already under the active key
+    assert both.reseal(None, context="c1/refresh") is None

@@ -191,16 +191,16 @@ async def rekey_all(conn: Conn, cipher: TokenCipher) -> int:
                 " FOR UPDATE"
             )
             for record in records:
-                sealed = record["client_secret_enc"]
-                if cipher.is_current(sealed):
-                    continue
                 context = _context(record["name"], record["client_id"])
+                sealed = cipher.reseal(record["client_secret_enc"], context=context)
+                if sealed is None:
+                    continue
                 await conn.execute(
                     f"UPDATE {table} SET client_secret_enc = $3"
                     f" WHERE {name_column} = $1 AND client_id = $2",
                     record["name"],
                     record["client_id"],
-                    cipher.encrypt(cipher.decrypt(sealed, context=context), context=context),
+                    sealed,
                 )
                 changed += 1
     return changed

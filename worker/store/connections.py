@@ -365,12 +365,6 @@ async def active_ids(conn: Conn) -> list[str]:
 REKEY_BATCH: Final = 500
 
 
-def _rekeyed(cipher: TokenCipher, sealed: str | None, context: str) -> str | None:
-    if sealed is None or cipher.is_current(sealed):
-        return None
-    return cipher.encrypt(cipher.decrypt(sealed, context=context), context=context)
-
-
 async def _rekey_batch(conn: Conn, cipher: TokenCipher, after: str) -> tuple[str | None, int]:
     async with conn.transaction():
         records = await conn.fetch(
@@ -383,8 +377,8 @@ async def _rekey_batch(conn: Conn, cipher: TokenCipher, after: str) -> tuple[str
         changed = 0
         for record in records:
             cid = record["connection_id"]
-            access = _rekeyed(cipher, record["access_token_enc"], _context(cid, "access"))
-            refresh = _rekeyed(cipher, record["refresh_token_enc"], _context(cid, "refresh"))
+            access = cipher.reseal(record["access_token_enc"], context=_context(cid, "access"))
+            refresh = cipher.reseal(record["refresh_token_enc"], context=_context(cid, "refresh"))
             if access or refresh:
                 await conn.execute(
                     """UPDATE connections SET access_token_enc = coalesce($2, access_token_enc),
@@ -413,12 +407,14 @@ async def rekey_all(conn: Conn, cipher: TokenCipher) -> int:
     pending = await conn.fetch("SELECT connection_id, refresh_token_enc FROM pending_revocations")
     for record in pending:
         cid = record["connection_id"]
-        sealed = _rekeyed(cipher, record["refresh_token_enc"], _context(cid, "refresh"))
-        if sealed:
-            await conn.execute(
-                "UPDATE pending_revocations SET refresh_token_enc = $2 WHERE connection_id = $1",
-                cid,
-                sealed,
-            )
+        sealed = cipher.reseal(record["refresh_token_enc"], context=_context(cid, "refresh"))
+        # Written only over the value read: a token an unlink owed meanwhile stays as it is.
+        if sealed and await conn.fetchval(
+            """UPDATE pending_revocations SET refresh_token_enc = $2
+               WHERE connection_id = $1 AND refresh_token_enc = $3 RETURNING true""",
+            cid,
+            sealed,
+            record["refresh_token_enc"],
+        ):
             changed += 1
     return changed
