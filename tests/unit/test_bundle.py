@@ -50,42 +50,54 @@ def test_coverage_owner_checked(fixtures: Path) -> None:
     body = (fixtures / "coverage_search.json").read_bytes()
     page = parse_search_page(body, "u", "Coverage", "-20140000008325")
     assert len(page.resources) == 4
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError, match="does not belong to the connected patient"):
         parse_search_page(body, "u", "Coverage", PATIENT)
 
 
 @pytest.mark.parametrize(
-    "damage",
+    ("damage", "reason"),
     [
-        lambda r: r.pop("id"),
-        lambda r: r.__setitem__("id", ""),
-        lambda r: r.pop("meta"),
-        lambda r: r["meta"].__setitem__("lastUpdated", "yesterday"),
-        lambda r: r["meta"].__setitem__("lastUpdated", "2022-02-14T17:27:56"),
-        lambda r: r.__setitem__("resourceType", "Claim"),
+        (lambda r: r.pop("id"), "has no usable id"),
+        (lambda r: r.__setitem__("id", ""), "has no usable id"),
+        (lambda r: r.pop("meta"), "lacks meta.lastUpdated"),
+        (lambda r: r["meta"].__setitem__("lastUpdated", "yesterday"), "not an ISO date-time"),
+        (
+            lambda r: r["meta"].__setitem__("lastUpdated", "2022-02-14T17:27:56"),
+            "has no time zone",
+        ),
+        (lambda r: r.__setitem__("resourceType", "Claim"), "expected a ExplanationOfBenefit"),
     ],
 )
-def test_one_bad_resource_fails_the_page(fixtures: Path, damage: Any) -> None:
+def test_one_bad_resource_fails_the_page(fixtures: Path, damage: Any, reason: str) -> None:
     bundle = load(fixtures, "eob_page_last.json")
     damage(bundle["entry"][1]["resource"])
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError, match=reason):
         parse_search_page(orjson.dumps(bundle), "u", "ExplanationOfBenefit", PATIENT)
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "reason"),
     [
-        b"not json",
-        b"[]",
-        b'{"resourceType": "OperationOutcome"}',
-        b'{"resourceType": "Bundle", "type": "searchset", "total": 3}',
-        b'{"resourceType": "Bundle", "type": "searchset", "entry": {}}',
-        b'{"resourceType": "Bundle", "type": "searchset", "entry": [], "link": "x"}',
-        b'{"resourceType": "Bundle", "type": "searchset", "link": [{"relation": "next"}]}',
+        (b"not json", "not valid JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"resourceType": "OperationOutcome"}', "not a searchset Bundle"),
+        (
+            b'{"resourceType": "Bundle", "type": "searchset", "total": 3}',
+            "total 3 but has no entries",
+        ),
+        (b'{"resourceType": "Bundle", "type": "searchset", "entry": {}}', "entry is not a list"),
+        (
+            b'{"resourceType": "Bundle", "type": "searchset", "entry": [], "link": "x"}',
+            "link is not a list",
+        ),
+        (
+            b'{"resourceType": "Bundle", "type": "searchset", "link": [{"relation": "next"}]}',
+            "next link has no url",
+        ),
     ],
 )
-def test_broken_bundles_are_protocol_errors(body: bytes) -> None:
-    with pytest.raises(ProtocolError):
+def test_broken_bundles_are_protocol_errors(body: bytes, reason: str) -> None:
+    with pytest.raises(ProtocolError, match=reason):
         parse_search_page(body, "u", "ExplanationOfBenefit", PATIENT)
 
 

@@ -47,9 +47,15 @@ def test_bad_payloads_name_the_field(change: dict[str, object], reason: str) -> 
 
 def test_errors_never_echo_secret_values() -> None:
     with pytest.raises(InvalidJob) as caught:
-        parse_payload(ConnectJob, (), {**GOOD, "code": "x" * 600, "code_verifier": "s3cr3t"})
-    assert "x" * 600 not in str(caught.value)
-    assert "s3cr3t" not in str(caught.value)
+        parse_payload(
+            ConnectJob, (), {**GOOD, "code": "SECRETCODE" * 60, "code_verifier": "s3cr3t"}
+        )
+    message = str(caught.value)
+    # pydantic would shorten a long value rather than drop it: look for any part of it.
+    assert "SECRETCODE" not in message
+    assert "s3cr3t" not in message
+    assert "input_value" not in message
+    assert "code: String should have at most 512 characters" in message
     assert "secret-code-123" not in repr(parse_payload(ConnectJob, (), GOOD))
 
 
