@@ -73,9 +73,7 @@ async def test_one_time_app_ends_in_needs_reauth_once_its_token_expires(
     past = datetime.now(UTC) - timedelta(minutes=1)
     await pool.execute("UPDATE connections SET access_expires_at = $1", past)
     await emulator_stats(emulator.base_url, reset=True)
-    assert (await run_sync(services, "conn-0", "resync", job_try=1, max_tries=8)) == {
-        "status": "needs_reauth"
-    }
+    assert (await run_sync(services, "conn-0", "resync", job_try=1)) == {"status": "needs_reauth"}
     stats = await emulator_stats(emulator.base_url)
     assert stats["by_endpoint"] == {"token": 1}
     assert stats["by_status"] == {"403": 1}

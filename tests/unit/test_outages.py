@@ -10,7 +10,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import errors
 from worker.constants import JOB_MAX_TRIES, OUTAGE_RETRY_CAP_SECONDS, REDIS_OUTAGE_POLL_SECONDS
-from worker.jobs.instrument import retry_for_outage
+from worker.jobs.retrying import retry_for_outage, retry_later
 from worker.outages import RedisOutage, is_redis_outage, outage_retry_delay, unavailable
 
 
@@ -111,3 +111,12 @@ def test_a_job_that_met_an_outage_retries_until_its_last_try() -> None:
     # On the last try it is a crash like any other, recorded for `bbingest failures`.
     assert retry_for_outage(outage, job_try=JOB_MAX_TRIES) is None
     assert retry_for_outage(ValueError("a bug"), job_try=1) is None
+
+
+def test_a_job_bb2_failed_retries_no_sooner_than_asked_until_its_last_try() -> None:
+    failed = errors.RateLimited("BB2 answered 429", status=429, retry_after=40)
+    retry = retry_later(failed, job_try=1)
+    assert retry is not None
+    assert retry.defer_score == 40_000  # ms: BB2's 40 s, above the first 15 s
+    assert retry_later(errors.ServerError("502"), job_try=2).defer_score == 30_000  # type: ignore[union-attr]
+    assert retry_later(failed, job_try=JOB_MAX_TRIES) is None

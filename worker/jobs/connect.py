@@ -9,19 +9,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from arq import Retry
 
 from worker import errors
 from worker.apps import App
 from worker.bluebutton import oauth
-from worker.bluebutton.retry import job_retry_delay
 from worker.constants import (
     GRANT_SAVE_PATIENCE_SECONDS,
-    JOB_MAX_TRIES,
     OUTAGE_RETRY_BASE_SECONDS,
 )
 from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ConnectJob, code_fingerprint, parse_payload
+from worker.jobs.retrying import retry_later
 from worker.jobs.services import Services
 from worker.jobs.unlink import revoke_owed
 from worker.outages import unavailable
@@ -150,8 +148,8 @@ async def _authorize_or_retry(services: Services, job: ConnectJob, ctx: dict[str
     try:
         return await _authorize(services, job, ctx.get("enqueue_time"), ctx["job_try"])
     except errors.RetryableError as exc:
-        if ctx["job_try"] < JOB_MAX_TRIES:
-            raise Retry(defer=job_retry_delay(ctx["job_try"], exc.retry_after)) from exc
+        if retry := retry_later(exc, ctx["job_try"]):
+            raise retry from exc
         async with services.pool.acquire() as conn:
             await connections.set_status(conn, job.connection_id, "error", error=str(exc))
         return False
@@ -168,6 +166,4 @@ async def connect(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, A
             async with services.pool.acquire() as conn:
                 found = await connections.get(conn, job.connection_id)
             return {"status": found.status if found else "unknown"}
-        return await run_sync(
-            services, job.connection_id, "connect", job_try=ctx["job_try"], max_tries=JOB_MAX_TRIES
-        )
+        return await run_sync(services, job.connection_id, "connect", job_try=ctx["job_try"])

@@ -14,30 +14,15 @@ import structlog
 from arq import Retry
 
 from worker import metrics
-from worker.constants import JOB_MAX_TRIES
 from worker.errors import InvalidJob
 from worker.jobs.lease import lease
+from worker.jobs.retrying import retry_for_outage
 from worker.jobs.services import Services
-from worker.outages import outage_retry_delay, unavailable
 from worker.store import failures
 
 log = structlog.get_logger(__name__)
 
 Job = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
-
-
-def retry_for_outage(error: BaseException, job_try: int) -> Retry | None:
-    """A Retry for a job that met an outage of Postgres or Redis while it has tries left.
-
-    Its pages and cursor are committed together, so the next try resumes where it stopped.
-    """
-    if not isinstance(error, Exception) or job_try >= JOB_MAX_TRIES:
-        return None
-    outage = unavailable(error)
-    if outage is None:
-        return None
-    log.warning("job_deferred", reason=str(outage), job_try=job_try)
-    return Retry(defer=outage_retry_delay(job_try))
 
 
 def _outcome(error: BaseException) -> str:

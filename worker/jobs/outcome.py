@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from arq import Retry
 
 from worker import errors
-from worker.bluebutton.retry import job_retry_delay
 from worker.crypto import DecryptionError
+from worker.jobs.retrying import retry_later
 from worker.jobs.services import Services
 from worker.jobs.sync import SyncResult, sync_connection
 from worker.store import audit, connections, sync_runs
@@ -60,7 +59,6 @@ async def run_sync(
     kind: Kind,
     *,
     job_try: int,
-    max_tries: int,
     plan: Plan = FULL,
 ) -> dict[str, Any]:
     """Sync the connection and record the outcome; raises ``Retry`` to come back later."""
@@ -80,10 +78,9 @@ async def run_sync(
         log.info("sync_stopped_by_unlink")
         return {"status": "revoked"}
     except errors.RetryableError as exc:
-        if job_try < max_tries:
-            delay = job_retry_delay(job_try, exc.retry_after)
-            log.warning("sync_deferred", reason=str(exc), job_try=job_try, defer=delay)
-            raise Retry(defer=delay) from exc
+        if retry := retry_later(exc, job_try):
+            log.warning("sync_deferred", reason=str(exc), job_try=job_try)
+            raise retry from exc
         await _fail(services, connection_id, "error", f"gave up after {job_try} tries: {exc}")
         return {"status": "error"}
     except errors.ReconsentRequired as exc:

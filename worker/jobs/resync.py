@@ -7,7 +7,6 @@ from typing import Any
 
 import structlog
 
-from worker.constants import JOB_MAX_TRIES
 from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ResyncJob, parse_payload
 from worker.jobs.plan import choose_plan
@@ -44,6 +43,5 @@ async def resync(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, An
             job.connection_id,
             "resync",
             job_try=ctx["job_try"],
-            max_tries=JOB_MAX_TRIES,
             plan=plan,
         )

@@ -10,13 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from arq import Retry
 
 from worker import errors
 from worker.bluebutton import oauth
-from worker.bluebutton.retry import job_retry_delay
-from worker.constants import JOB_MAX_TRIES
 from worker.jobs.payloads import UnlinkJob, parse_payload
+from worker.jobs.retrying import retry_later
 from worker.jobs.services import Services
 from worker.store import audit, connections
 
@@ -69,8 +67,8 @@ async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -
     try:
         return await revoke_owed(services, connection_id)
     except errors.RetryableError as exc:
-        if job_try < JOB_MAX_TRIES:
-            raise Retry(defer=job_retry_delay(job_try, exc.retry_after)) from exc
+        if retry := retry_later(exc, job_try):
+            raise retry from exc
         return KEPT
 
 

@@ -1,0 +1,38 @@
+"""When a job comes back: arq ``Retry`` decisions, with the tries a job has (JOB_MAX_TRIES).
+
+Every retried job resumes where it stopped: its pages and cursor are committed together.
+"""
+
+from __future__ import annotations
+
+import structlog
+from arq import Retry
+
+from worker import errors
+from worker.bluebutton.retry import job_retry_delay
+from worker.constants import JOB_MAX_TRIES
+from worker.outages import outage_retry_delay, unavailable
+
+log = structlog.get_logger(__name__)
+
+
+def retry_later(error: errors.RetryableError, job_try: int) -> Retry | None:
+    """A Retry for a job whose BB2 request failed in a way that may pass (growing delays,
+    never sooner than BB2 asked); None on the last try."""
+    if job_try >= JOB_MAX_TRIES:
+        return None
+    return Retry(defer=job_retry_delay(job_try, error.retry_after))
+
+
+def retry_for_outage(error: BaseException, job_try: int) -> Retry | None:
+    """A Retry for a job that met an outage of Postgres or Redis while it has tries left.
+
+    Its pages and cursor are committed together, so the next try resumes where it stopped.
+    """
+    if not isinstance(error, Exception) or job_try >= JOB_MAX_TRIES:
+        return None
+    outage = unavailable(error)
+    if outage is None:
+        return None
+    log.warning("job_deferred", reason=str(outage), job_try=job_try)
+    return Retry(defer=outage_retry_delay(job_try))
