@@ -112,7 +112,16 @@ class ServerError(RetryableError):
 
 
 class TransportError(RetryableError):
-    """The request did not complete: timeout, refused or reset connection."""
+    """The request did not complete: timeout, refused or reset connection.
+
+    ``maybe_delivered`` is False only when the request certainly never reached BB2 (the
+    connection was refused or never opened); a one-time code or refresh token sent in a
+    request that may have been delivered may be spent.
+    """
+
+    def __init__(self, message: str, *, maybe_delivered: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
 
 
 class TokenExpired(BlueButtonError):

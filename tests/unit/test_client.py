@@ -136,3 +136,21 @@ async def test_warm_up_uses_the_public_metadata_and_no_budget(setup) -> None:  #
     assert budget.acquired == 0
     route.mock(side_effect=httpx.ConnectError("down"))
     assert await warm_up(client.http) is False
+
+
+@respx.mock
+async def test_a_once_request_is_repeated_only_when_it_never_left(setup) -> None:  # type: ignore[no-untyped-def]
+    client, _, _ = setup
+    # Refused before sending: safe to repeat even a request that spends a code.
+    route = respx.post(URL).mock(
+        side_effect=[httpx.ConnectError("refused"), httpx.Response(200, json={})]
+    )
+    assert (await client.request("POST", URL, once=True)).status_code == 200
+    assert route.call_count == 2
+    # A read timeout may come after BB2 took the code: the job decides, not a blind repeat.
+    route.mock(side_effect=[httpx.ReadTimeout("slow"), httpx.Response(200, json={})])
+    route.reset()
+    with pytest.raises(errors.TransportError, match="timed out") as raised:
+        await client.request("POST", URL, once=True)
+    assert raised.value.maybe_delivered
+    assert route.call_count == 1

@@ -87,6 +87,10 @@ async def warm_up(http: httpx.AsyncClient) -> bool:
     return response.status_code == 200
 
 
+# Failures before a request could leave: it never reached BB2.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 class BlueButtonClient:
     """Sends requests to BB2 through the shared budget, repeating transient failures.
 
@@ -124,8 +128,14 @@ class BlueButtonClient:
         headers: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
         auth: httpx.BasicAuth | None = None,
+        once: bool = False,
     ) -> Answer:
-        """Send one logical request; the response has any status but a transient one."""
+        """Send one logical request; the response has any status but a transient one.
+
+        ``once``: the request spends something single-use (a code, a rolling refresh
+        token), so it is repeated only when it certainly never reached BB2; otherwise the
+        failure goes to the job, whose retry can tell a spent code from a bad one.
+        """
         last: errors.RetryableError | None = None
         for attempt in range(self._policy.max_attempts):
             if last is not None:
@@ -134,6 +144,8 @@ class BlueButtonClient:
             try:
                 response = await self._send(method, url, headers=headers, data=data, auth=auth)
             except errors.TransportError as exc:
+                if once and exc.maybe_delivered:
+                    raise
                 last = exc
                 continue
             await self._heed_limit(response)
@@ -165,12 +177,13 @@ class BlueButtonClient:
         except errors.ProtocolError:
             metrics.BB2_REQUESTS.labels(self.app, kind, "oversize").inc()
             raise
-        except httpx.TimeoutException as exc:
-            metrics.BB2_REQUESTS.labels(self.app, kind, "error").inc()
-            raise errors.TransportError(f"BB2 timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             metrics.BB2_REQUESTS.labels(self.app, kind, "error").inc()
-            raise errors.TransportError(f"BB2 unreachable ({type(exc).__name__})") from exc
+            what = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+            raise errors.TransportError(
+                f"BB2 {what} ({type(exc).__name__})",
+                maybe_delivered=not isinstance(exc, _NEVER_SENT),
+            ) from exc
         metrics.BB2_REQUESTS.labels(self.app, kind, str(response.status_code)).inc()
         return Answer(response.status_code, response.headers, content)
 

@@ -128,8 +128,9 @@ def parse_token_response(body: bytes, now: datetime) -> TokenSet:
 async def _token_request(
     client: BlueButtonClient, creds: ClientCredentials, form: dict[str, str], grant: TokenGrant
 ) -> TokenSet:
+    # A code, and a rolling refresh token, can be spent once: no blind repeat.
     response = await client.request(
-        "POST", endpoints.TOKEN_PATH, data=form, auth=creds.basic_auth()
+        "POST", endpoints.TOKEN_PATH, data=form, auth=creds.basic_auth(), once=True
     )
     if response.status_code != 200:
         raise token_error(response.status_code, response.content, grant)
