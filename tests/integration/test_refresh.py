@@ -14,7 +14,7 @@ from tests.integration.conftest import Stack
 from tests.integration.support import authorized_job, emulator_post, patient_id, sync_in_flight
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.jobs.connect import connect
-from worker.jobs.outcome import run_sync
+from worker.jobs.outcome import load, run_sync
 from worker.jobs.services import Services
 from worker.jobs.tokens import ConnectionTokens
 from worker.local import emulator_stats
@@ -73,7 +73,9 @@ async def test_one_time_app_ends_in_needs_reauth_once_its_token_expires(
     past = datetime.now(UTC) - timedelta(minutes=1)
     await pool.execute("UPDATE connections SET access_expires_at = $1", past)
     await emulator_stats(emulator.base_url, reset=True)
-    assert (await run_sync(services, "conn-0", "resync", job_try=1)) == {"status": "needs_reauth"}
+    assert (await run_sync(services, await load(services, "conn-0"), "resync", job_try=1)) == {
+        "status": "needs_reauth"
+    }
     stats = await emulator_stats(emulator.base_url)
     assert stats["by_endpoint"] == {"token": 1}
     assert stats["by_status"] == {"403": 1}

@@ -17,7 +17,7 @@ from worker.constants import (
     GRANT_SAVE_PATIENCE_SECONDS,
     OUTAGE_RETRY_BASE_SECONDS,
 )
-from worker.jobs.outcome import run_sync
+from worker.jobs.outcome import load, run_sync
 from worker.jobs.payloads import ConnectJob, code_fingerprint, parse_payload
 from worker.jobs.retrying import retry_later
 from worker.jobs.services import Services
@@ -166,4 +166,5 @@ async def connect(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, A
             async with services.pool.acquire() as conn:
                 found = await connections.get(conn, job.connection_id)
             return {"status": found.status if found else "unknown"}
-        return await run_sync(services, job.connection_id, "connect", job_try=ctx["job_try"])
+        connection = await load(services, job.connection_id)
+        return await run_sync(services, connection, "connect", job_try=ctx["job_try"])

@@ -53,19 +53,26 @@ async def _succeed(services: Services, connection_id: str, result: SyncResult) -
     return deleted
 
 
+async def load(services: Services, connection_id: str) -> connections.Connection:
+    """The connection a job works on; UnknownConnection when there is none."""
+    async with services.pool.acquire() as conn:
+        connection = await connections.get(conn, connection_id)
+    if connection is None:
+        raise errors.UnknownConnection(f"connection {connection_id!r} does not exist")
+    return connection
+
+
 async def run_sync(
     services: Services,
-    connection_id: str,
+    connection: connections.Connection,
     kind: Kind,
     *,
     job_try: int,
     plan: Plan = FULL,
 ) -> dict[str, Any]:
-    """Sync the connection and record the outcome; raises ``Retry`` to come back later."""
-    async with services.pool.acquire() as conn:
-        connection = await connections.get(conn, connection_id)
-    if connection is None:
-        raise errors.UnknownConnection(f"connection {connection_id!r} does not exist")
+    """Sync the connection (as the job just read it) and record the outcome; raises
+    ``Retry`` to come back later."""
+    connection_id = connection.connection_id
     if connection.status == "revoked" or not connection.has_tokens:
         log.info("sync_not_needed", status=connection.status)
         return {"status": connection.status}
