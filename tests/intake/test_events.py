@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -12,7 +12,7 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from tests.intake.conftest import INTAKE_ENV, Connect, get_signed, intake_settings, post_signed
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Start
 from tests.integration.support import (
     authorized_job,
     patient_id,
@@ -27,8 +27,6 @@ from worker.intake.models import ConnectionStatusBody
 from worker.jobs.queue import deserialize, serialize
 from worker.jobs.worker import run_replica
 from worker.settings import Settings
-
-Start = Callable[..., Awaitable[Stack]]
 
 
 async def test_a_signed_connect_event_ends_as_an_active_connection(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import asyncpg
 import pytest
@@ -83,6 +84,12 @@ def settings_for(base_url: str, key: str, **extra: str) -> Settings:
 
 
 Stack = tuple[RunningEmulator, Settings, Services]
+Start = Callable[..., Awaitable[Stack]]
+
+
+def ctx(services: Services, job_try: int = 1) -> dict[str, Any]:
+    """The context arq hands a job: its services, and which try this is."""
+    return {"services": services, "job_try": job_try}
 
 
 @pytest.fixture

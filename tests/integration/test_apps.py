@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from prometheus_client import generate_latest
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Start, ctx
 from tests.integration.support import authorized_job, served_resources, stored_resources
 from worker import metrics
 from worker.apps import App
@@ -35,7 +34,6 @@ from worker.local import emulator_stats
 from worker.log import configure_logging
 from worker.store import apps
 
-Start = Callable[..., Awaitable[Stack]]
 ACME = RegisteredClient(client_id="acme-client", client_secret="acme-secret", name="Acme Health")
 TWO_CLIENTS = EmulatorConfig(
     beneficiaries=4, claims_per_beneficiary=60, clients=(RegisteredClient(), ACME)
@@ -63,10 +61,6 @@ async def replace(services: Services, app: App) -> None:
     """Register ``app`` in place of the app of its name, as ``bbingest apps update`` does."""
     async with services.pool.acquire() as conn:
         await apps.update(conn, services.cipher, app.name, lambda _: app)
-
-
-def ctx(services: Services) -> dict[str, Any]:
-    return {"services": services, "job_try": 1}
 
 
 async def connect_both(base_url: str, services: Services) -> None:

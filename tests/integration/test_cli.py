@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import asyncpg
 import orjson
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Start
 from tests.integration.support import authorized_job, run_cli
 from worker.crypto import TokenCipher, generate_key
 from worker.emulator.config import EmulatorConfig
@@ -18,7 +16,6 @@ from worker.jobs.worker import run_replica
 from worker.local import REDIRECT_URI
 from worker.store import connections
 
-Start = Callable[..., Awaitable[Stack]]
 VERIFIER = "v" * 64
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -11,7 +10,7 @@ import pytest
 from arq import Retry
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Start, ctx
 from tests.integration.support import (
     authorized_job,
     bb2_unreachable,
@@ -26,17 +25,10 @@ from worker.emulator.config import EmulatorConfig
 from worker.errors import InvalidJob
 from worker.jobs.connect import connect
 from worker.jobs.queue import enqueue, open_queue
-from worker.jobs.services import Services
 from worker.jobs.worker import run_replica
 from worker.local import CLIENT_ID, CLIENT_SECRET, emulator_stats
 from worker.settings import Settings
 from worker.store import connections
-
-Start = Callable[..., Awaitable[Stack]]
-
-
-def ctx(services: Services, job_try: int = 1) -> dict[str, Any]:
-    return {"services": services, "job_try": job_try}
 
 
 async def run_worker(settings: Settings) -> None:

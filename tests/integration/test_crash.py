@@ -6,18 +6,16 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Start
 from tests.integration.support import served_resources, stored_resources
 from worker.emulator.config import EmulatorConfig
 from worker.local import authorize_beneficiaries, enqueue_all, start_workers, worker_environment
 
-Start = Callable[..., Awaitable[Stack]]
 CONFIG = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=300)
 LEASE = 2.0
 

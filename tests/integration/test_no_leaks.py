@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -13,7 +12,7 @@ from redis.asyncio import Redis
 from tests.chaos.leaks import read_logs, scan_logs
 from tests.chaos.run import Size, Target, run_scenario
 from tests.chaos.scenarios import scenario
-from tests.integration.conftest import DATABASE_URL, REDIS_URL, Stack
+from tests.integration.conftest import DATABASE_URL, REDIS_URL, Start
 from tests.integration.support import authorized_job, emulator_post, patient_id
 from worker.emulator import resources as emulated
 from worker.emulator.config import EmulatorConfig
@@ -22,8 +21,6 @@ from worker.jobs.connect import connect
 from worker.local import CLIENT_SECRET
 from worker.log import configure_logging
 from worker.store import connections
-
-Start = Callable[..., Awaitable[Stack]]
 
 
 async def test_connect_with_a_refresh_logs_no_secret(

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Start, ctx
 from tests.integration.support import authorized_job, emulator_post, patient_id, sync_in_flight
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.jobs.connect import connect
 from worker.jobs.outcome import load, run_sync
-from worker.jobs.services import Services
 from worker.jobs.tokens import ConnectionTokens
 from worker.local import emulator_stats
-
-Start = Callable[..., Awaitable[Stack]]
-
-
-def ctx(services: Services) -> dict[str, Any]:
-    return {"services": services, "job_try": 1}
 
 
 async def test_twenty_concurrent_users_of_an_expired_token_cause_one_refresh(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Start
 from tests.integration.support import served_resources, stored_resources
 from worker.emulator.config import EmulatorConfig
 from worker.local import (
@@ -20,7 +19,6 @@ from worker.local import (
     worker_environment,
 )
 
-Start = Callable[..., Awaitable[Stack]]
 BENEFICIARIES = 5
 
 

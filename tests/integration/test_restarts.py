@@ -5,7 +5,6 @@ with exactly what the emulator serves."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -15,7 +14,7 @@ import pytest
 from tests.chaos.leaks import read_logs
 from tests.chaos.run import Report, Size, Target, run_scenario
 from tests.chaos.scenarios import scenario
-from tests.integration.conftest import DATABASE_URL, REDIS_URL, Stack, settings_for
+from tests.integration.conftest import DATABASE_URL, REDIS_URL, Start, settings_for
 from tests.integration.private_services import PrivatePostgres, private_postgres, private_redis
 from tests.integration.support import (
     authorized_job,
@@ -31,7 +30,6 @@ from worker.jobs.connect import connect
 from worker.local import emulator_stats, start_workers, worker_environment
 from worker.store.migrate import migrate
 
-Start = Callable[..., Awaitable[Stack]]
 SYNC = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=60)
 SMALL = Size(beneficiaries=4, claims=60, rate_limit=20, concurrency=2)
 TARGET = Target(DATABASE_URL, REDIS_URL)

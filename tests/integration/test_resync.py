@@ -3,14 +3,12 @@ cron schedules what is due within its budget, on one replica only."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, Start, ctx
 from tests.integration.support import (
     authorized_job,
     emulator_post,
@@ -23,16 +21,10 @@ from worker.jobs.connect import connect
 from worker.jobs.nightly import nightly
 from worker.jobs.queue import open_queue
 from worker.jobs.resync import resync
-from worker.jobs.services import Services
 from worker.jobs.worker import build_worker
 from worker.local import emulator_stats
 
-Start = Callable[..., Awaitable[Stack]]
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=80)
-
-
-def ctx(services: Services) -> dict[str, Any]:
-    return {"services": services, "job_try": 1}
 
 
 async def connected(start: Start, **settings: str) -> Stack:

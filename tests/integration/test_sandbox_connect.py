@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Start
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.emulator.useragent import authorize
 from worker.sandbox_connect import CallbackError, code_from_callback, run_sandbox_connect
-
-Start = Callable[..., Awaitable[Stack]]
 
 
 def free_port() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from arq import Retry
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, Start, ctx
 from tests.integration.support import (
     authorized_job,
     bb2_unreachable,
@@ -25,16 +24,10 @@ from tests.integration.support import (
 from worker.bluebutton.endpoints import TOKEN_PATH
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
-from worker.jobs.services import Services
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, emulator_stats
 
-Start = Callable[..., Awaitable[Stack]]
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60)
-
-
-def ctx(services: Services, job_try: int = 1) -> dict[str, Any]:
-    return {"services": services, "job_try": job_try}
 
 
 async def connected(start: Start, **settings: str) -> Stack:

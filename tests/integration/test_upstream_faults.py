@@ -8,7 +8,6 @@ and the job returns (no other exception escapes, nothing is retried in vain).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +18,7 @@ import pytest
 from arq import Retry
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Start
 from tests.integration.support import (
     Key,
     authorized_job,
@@ -44,7 +43,6 @@ from worker.local import (
     worker_environment,
 )
 
-Start = Callable[..., Awaitable[Stack]]
 Setup = tuple[RunningEmulator, ConnectJob, Services]
 EOB = "ExplanationOfBenefit"
 # BBUser00000 with 140 claims: Patient, Coverage, then EOB pages of 50, 50 and 40.
