@@ -269,7 +269,7 @@ async def test_the_nightly_plan_gives_each_app_its_own_budget(
             result = await nightly({"services": services, "redis": queue})
     finally:
         await queue.aclose()
-    assert result == {"resyncs": 6, "purged": 0, "due": 15}
+    assert result == {"resyncs": 6, "purged": 0, "revocations": 0, "due": 15}
     queued = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
     oldest = [f"acme-{i}" for i in (1, 2, 3, 4)] + ["default-3", "default-4"]
     assert queued == sorted(f"resync:{c}" for c in oldest)

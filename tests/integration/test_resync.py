@@ -132,15 +132,21 @@ async def test_nightly_queues_the_oldest_due_within_budget_and_purges_dormant(
         "UPDATE connections SET status_changed_at = now() - interval '60 days'"
         " WHERE connection_id = 'dormant'"
     )
+    # An unlink whose tries ran out before CMS confirmed the revocation.
+    await pool.execute("INSERT INTO connections (connection_id, status) VALUES ('gone', 'revoked')")
+    await pool.execute(
+        "INSERT INTO pending_revocations (connection_id, refresh_token_enc) VALUES ('gone', 'x')"
+    )
     queue = await open_queue(settings.redis_url)
     try:
         result = await nightly({"services": services, "redis": queue})
     finally:
         await queue.aclose()
-    assert result == {"resyncs": 2, "purged": 1, "due": 4}
+    assert result == {"resyncs": 2, "purged": 1, "revocations": 1, "due": 4}
     bulk = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
-    assert bulk == ["resync:c2", "resync:c3"]  # the two synced longest ago
-    assert [j.decode() for j in await redis.zrange(QUEUE_INTERACTIVE, 0, -1)] == ["unlink:dormant"]
+    # The two synced longest ago; housekeeping in the bulk lane, behind nobody's connect.
+    assert bulk == ["resync:c2", "resync:c3", "unlink:dormant", "unlink:gone"]
+    assert await redis.zrange(QUEUE_INTERACTIVE, 0, -1) == []
 
 
 async def test_two_replicas_firing_the_cron_schedule_it_once(

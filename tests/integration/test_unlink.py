@@ -22,9 +22,13 @@ from tests.integration.support import (
     sync_in_flight,
 )
 from worker.bluebutton.endpoints import TOKEN_PATH
+from worker.constants import QUEUE_BULK
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
+from worker.jobs.payloads import UnlinkJob
+from worker.jobs.queue import enqueue, open_queue
 from worker.jobs.unlink import unlink
+from worker.jobs.worker import run_replica
 from worker.local import CLIENT_ID, emulator_stats
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60)
@@ -152,3 +156,18 @@ async def test_an_unlink_during_the_code_exchange_stands_and_ends_the_new_grant(
     assert emulator.state.grant(CLIENT_ID, patient_id(0)) is None  # the new grant ended too
     events = await pool.fetch("SELECT event FROM audit_log ORDER BY audit_id")
     assert [e["event"] for e in events][-2:] == ["grant_dropped_after_unlink", "revoked_at_cms"]
+
+
+async def test_an_unlink_queued_in_the_bulk_lane_runs_there(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, settings, _ = await connected(start)
+    queue = await open_queue(settings.redis_url)
+    try:
+        await enqueue(queue, UnlinkJob(connection_id="conn-1"), lane=QUEUE_BULK)
+    finally:
+        await queue.aclose()
+    await run_replica(settings, burst=True)
+    assert await pool.fetchval("SELECT status FROM connections") == "revoked"
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
+    assert emulator.state.grant(CLIENT_ID, patient_id(1)) is None

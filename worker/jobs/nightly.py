@@ -1,5 +1,5 @@
 """The nightly cron: queue the resyncs that are due (within each app's budget), purge
-dormant data.
+dormant data, and retry revocations CMS still owes us, all in the bulk lane.
 
 arq runs it on exactly one replica per fire time (``unique=True``), however many run.
 """
@@ -13,6 +13,7 @@ import structlog
 from arq.connections import ArqRedis
 
 from worker.apps import DEFAULT_APP
+from worker.constants import QUEUE_BULK
 from worker.jobs.capacity import plan_night, requests_per_resync
 from worker.jobs.payloads import ResyncJob, UnlinkJob
 from worker.jobs.queue import enqueue
@@ -66,9 +67,17 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         dormant = await connections.dormant(
             conn, now - timedelta(days=settings.dormant_retention_days)
         )
+        owed = await connections.owed_revocations(conn)
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
-    for connection_id in dormant:
-        await enqueue(queue, UnlinkJob(connection_id=connection_id))
-    log.info("nightly_scheduled", resyncs_queued=len(chosen), dormant_purged=len(dormant))
-    return {"resyncs": len(chosen), "purged": len(dormant), "due": due}
+    # Unlinking purges a dormant connection's data, and tries again a revocation an
+    # unlink's tries could not complete (the job is idempotent).
+    for connection_id in sorted({*dormant, *owed}):
+        await enqueue(queue, UnlinkJob(connection_id=connection_id), lane=QUEUE_BULK)
+    log.info(
+        "nightly_scheduled",
+        resyncs_queued=len(chosen),
+        dormant_purged=len(dormant),
+        revocations_retried=len(owed),
+    )
+    return {"resyncs": len(chosen), "purged": len(dormant), "revocations": len(owed), "due": due}

@@ -38,9 +38,10 @@ async def open_queue(redis_url: str) -> ArqRedis:
     )
 
 
-async def enqueue(queue: ArqRedis, job: JobPayload) -> str | None:
-    """Queue ``job`` in its lane; None when the same event is already queued or running."""
+async def enqueue(queue: ArqRedis, job: JobPayload, *, lane: str | None = None) -> str | None:
+    """Queue ``job`` in its lane (or in ``lane``: housekeeping nobody waits for goes to the
+    bulk lane); None when the same event is already queued or running."""
     queued = await queue.enqueue_job(
-        job.job_name, _job_id=job.job_id(), _queue_name=job.queue_name, **job.model_dump()
+        job.job_name, _job_id=job.job_id(), _queue_name=lane or job.queue_name, **job.model_dump()
     )
     return None if queued is None else queued.job_id

@@ -46,7 +46,11 @@ LANES: dict[str, list[Function]] = {
         func(instrumented(JOB_CONNECT, connect), name=JOB_CONNECT, max_tries=JOB_MAX_TRIES),
         func(instrumented(JOB_UNLINK, unlink), name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
     ],
-    QUEUE_BULK: [func(instrumented(JOB_RESYNC, resync), name=JOB_RESYNC, max_tries=JOB_MAX_TRIES)],
+    # Unlinks queued by the nightly run (dormant data, revocations still owed) wait here.
+    QUEUE_BULK: [
+        func(instrumented(JOB_RESYNC, resync), name=JOB_RESYNC, max_tries=JOB_MAX_TRIES),
+        func(instrumented(JOB_UNLINK, unlink), name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
+    ],
 }
 
 

@@ -296,6 +296,14 @@ async def pending_revocation(conn: Conn, cipher: TokenCipher, connection_id: str
     )
 
 
+async def owed_revocations(conn: Conn) -> list[str]:
+    """Connections whose refresh token CMS has not yet confirmed revoked."""
+    records = await conn.fetch(
+        "SELECT connection_id FROM pending_revocations ORDER BY connection_id"
+    )
+    return [record["connection_id"] for record in records]
+
+
 async def revocation_done(conn: Conn, connection_id: str) -> None:
     """CMS confirmed the revocation: forget the token."""
     await conn.execute("DELETE FROM pending_revocations WHERE connection_id = $1", connection_id)
