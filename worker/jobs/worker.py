@@ -1,8 +1,8 @@
 """arq workers: JSON job serializer (never pickle), one worker loop per lane, shared services.
 
 A replica runs two arq workers in one process, one per queue (arq has no priorities; lanes
-are separate queues): the interactive lane (connect, unlink) and the bulk lane (resync).
-Both share one set of connections to Postgres, Redis and BB2.
+are separate queues): the interactive lane (connect, unlink) and the bulk lane (resync, and
+the nightly run's unlinks). Both share one set of connections to Postgres, Redis and BB2.
 """
 
 from __future__ import annotations
