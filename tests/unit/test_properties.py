@@ -39,6 +39,32 @@ def test_any_payload_is_accepted_or_refused_with_invalid_job(payload: dict[str, 
     assert message.startswith("invalid ConnectJob payload")
 
 
+GOOD = {
+    "connection_id": "conn-1",
+    "code": "a-code",
+    "code_verifier": "v" * 43,
+    "redirect_uri": "https://app.example.com/callback",
+    "app": "acme",
+}
+
+
+@given(st.dictionaries(st.sampled_from([*GOOD, "extra"]), json_values, max_size=3))
+def test_a_good_payload_with_fields_changed_names_only_changed_fields(
+    changes: dict[str, Any],
+) -> None:
+    # Starting from a valid payload, both outcomes happen: a change that keeps a field valid
+    # is accepted; a refusal names changed fields only, never one that was good.
+    payload = {**GOOD, **changes}
+    try:
+        job = parse_payload(ConnectJob, (), payload)
+    except InvalidJob as exc:
+        named = {field for field in [*GOOD, "extra"] if f"{field}: " in str(exc)}
+        assert named
+        assert named <= set(changes)
+    else:
+        assert job.model_dump() == payload
+
+
 @given(st.lists(json_values, max_size=6))
 def test_any_positional_arguments_are_accepted_or_refused(args: list[Any]) -> None:
     try:
