@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from tests.integration.support import TABLES
+from tests.integration.support import TABLES, authorized_job
 from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
@@ -90,6 +90,17 @@ Start = Callable[..., Awaitable[Stack]]
 def ctx(services: Services, job_try: int = 1) -> dict[str, Any]:
     """The context arq hands a job: its services, and which try this is."""
     return {"services": services, "job_try": job_try}
+
+
+async def connected(start: Start, config: EmulatorConfig, **settings: str) -> Stack:
+    """An emulator with ``config`` and worker services, BBUser00001 linked as ``conn-1``."""
+    from worker.jobs.connect import connect
+
+    stack = await start(config, **settings)
+    emulator, _, services = stack
+    job = await authorized_job(emulator.base_url, 1)
+    assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
+    return stack
 
 
 @pytest.fixture

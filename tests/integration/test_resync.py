@@ -8,16 +8,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack, Start, ctx
+from tests.integration.conftest import Start, connected, ctx
 from tests.integration.support import (
-    authorized_job,
     emulator_post,
     patient_id,
     stored_resources,
 )
 from worker.constants import QUEUE_BULK, QUEUE_INTERACTIVE
 from worker.emulator.config import EmulatorConfig
-from worker.jobs.connect import connect
 from worker.jobs.nightly import nightly
 from worker.jobs.queue import open_queue
 from worker.jobs.resync import resync
@@ -25,14 +23,6 @@ from worker.jobs.worker import build_worker
 from worker.local import emulator_stats
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=80)
-
-
-async def connected(start: Start, **settings: str) -> Stack:
-    stack = await start(CONFIG, **settings)
-    emulator, _, services = stack
-    job = await authorized_job(emulator.base_url, 1)
-    assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
-    return stack
 
 
 async def expire_access_token(pool: asyncpg.Pool) -> None:
@@ -43,7 +33,7 @@ async def expire_access_token(pool: asyncpg.Pool) -> None:
 async def test_incremental_resync_of_unchanged_data_costs_three_requests(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await connected(start)
+    emulator, _, services = await connected(start, CONFIG)
     await expire_access_token(pool)
     await emulator_stats(emulator.base_url, reset=True)
     assert (await resync(ctx(services), "conn-1"))["status"] == "active"
@@ -62,7 +52,7 @@ async def test_incremental_resync_of_unchanged_data_costs_three_requests(
 async def test_incremental_resync_picks_up_changed_and_new_claims(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await connected(start)
+    emulator, _, services = await connected(start, CONFIG)
     touched = await emulator_post(
         emulator.base_url, "/_emulator/claims/touch", {"patient_id": patient_id(1), "count": 3}
     )
@@ -84,7 +74,7 @@ async def test_incremental_resync_picks_up_changed_and_new_claims(
 async def test_full_pass_deletes_what_bb2_no_longer_serves(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await connected(start)
+    emulator, _, services = await connected(start, CONFIG)
     await pool.execute("UPDATE sync_runs SET started_at = now() - interval '60 days'")
     gone = sorted(
         k[1] for k in await stored_resources(pool, "conn-1") if k[0] == "ExplanationOfBenefit"
@@ -107,7 +97,7 @@ async def test_full_pass_deletes_what_bb2_no_longer_serves(
 async def test_resync_of_connections_without_live_tokens_does_nothing(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await connected(start)
+    emulator, _, services = await connected(start, CONFIG)
     await pool.execute("UPDATE connections SET status = 'needs_reauth'")
     await emulator_stats(emulator.base_url, reset=True)
     assert await resync(ctx(services), "conn-1") == {"status": "needs_reauth"}
@@ -176,7 +166,7 @@ async def test_a_grant_deleted_at_cms_needs_reauth_and_a_full_pass_deletes_nothi
 ) -> None:
     # The beneficiary removed the app's access: the token still authenticates, every
     # FHIR call answers 403. Read as "withheld", a full pass would delete everything.
-    emulator, _, services = await connected(start)
+    emulator, _, services = await connected(start, CONFIG)
     before = await stored_resources(pool, "conn-1")
     await emulator_post(
         emulator.base_url, "/_emulator/grants/delete", {"patient_id": patient_id(1)}

@@ -11,7 +11,7 @@ import pytest
 from arq import Retry
 from redis.asyncio import Redis
 
-from tests.integration.conftest import Stack, Start, ctx
+from tests.integration.conftest import Start, connected, ctx
 from tests.integration.support import (
     authorized_job,
     bb2_unreachable,
@@ -34,18 +34,10 @@ from worker.local import CLIENT_ID, emulator_stats
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60)
 
 
-async def connected(start: Start, **settings: str) -> Stack:
-    stack = await start(CONFIG, **settings)
-    emulator, _, services = stack
-    job = await authorized_job(emulator.base_url, 1)
-    assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
-    return stack
-
-
 async def test_unlink_deletes_everything_and_ends_the_grant(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await connected(start)
+    emulator, _, services = await connected(start, CONFIG)
     stored = await pool.fetchval("SELECT count(*) FROM fhir_resources")
     assert stored == 60 + 4 + 1
     await emulator_stats(emulator.base_url, reset=True)
@@ -66,7 +58,7 @@ async def test_unlink_deletes_everything_and_ends_the_grant(
 async def test_unlink_twice_and_of_unknown_ids_is_harmless(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await connected(start)
+    emulator, _, services = await connected(start, CONFIG)
     await unlink(ctx(services), "conn-1")
     await emulator_stats(emulator.base_url, reset=True)
     assert await unlink(ctx(services), "conn-1") == {
@@ -81,7 +73,7 @@ async def test_unlink_twice_and_of_unknown_ids_is_harmless(
 async def test_data_goes_at_once_even_when_cms_is_unreachable(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    _, _, services = await connected(start)
+    _, _, services = await connected(start, CONFIG)
     async with bb2_unreachable(services) as offline:
         with pytest.raises(Retry):
             await unlink(ctx(offline), "conn-1")
@@ -119,7 +111,7 @@ async def test_unlink_wins_against_a_sync_in_flight(
 async def test_a_connect_event_older_than_the_unlink_does_not_relink(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, _, services = await connected(start)
+    emulator, _, services = await connected(start, CONFIG)
     again = await authorized_job(emulator.base_url, 1)  # consented again, event queued...
     queued_at = datetime.now(UTC)
     await unlink(ctx(services), "conn-1")  # ...but the unlink is processed first
@@ -161,7 +153,7 @@ async def test_an_unlink_during_the_code_exchange_stands_and_ends_the_new_grant(
 async def test_an_unlink_queued_in_the_bulk_lane_runs_there(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    emulator, settings, _ = await connected(start)
+    emulator, settings, _ = await connected(start, CONFIG)
     queue = await open_queue(settings.redis_url)
     try:
         await enqueue(queue, UnlinkJob(connection_id="conn-1"), lane=QUEUE_BULK)
