@@ -98,6 +98,7 @@ async def test_a_401_that_survives_refresh_needs_reconsent(client: BlueButtonCli
     "bad_next",
     [
         "https://evil.example.com/v2/fhir/ExplanationOfBenefit?x=1",
+        FIRST.replace(BASE, "https://evil.example.com"),  # a "repeat", but of another host
         "http://sandbox.bluebutton.cms.gov/v2/fhir/ExplanationOfBenefit?x=1",
         f"{BASE}/v2/o/token/",
     ],

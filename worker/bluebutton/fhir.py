@@ -117,10 +117,12 @@ async def _fetch_with_refresh(
         ) from exc
 
 
-def page_key(url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """What identifies a page: its path and its decoded, sorted query parameters."""
+def page_key(url: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+    """What identifies a page: its host, its path and its decoded, sorted query parameters
+    (the host too: a link to another host is refused as such, not as a repeat)."""
     parts = urlsplit(url)
-    return parts.path.rstrip("/"), tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    query = tuple(sorted(parse_qsl(parts.query, keep_blank_values=True)))
+    return f"{parts.scheme}://{parts.netloc}".lower(), parts.path.rstrip("/"), query
 
 
 async def iter_pages(
@@ -140,7 +142,7 @@ async def iter_pages(
     MAX_PAGES_PER_QUERY, so a looping server cannot keep a worker forever.
     """
     url: str | None = start_url or query.first_url(client.base_url, patient_id, since)
-    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    seen: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
     while url is not None:
         key = page_key(url)
         if key in seen:
