@@ -133,8 +133,12 @@ def probe_app(heartbeat: Heartbeat) -> Starlette:
 
 @asynccontextmanager
 async def operations(heartbeat: Heartbeat, port: int) -> AsyncIterator[None]:
-    """Beat, and serve the probe endpoint on ``port`` (0: no endpoint), while inside."""
-    await heartbeat.beat()
+    """Beat, and serve the probe endpoint on ``port`` (0: no endpoint), while inside.
+
+    The first beat runs in the heartbeat's own task, whose failures are logged: a Redis
+    that goes away as the replica starts must meet the workers' outage handling, not end
+    the replica with a traceback.
+    """
     tasks = [asyncio.create_task(heartbeat.run())]
     server = None
     if port:

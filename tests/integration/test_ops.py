@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from tests.integration.conftest import DATABASE_URL
 from worker import metrics
-from worker.ops import Heartbeat, live_replicas, probe_app, readiness
+from worker.ops import Heartbeat, live_replicas, operations, probe_app, readiness
 from worker.store.db import create_pool
 
 
@@ -59,3 +62,23 @@ async def test_connections_are_counted_once_a_minute_not_every_beat(redis: Redis
     finally:
         await pool.execute("TRUNCATE connections CASCADE")
         await pool.close()
+
+
+async def test_a_replica_starting_without_redis_is_not_ended_by_its_first_heartbeat() -> None:
+    # Redis gone as the replica starts: the beat fails in the heartbeat's task (logged), and
+    # the replica goes on to its workers, which wait for Redis; it used to end in a traceback.
+    dead: Redis = Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    pool = await create_pool(DATABASE_URL, max_size=1)
+    try:
+        heartbeat = Heartbeat(dead, pool, replica="host-b:1")
+        with capture_logs() as logs:
+            async with operations(heartbeat, port=0):
+                for _ in range(500):  # the beat fails within milliseconds
+                    if logs:
+                        break
+                    await asyncio.sleep(0.01)
+        assert not heartbeat.alive()
+        assert logs[0]["event"] == "heartbeat_failed"
+    finally:
+        await pool.close()
+        await dead.aclose()
