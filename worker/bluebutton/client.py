@@ -133,8 +133,8 @@ class BlueButtonClient:
         """Send one logical request; the response has any status but a transient one.
 
         ``once``: the request spends something single-use (a code, a rolling refresh
-        token), so it is repeated only when it certainly never reached BB2; otherwise the
-        failure goes to the job, whose retry can tell a spent code from a bad one.
+        token), so it is repeated only when it certainly never reached BB2 (refused
+        connections, 429s); otherwise the failure, 5xx answers included, goes to the caller.
         """
         last: errors.RetryableError | None = None
         for attempt in range(self._policy.max_attempts):
@@ -149,7 +149,11 @@ class BlueButtonClient:
                 last = exc
                 continue
             await self._heed_limit(response)
-            if not is_transient_status(response.status_code):
+            # A 5xx to a single-use request may come after CMS spent it (a refresh that
+            # rotated the token, then failed: FACTS.md, Authorization): the caller reads it.
+            if not is_transient_status(response.status_code) or (
+                once and response.status_code != 429
+            ):
                 return response
             last = self._transient(response)
         assert last is not None

@@ -57,9 +57,7 @@ class ConnectJob(JobPayload):
     code: str = Field(min_length=1, max_length=512, repr=False)
     # CMS checks a verifier only by hashing it (FACTS.md, Authorization): its own SDK sends
     # 44 characters ending in '='. Accepted: RFC 7636's lengths, printable ASCII, no spaces.
-    code_verifier: str = Field(
-        min_length=43, max_length=128, pattern=VERIFIER_PATTERN, repr=False
-    )
+    code_verifier: str = Field(min_length=43, max_length=128, pattern=VERIFIER_PATTERN, repr=False)
     redirect_uri: str = Field(min_length=1, max_length=MAX_URI_LENGTH)
     app: str = Field(
         DEFAULT_APP,
