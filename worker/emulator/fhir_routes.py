@@ -41,10 +41,10 @@ def fhir_routes(emulator: Emulator) -> list[Route]:
 
     async def token_client(request: Request) -> str | None:
         token = bearer_token(request)
-        return None if token is None else state.client_of(token)
+        return None if token is None else state.tokens.client_of(token)
 
     def caller(request: Request, scope: str) -> Beneficiary | Response:
-        token = authenticate(request, state, scope)
+        token = authenticate(request, state, emulator.config, scope)
         if isinstance(token, Response):
             return token
         beneficiary = dataset.population.by_patient_id(token.patient_id)
