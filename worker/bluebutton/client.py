@@ -60,6 +60,8 @@ class Budget(Protocol):
 
     async def observe_limit(self, limit: int) -> None: ...
 
+    async def slow_down(self) -> None: ...
+
 
 def build_http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:
     """The shared httpx client: TLS verification on, bounded sockets, no redirects."""
@@ -212,6 +214,7 @@ class BlueButtonClient:
         if isinstance(error, errors.RateLimited):
             # Every replica must stop, not just this coroutine: pause the shared budget.
             await self._budget.pause(error.retry_after if error.retry_after is not None else delay)
+            await self._budget.slow_down()
             log.warning("bb2_rate_limited", retry_after=error.retry_after, attempt=attempt)
             return
         if error.retry_after is not None:
