@@ -22,6 +22,7 @@ from worker.emulator.search import (
     Paging,
     SearchError,
     admits_all,
+    check_start,
     day_start,
     page_links,
     parse_dates,
@@ -58,6 +59,24 @@ def fhir_routes(emulator: Emulator) -> list[Route]:
             return detail(404, NOT_FOUND)
         return _fhir(resources.patient(me))
 
+    async def patient_search(request: Request) -> Response:
+        """The search CMS's SDK reads the patient with: BB2 fills in `_id` with the token's
+        patient and answers 404 for another one (FhirDataView.fetch_data)."""
+        me = caller(request, PATIENT_SCOPE)
+        if isinstance(me, Response):
+            return me
+        query = request.query_params
+        if query.get("_id", me.patient_id) != me.patient_id:
+            return detail(404, NOT_FOUND)
+        try:
+            paging = parse_paging(query)
+            check_start(paging, 1)
+        except SearchError as error:
+            return detail(400, str(error))
+        page = [resources.patient(me)][paging.start : paging.start + paging.count]
+        criteria = [("_id", me.patient_id)]
+        return await _bundle(request, emulator, "Patient", paging, 1, page, criteria)
+
     async def coverage_read(request: Request) -> Response:
         me = caller(request, COVERAGE_SCOPE)
         if isinstance(me, Response):
@@ -79,6 +98,10 @@ def fhir_routes(emulator: Emulator) -> list[Route]:
             return detail(400, str(error))
         moment = resources.demographics_updated(me)
         matches = _coverages(me) if admits_all(updated, moment) else []
+        try:
+            check_start(paging, len(matches))
+        except SearchError as error:
+            return detail(400, str(error))
         page = matches[paging.start : paging.start + paging.count]
         criteria = [("beneficiary", f"Patient/{me.patient_id}"), *_echo(query, "_lastUpdated")]
         return await _bundle(request, emulator, "Coverage", paging, len(matches), page, criteria)
@@ -101,9 +124,10 @@ def fhir_routes(emulator: Emulator) -> list[Route]:
         try:
             paging = parse_paging(query)
             keep = _eob_filter(query)
+            claims = [claim for claim in dataset.claims(me) if keep.admits(claim)]
+            check_start(paging, len(claims))
         except SearchError as error:
             return detail(400, str(error))
-        claims = [claim for claim in dataset.claims(me) if keep.admits(claim)]
         chosen = claims[paging.start : paging.start + paging.count]
         # Rendering 50 EOBs takes tens of milliseconds: off the event loop, so that the
         # throttle sees other requests when they arrive, as BB2's edge would.
@@ -126,6 +150,7 @@ def fhir_routes(emulator: Emulator) -> list[Route]:
         return [Route(f"{_FHIR}{path}{end}", wrapped, methods=["GET"]) for end in ("", "/")]
 
     return [
+        *fhir("/Patient", "patient_search", patient_search),
         *fhir("/Patient/{resource_id}", "patient_read", patient_read),
         *fhir("/Coverage", "coverage_search", coverage_search, "Coverage"),
         *fhir("/Coverage/{resource_id}", "coverage_read", coverage_read),
