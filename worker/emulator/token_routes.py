@@ -78,7 +78,8 @@ def token_routes(emulator: Emulator) -> list[Route]:
             return _refresh(emulator, client, form)
         return token_error(400, "unsupported_grant_type", f"Unsupported grant_type {grant_type!r}.")
 
-    return [Route("/v2/o/token/", token, methods=["POST"])]
+    # BB2's pattern is ^token/?$: with and without the slash, no redirect.
+    return [Route(path, token, methods=["POST"]) for path in ("/v2/o/token/", "/v2/o/token")]
 
 
 def _refresh_refused(
