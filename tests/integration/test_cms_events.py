@@ -11,6 +11,7 @@ import pytest
 from arq import Retry
 from redis.asyncio import Redis
 
+from tests.emulator.sdk_support import sdk_authorization, sdk_client
 from tests.integration.conftest import Start, connected, ctx
 from tests.integration.support import (
     authorized_job,
@@ -24,6 +25,7 @@ from worker.bluebutton.endpoints import REVOKE_GRANT_PATH
 from worker.constants import APP_PAUSED_KEY, APP_PROBE_KEY
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
+from worker.jobs.payloads import ConnectJob
 from worker.jobs.resync import resync
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, emulator_stats
@@ -206,13 +208,35 @@ async def test_a_saved_cursor_past_the_end_restarts_the_type(
 ) -> None:
     emulator, _, services = await connected(start, CONFIG)
     run_id = await pool.fetchval(
-        """INSERT INTO sync_runs (connection_id, kind, mode, cursor_type, cursor_url)
-           VALUES ('conn-1', 'resync', 'full', 'ExplanationOfBenefit', $1) RETURNING run_id""",
+        # An incremental run stopped on EOB, resumed after claims were removed at CMS.
+        """INSERT INTO sync_runs (connection_id, kind, mode, since, cursor_type, cursor_url)
+           VALUES ('conn-1', 'resync', 'incremental', now() - interval '1 day',
+                   'ExplanationOfBenefit', $1) RETURNING run_id""",
         f"{emulator.base_url}/v2/fhir/ExplanationOfBenefit/?patient={patient_id(1)}"
         "&_count=10&startIndex=500",
     )
+    await emulator_stats(emulator.base_url, reset=True)
     assert (await resync(ctx(services), "conn-1"))["status"] == "active"
+    assert (await emulator_stats(emulator.base_url))["by_status"]["400"] == 1  # then restarted
     assert await pool.fetchval("SELECT status FROM sync_runs WHERE run_id = $1", run_id) == (
         "succeeded"
     )
     assert await stored_resources(pool, "conn-1") == served_resources(CONFIG, 1)
+
+
+async def test_the_cms_sdks_pkce_pair_connects_end_to_end(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    # cms-bluebutton-sdk's generate_auth_data: a padded challenge and a 44-character
+    # verifier ending in '=', handed unchanged to the connect job (FACTS.md, Authorization).
+    emulator, _, services = await start(CONFIG)
+    authorization = await sdk_authorization(sdk_client(emulator.base_url), "BBUser00001")
+    assert authorization.verifier.endswith("=")
+    job = ConnectJob(
+        connection_id="conn-sdk",
+        code=authorization.code,
+        code_verifier=authorization.verifier,
+        redirect_uri=authorization.redirect_uri,
+    )
+    assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
+    assert await stored_resources(pool, "conn-sdk") == served_resources(CONFIG, 1)
