@@ -20,6 +20,7 @@ from worker.constants import (
     APP_PAUSED_TTL_SECONDS,
     APP_PROBE_KEY,
 )
+from worker.outages import open_redis
 
 log = structlog.get_logger(__name__)
 
@@ -71,3 +72,12 @@ async def paused_since(redis: Redis) -> dict[str, datetime]:
             text = value.decode() if isinstance(value, bytes) else str(value)
             found[name.removeprefix(prefix)] = datetime.fromisoformat(text)
     return found
+
+
+async def read_paused(redis_url: str) -> dict[str, datetime]:
+    """:func:`paused_since` for the command line, on a client of its own."""
+    redis = open_redis(redis_url)
+    try:
+        return await paused_since(redis)
+    finally:
+        await redis.aclose()
