@@ -3,6 +3,7 @@ consent events (FACTS.md, Authorization, Revocation, Errors), reduced to one or 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import asyncpg
@@ -25,11 +26,12 @@ from worker.bluebutton.endpoints import REVOKE_GRANT_PATH
 from worker.constants import APP_PAUSED_KEY, APP_PROBE_KEY
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
+from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ConnectJob
 from worker.jobs.resync import resync
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, emulator_stats
-from worker.store import revocations
+from worker.store import connections, revocations
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=30)
 
@@ -240,3 +242,20 @@ async def test_the_cms_sdks_pkce_pair_connects_end_to_end(
     )
     assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
     assert await stored_resources(pool, "conn-sdk") == served_resources(CONFIG, 1)
+
+
+async def test_a_job_of_the_replaced_grant_stops_quietly(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start, CONFIG)
+    async with pool.acquire() as conn:
+        read_by_old_job = await connections.get(conn, "conn-1")
+    assert read_by_old_job is not None
+    again = await authorized_job(emulator.base_url, 1)  # re-consent: CMS deletes old tokens
+    assert (await connect(ctx(services), **again.model_dump()))["status"] == "active"
+    # The old job now fails (here: its app reads as unknown); the new grant is not judged.
+    failing = dataclasses.replace(read_by_old_job, app="no-such-app")
+    result = await run_sync(services, failing, "resync", job_try=1)
+    assert result == {"status": "superseded"}
+    row = await pool.fetchrow("SELECT status, last_error FROM connections")
+    assert (row["status"], row["last_error"]) == ("active", None)
