@@ -161,6 +161,13 @@ class EmulatorState:
         )
         return self.tokens.save_code(code)
 
+    def issue_tokens(
+        self, client_id: str, patient_id: str, scopes: tuple[str, ...], lifetime: int
+    ) -> tuple[str, str]:
+        """A new access token and its refresh token (every issue goes through here, so a
+        test can record what the emulator handed out)."""
+        return self.tokens.issue_tokens(client_id, patient_id, scopes, lifetime)
+
     def grant(self, client_id: str, patient_id: str) -> Grant | None:
         """The data access grant of this beneficiary to this app, lapsed or not."""
         return self.tokens.grant(client_id, patient_id)

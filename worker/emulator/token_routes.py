@@ -151,9 +151,9 @@ def _refresh(emulator: Emulator, client: RegisteredClient, form: FormData) -> Re
 def _issue(
     emulator: Emulator, client: RegisteredClient, patient_id: str, scopes: tuple[str, ...]
 ) -> Response:
-    tokens, lifetime = emulator.state.tokens, emulator.config.token_lifetime
-    access, refresh = tokens.issue_tokens(client.client_id, patient_id, scopes, lifetime)
-    grant = tokens.grant(client.client_id, patient_id)
+    state, lifetime = emulator.state, emulator.config.token_lifetime
+    access, refresh = state.issue_tokens(client.client_id, patient_id, scopes, lifetime)
+    grant = state.grant(client.client_id, patient_id)
     body = {
         "access_token": access,
         "token_type": "Bearer",
