@@ -8,13 +8,12 @@ each beneficiary's Patient resource holds the personal fields.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from worker.emulator.state import AuthRequest, EmulatorState
-from worker.emulator.tokens import TokenStore
 from worker.jobs.payloads import ConnectJob
 from worker.local import CLIENT_SECRET
 
@@ -27,7 +26,6 @@ class RecordingState(EmulatorState):
     def __init__(self) -> None:
         super().__init__()
         self.issued: dict[str, str] = {}
-        self.tokens = _RecordingTokens(self.now, self.issued)
 
     def issue_code(
         self, request: AuthRequest, patient_id: str, scopes: tuple[str, ...], lifetime: int
@@ -35,14 +33,6 @@ class RecordingState(EmulatorState):
         code = super().issue_code(request, patient_id, scopes, lifetime)
         self.issued[code] = "authorization code"
         return code
-
-
-class _RecordingTokens(TokenStore):
-    """The emulator's token store, noting every token it mints (refreshes included)."""
-
-    def __init__(self, now: Callable[[], float], issued: dict[str, str]) -> None:
-        super().__init__(now)
-        self.issued = issued
 
     def issue_tokens(
         self, client_id: str, patient_id: str, scopes: tuple[str, ...], lifetime: int
