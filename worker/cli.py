@@ -88,7 +88,9 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
             conn, args.connection_id, consent_before=before, app=args.app, paused=paused
         )
     if args.json:
-        print(orjson.dumps([s.as_json() for s in statuses], option=orjson.OPT_INDENT_2).decode())
+        print(
+            orjson.dumps([s.as_cli_json() for s in statuses], option=orjson.OPT_INDENT_2).decode()
+        )
     else:
         render_table(statuses, Console())
     return 0

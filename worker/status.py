@@ -37,8 +37,11 @@ class ConnectionStatus:
             "last_synced_at": _iso(c.last_synced_at),
             "consent_expires_at": _iso(c.consent_expires_at),
             "last_error": c.last_error,
-            "app_inactive_since": _iso(self.app_inactive_since),
         }
+
+    def as_cli_json(self) -> dict[str, Any]:
+        """:meth:`as_json` and, for operators, since when CMS holds the app inactive."""
+        return {**self.as_json(), "app_inactive_since": _iso(self.app_inactive_since)}
 
 
 def _iso(value: datetime | None) -> str | None:
