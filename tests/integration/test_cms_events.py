@@ -22,6 +22,7 @@ from tests.integration.support import (
     served_resources,
     stored_resources,
 )
+from worker.bluebutton import oauth
 from worker.bluebutton.endpoints import REVOKE_GRANT_PATH
 from worker.constants import APP_PAUSED_KEY, APP_PROBE_KEY
 from worker.emulator.config import EmulatorConfig
@@ -29,6 +30,7 @@ from worker.jobs.connect import connect
 from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ConnectJob
 from worker.jobs.resync import resync
+from worker.jobs.revocation import settle_owed
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, emulator_stats
 from worker.store import connections, revocations
@@ -259,3 +261,29 @@ async def test_a_job_of_the_replaced_grant_stops_quietly(
     assert result == {"status": "superseded"}
     row = await pool.fetchrow("SELECT status, last_error FROM connections")
     assert (row["status"], row["last_error"]) == ("active", None)
+
+
+async def test_without_an_access_token_the_refresh_token_dies_and_the_audit_says_so(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start, CONFIG)
+    async with pool.acquire() as conn:
+        spent = (await connections.load_tokens(conn, services.cipher, "conn-1")).refresh_token
+    app = await services.app("default")
+    await oauth.refresh(await services.bluebutton(app), app.credentials, spent)  # now spent
+    async with pool.acquire() as conn:
+        await revocations.owe(
+            conn,
+            "conn-1",
+            revocations.seal(services.cipher, "conn-1", None, spent),
+            end_grant=True,
+            app="default",
+            client_id=CLIENT_ID,
+            patient_id=patient_id(1),
+        )
+    await emulator_stats(emulator.base_url, reset=True)
+    [how] = await settle_owed(services, "conn-1")
+    assert how.startswith("grant could not be ended")
+    assert (await emulator_stats(emulator.base_url))["by_endpoint"].get("revoke_token") == 1
+    assert [a["grant_ended"] for a in await revoked_audit(pool)] == [False]
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0

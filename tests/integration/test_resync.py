@@ -14,6 +14,7 @@ from tests.integration.support import (
     patient_id,
     stored_resources,
 )
+from worker import pauses
 from worker.constants import QUEUE_BULK, QUEUE_INTERACTIVE
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.nightly import nightly
@@ -180,3 +181,28 @@ async def test_a_grant_deleted_at_cms_needs_reauth_and_a_full_pass_deletes_nothi
     assert await stored_resources(pool, "conn-1") == before
     last = await pool.fetchrow("SELECT mode, status FROM sync_runs ORDER BY run_id DESC LIMIT 1")
     assert tuple(last) == ("full", "failed")  # the pass that would have deleted
+
+
+async def test_nightly_retries_only_unlinked_owed_revocations_and_spares_paused_apps(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    _, settings, services = await start(CONFIG)
+    await pool.execute(
+        """INSERT INTO connections (connection_id, status, last_synced_at, status_changed_at)
+           VALUES ('live', 'active', now(), now()), ('gone', 'revoked', NULL, now()),
+                  ('dormant', 'needs_reauth', NULL, now() - interval '60 days')"""
+    )
+    # A relink's old tokens (live connection) and an unlink's (gone) are both owed.
+    await pool.execute(
+        """INSERT INTO pending_revocations (connection_id, refresh_token_enc, app, end_grant)
+           VALUES ('live', 'x', 'default', false), ('gone', 'y', 'default', true)"""
+    )
+    await pauses.mark_paused(redis, "default")  # CMS holds the app inactive: no purge
+    queue = await open_queue(settings.redis_url)
+    try:
+        result = await nightly({"services": services, "redis": queue})
+    finally:
+        await queue.aclose()
+    assert (result["purged"], result["revocations"]) == (0, 1)
+    bulk = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
+    assert bulk == ["unlink:gone"]  # an unlink of 'live' would end a working connection
