@@ -60,6 +60,6 @@ APP_PROBE_KEY: Final = REDIS_PREFIX + ":app_probe:{app}"
 APP_PAUSE_PROBE_SECONDS: Final = 60
 # A flag nobody renews (every job of the app gone) lapses after a day.
 APP_PAUSED_TTL_SECONDS: Final = 86400
-# Attempts at ending a grant before an owed revocation settles for revoking its tokens
-# (a /v2/o/revoke/ that keeps failing with a live grant behind it).
-MAX_REVOKE_ATTEMPTS: Final = 5
+# Times /v2/o/revoke/ may answer 500 to a freshly refreshed access token (a live grant
+# behind it: CMS failing for real) before an owed revocation settles for revoking its tokens.
+MAX_GRANT_REFUSALS: Final = 3

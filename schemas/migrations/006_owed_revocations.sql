@@ -11,7 +11,10 @@ ALTER TABLE pending_revocations
     ADD COLUMN app text,
     ADD COLUMN client_id text,
     -- sha256 of the patient id: enough to find another live connection sharing the grant.
-    ADD COLUMN patient_sha256 text;
+    ADD COLUMN patient_sha256 text,
+    -- Times a freshly refreshed access token still got a 500 from /v2/o/revoke/: CMS
+    -- failing for real (not a lost answer, not a token rotated away).
+    ADD COLUMN grant_refusals integer NOT NULL DEFAULT 0;
 
 UPDATE pending_revocations p
    SET app = c.app, client_id = c.client_id,

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import respx
 from arq import Retry
 from redis.asyncio import Redis
 
@@ -24,7 +25,7 @@ from tests.integration.support import (
 )
 from worker.bluebutton import oauth
 from worker.bluebutton.endpoints import REVOKE_GRANT_PATH
-from worker.constants import APP_PAUSED_KEY, APP_PROBE_KEY
+from worker.constants import APP_PAUSED_KEY, APP_PROBE_KEY, MAX_GRANT_REFUSALS
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
 from worker.jobs.outcome import run_sync
@@ -139,8 +140,10 @@ async def test_owed_revocations_of_one_connection_are_all_kept(
         await revocations.owe(
             conn, "conn-1", sealed, end_grant=False, app="default", client_id=None, patient_id=None
         )
-        owed = await revocations.owed_of(conn, services.cipher, "conn-1")
-    assert [(o.end_grant, o.attempts) for o in owed] == [(True, 0), (False, 0)]
+    owed = await pool.fetch(
+        "SELECT end_grant, attempts FROM pending_revocations ORDER BY revocation_id"
+    )
+    assert [tuple(row) for row in owed] == [(True, 0), (False, 0)]
     await emulator_post(
         emulator.base_url, "/_emulator/apps/inactive", {"client_id": CLIENT_ID, "inactive": False}
     )
@@ -287,3 +290,22 @@ async def test_without_an_access_token_the_refresh_token_dies_and_the_audit_says
     assert (await emulator_stats(emulator.base_url))["by_endpoint"].get("revoke_token") == 1
     assert [a["grant_ended"] for a in await revoked_audit(pool)] == [False]
     assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+
+
+async def test_a_revoke_that_keeps_failing_ends_in_revoked_tokens_not_a_loop(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start, CONFIG)
+    with respx.mock(base_url=emulator.base_url, assert_all_called=False) as cms:
+        cms.post(REVOKE_GRANT_PATH).respond(500)  # CMS failing for real, every time
+        cms.route().pass_through()
+        for job_try in range(1, MAX_GRANT_REFUSALS + 1):
+            with pytest.raises(Retry):
+                await unlink(ctx(services, job_try=job_try), "conn-1")
+        refusals = await pool.fetchval("SELECT grant_refusals FROM pending_revocations")
+        assert refusals == MAX_GRANT_REFUSALS  # each try refreshed, and the fresh token met 500
+        result = await unlink(ctx(services, job_try=MAX_GRANT_REFUSALS + 1), "conn-1")
+    assert result["cms"] == [f"grant could not be ended: CMS failed {MAX_GRANT_REFUSALS} times"]
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+    grants = await grants_at_cms(emulator.base_url, 1)
+    assert [(g["live_access_tokens"], g["live_refresh_tokens"]) for g in grants] == [(0, 0)]

@@ -9,7 +9,7 @@ What each owed row needs (FACTS.md, Revocation; apps/dot_ext/views/authorization
   one. A refresh saying the grant is gone (403/401 ``invalid_grant``, 400
   ``invalid_request``) settles it: the grant already ended.
 - When no access token can be had at all (a spent refresh token, a one-time app, CMS
-  failing mid-refresh), or CMS keeps failing (MAX_REVOKE_ATTEMPTS): revoke the refresh
+  failing mid-refresh), or CMS keeps failing (MAX_GRANT_REFUSALS): revoke the refresh
   token at ``/v2/o/revoke_token/`` with ``token_type_hint=refresh_token`` and record that
   the grant could not be ended.
 - One grant per (beneficiary, app): when another live connection shares the client and
@@ -31,7 +31,7 @@ from worker import errors, pauses
 from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
-from worker.constants import MAX_REVOKE_ATTEMPTS
+from worker.constants import MAX_GRANT_REFUSALS
 from worker.jobs.services import Services
 from worker.store import audit, revocations
 from worker.store.revocations import Owed
@@ -74,7 +74,13 @@ async def _refresh_then_end(
         await revocations.keep_tokens(
             conn, services.cipher, owed, fresh.access_token, fresh.refresh_token
         )
-    await oauth.end_grant(client, app.credentials, fresh.access_token)
+    try:
+        await oauth.end_grant(client, app.credentials, fresh.access_token)
+    except errors.ServerError as exc:
+        if exc.status == 500:  # a token CMS minted a moment ago: a real failure
+            async with services.pool.acquire() as conn:
+                await revocations.grant_refused(conn, owed.revocation_id)
+        raise
     return Settled(True, "grant ended at CMS after a refresh")
 
 
@@ -87,9 +93,9 @@ async def _settle(services: Services, owed: Owed) -> Settled:
         await _revoke_tokens(client, app, owed, owed.access_token)
         why = "another live connection shares the grant" if shared else "a relink's old tokens"
         return Settled(False, f"tokens revoked, grant kept: {why}")
-    if owed.attempts >= MAX_REVOKE_ATTEMPTS:
+    if owed.grant_refusals >= MAX_GRANT_REFUSALS:
         await _revoke_tokens(client, app, owed, owed.access_token)
-        return Settled(False, f"grant could not be ended after {owed.attempts} tries")
+        return Settled(False, f"grant could not be ended: CMS failed {owed.grant_refusals} times")
     if owed.access_token is not None:
         try:
             await oauth.end_grant(client, app.credentials, owed.access_token)

@@ -36,7 +36,7 @@ class Owed:
     end_grant: bool
     access_token: str | None
     refresh_token: str
-    attempts: int
+    grant_refusals: int
 
     def __repr__(self) -> str:
         return f"Owed(revocation_id={self.revocation_id}, end_grant={self.end_grant})"
@@ -89,7 +89,7 @@ async def owed_of(conn: Conn, cipher: TokenCipher, connection_id: str) -> list[O
     """The connection's owed revocations, the oldest first."""
     records = await conn.fetch(
         """SELECT revocation_id, app, client_id, end_grant, access_token_enc,
-                  refresh_token_enc, attempts
+                  refresh_token_enc, grant_refusals
            FROM pending_revocations WHERE connection_id = $1 ORDER BY revocation_id""",
         connection_id,
     )
@@ -108,7 +108,7 @@ async def owed_of(conn: Conn, cipher: TokenCipher, connection_id: str) -> list[O
             refresh_token=cipher.decrypt(
                 record["refresh_token_enc"], context=token_context(connection_id, "refresh")
             ),
-            attempts=record["attempts"],
+            grant_refusals=record["grant_refusals"],
         )
         for record in records
     ]
@@ -156,6 +156,15 @@ async def keep_tokens(
         owed.revocation_id,
         sealed.access_token_enc,
         sealed.refresh_token_enc,
+    )
+
+
+async def grant_refused(conn: Conn, revocation_id: int) -> None:
+    """Count a 500 from ``/v2/o/revoke/`` to an access token just refreshed."""
+    await conn.execute(
+        "UPDATE pending_revocations SET grant_refusals = grant_refusals + 1"
+        " WHERE revocation_id = $1",
+        revocation_id,
     )
 
 
