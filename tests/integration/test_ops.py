@@ -6,7 +6,7 @@ import httpx
 from redis.asyncio import Redis
 
 from tests.integration.conftest import DATABASE_URL
-from worker import metrics
+from worker import metrics, pauses
 from worker.ops import Heartbeat, live_replicas, probe_app, readiness
 from worker.store.db import create_pool
 
@@ -58,4 +58,20 @@ async def test_connections_are_counted_once_a_minute_not_every_beat(redis: Redis
         assert metrics.CONNECTIONS.labels("default", "active")._value.get() == 1
     finally:
         await pool.execute("TRUNCATE connections CASCADE")
+        await pool.close()
+
+
+async def test_every_replica_reports_which_app_cms_holds_inactive(redis: Redis) -> None:
+    pool = await create_pool(DATABASE_URL, max_size=2)
+    try:
+        heartbeat = Heartbeat(redis, pool, replica="host-c:1")
+        await pauses.mark_paused(redis, "acme")  # met by another replica
+        metrics.APP_PAUSED.labels("acme").set(0)  # this replica never saw the refusal
+        await heartbeat.beat()
+        assert metrics.APP_PAUSED.labels("acme")._value.get() == 1
+        await pauses.mark_active(redis, "acme")
+        metrics.APP_PAUSED.labels("acme").set(1)  # nor the recovery
+        await heartbeat.beat()
+        assert metrics.APP_PAUSED.labels("acme")._value.get() == 0
+    finally:
         await pool.close()
