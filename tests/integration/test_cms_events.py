@@ -4,6 +4,7 @@ consent events (FACTS.md, Authorization, Revocation, Errors), reduced to one or 
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -17,6 +18,7 @@ from tests.emulator.sdk_support import sdk_authorization, sdk_client
 from tests.integration.conftest import Start, connected, ctx
 from tests.integration.support import (
     authorized_job,
+    bb2_unreachable,
     emulator_post,
     http_of,
     patient_id,
@@ -274,6 +276,11 @@ async def test_without_an_access_token_the_refresh_token_dies_and_the_audit_says
         spent = (await connections.load_tokens(conn, services.cipher, "conn-1")).refresh_token
     app = await services.app("default")
     await oauth.refresh(await services.bluebutton(app), app.credentials, spent)  # now spent
+    # As an unlink leaves it: no tokens on the row, the grant alive at CMS.
+    await pool.execute(
+        "UPDATE connections SET status = 'revoked', access_token_enc = NULL,"
+        " refresh_token_enc = NULL"
+    )
     async with pool.acquire() as conn:
         await revocations.owe(
             conn,
@@ -309,3 +316,20 @@ async def test_a_revoke_that_keeps_failing_ends_in_revoked_tokens_not_a_loop(
     assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
     grants = await grants_at_cms(emulator.base_url, 1)
     assert [(g["live_access_tokens"], g["live_refresh_tokens"]) for g in grants] == [(0, 0)]
+
+
+async def test_a_relink_before_cms_settled_the_unlink_keeps_the_new_grant(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start, CONFIG)
+    async with bb2_unreachable(services) as offline:
+        with pytest.raises(Retry):
+            await unlink(ctx(offline), "conn-1")  # the grant's end stays owed
+    renewed = await authorized_job(emulator.base_url, 1)  # the person links again
+    fresh = {**ctx(services), "enqueue_time": datetime.now(UTC)}
+    assert (await connect(fresh, **renewed.model_dump()))["status"] == "active"
+    # The owed unlink was settled by the connect: tokens only, the grant serves conn-1 again.
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+    assert [a["grant_ended"] for a in await revoked_audit(pool)] == [False]
+    await pool.execute("UPDATE sync_runs SET started_at = started_at - interval '60 days'")
+    assert (await resync(ctx(services), "conn-1"))["status"] == "active"

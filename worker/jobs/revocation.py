@@ -87,12 +87,14 @@ async def _refresh_then_end(
 async def _settle(services: Services, owed: Owed) -> Settled:
     app = await services.app(owed.app, owed.client_id)
     client = await services.bluebutton(app)
+    if not owed.end_grant:
+        await _revoke_tokens(client, app, owed, owed.access_token)
+        return Settled(False, "tokens revoked, grant kept: a relink's old tokens")
     async with services.pool.acquire() as conn:
         shared = await revocations.shares_grant(conn, owed.revocation_id)
-    if not owed.end_grant or shared:
+    if shared:
         await _revoke_tokens(client, app, owed, owed.access_token)
-        why = "another live connection shares the grant" if shared else "a relink's old tokens"
-        return Settled(False, f"tokens revoked, grant kept: {why}")
+        return Settled(False, "tokens revoked, grant kept: a live connection shares the grant")
     if owed.grant_refusals >= MAX_GRANT_REFUSALS:
         await _revoke_tokens(client, app, owed, owed.access_token)
         return Settled(False, f"grant could not be ended: CMS failed {owed.grant_refusals} times")

@@ -128,14 +128,15 @@ async def unlinked_with_owed(conn: Conn) -> list[str]:
 
 
 async def shares_grant(conn: Conn, revocation_id: int) -> bool:
-    """Whether another live connection holds tokens of the same grant (same client and
-    patient): CMS keeps one grant per (beneficiary, app) (FACTS.md, Authorization)."""
+    """Whether a live connection holds tokens of the same grant (same client and patient):
+    CMS keeps one grant per (beneficiary, app) (FACTS.md, Authorization). The row's own
+    connection counts too when it was linked again since (an unlinked one holds no tokens)."""
     # Live: holds tokens and is not waiting for a re-consent (/v2/o/revoke/ would end the
     # grant under it too).
     found = await conn.fetchval(
         """SELECT EXISTS (
                SELECT 1 FROM pending_revocations p JOIN connections c
-                 ON c.connection_id <> p.connection_id AND c.app = p.app
+                 ON c.app = p.app
                 AND c.client_id IS NOT DISTINCT FROM p.client_id
                 AND encode(sha256(convert_to(c.patient_id, 'UTF8')), 'hex') = p.patient_sha256
                WHERE p.revocation_id = $1 AND c.refresh_token_enc IS NOT NULL
