@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@# CMS's SDK (a test dependency) pins certifi==2025.1.31 exactly; installed with its
+	@# dependencies it would hold the service's CA bundle (constraints.txt, the image) back.
+	$(BIN)/pip install -q --no-deps cms-bluebutton-sdk==1.1.0
 	@touch $@
 
 services:

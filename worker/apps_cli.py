@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from worker.apps import DEFAULT_APP, App, check_app_name, default_app
 from worker.cliargs import fail, positive
 from worker.crypto import TokenCipher
 from worker.errors import AppUnavailable
+from worker.pauses import read_paused
 from worker.settings import BASE_URLS, Environment, Settings, base_url_for
 from worker.store import apps
 from worker.store.apps import AppInfo
@@ -158,15 +160,24 @@ def _json_row(info: AppInfo) -> dict[str, Any]:
     return row
 
 
+def _at_cms(paused: dict[str, datetime], name: str) -> str:
+    since = paused.get(name)
+    return "active" if since is None else f"INACTIVE since {since:%Y-%m-%d %H:%M}"
+
+
 async def _list(settings: Settings, args: argparse.Namespace) -> int:
+    paused = await read_paused(settings.redis_url)
     async with connection(settings.database_url) as conn:
         found = await apps.list_all(conn)
     if args.json:
         rows = [_default_row(settings), *(_json_row(info) for info in found)]
+        for row in rows:
+            since = paused.get(row["name"])
+            row["inactive_since"] = None if since is None else since.isoformat()
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return 0
     table = Table(title="apps")
-    for column in ("app", "environment", "base URL", "client id", "req/s", "connections"):
+    for column in ("app", "environment", "base URL", "client id", "req/s", "connections", "at CMS"):
         table.add_column(column)
     default = _default_row(settings)
     table.add_row(
@@ -176,6 +187,7 @@ async def _list(settings: Settings, args: argparse.Namespace) -> int:
         default.get("client_id", "not configured"),
         str(default.get("rate_limit", "-")),
         "-",
+        _at_cms(paused, DEFAULT_APP),
     )
     for info in found:
         retired = f" (+{info.retired_clients} retired)" if info.retired_clients else ""
@@ -186,6 +198,7 @@ async def _list(settings: Settings, args: argparse.Namespace) -> int:
             info.client_id + retired,
             str(info.rate_limit),
             str(info.connections),
+            _at_cms(paused, info.name),
         )
     Console().print(table)
     return 0

@@ -78,13 +78,19 @@ async def _enqueue_resync_all(settings: Settings, _args: argparse.Namespace) -> 
 
 
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.pauses import read_paused
     from worker.status import load_status, render_table
 
     before = None if args.expiring_within is None else datetime.now(UTC) + args.expiring_within
+    paused = await read_paused(settings.redis_url)
     async with connection(settings.database_url) as conn:
-        statuses = await load_status(conn, args.connection_id, consent_before=before, app=args.app)
+        statuses = await load_status(
+            conn, args.connection_id, consent_before=before, app=args.app, paused=paused
+        )
     if args.json:
-        print(orjson.dumps([s.as_json() for s in statuses], option=orjson.OPT_INDENT_2).decode())
+        print(
+            orjson.dumps([s.as_cli_json() for s in statuses], option=orjson.OPT_INDENT_2).decode()
+        )
     else:
         render_table(statuses, Console())
     return 0

@@ -51,3 +51,15 @@ MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 
 # Longest error text kept in connections.last_error and sync_runs.error.
 MAX_ERROR_CHARS: Final = 500
+
+# An app CMS made inactive: a flag per app in Redis (the time it was first seen, ISO),
+# kept while its jobs keep meeting the refusal; each job of the app waits and comes back
+# after APP_PAUSE_PROBE_SECONDS, and at most one of them asks BB2 per period (the probe).
+APP_PAUSED_KEY: Final = REDIS_PREFIX + ":app_paused:{app}"
+APP_PROBE_KEY: Final = REDIS_PREFIX + ":app_probe:{app}"
+APP_PAUSE_PROBE_SECONDS: Final = 60
+# A flag nobody renews (every job of the app gone) lapses after a day.
+APP_PAUSED_TTL_SECONDS: Final = 86400
+# Times /v2/o/revoke/ may answer 500 to a freshly refreshed access token (a live grant
+# behind it: CMS failing for real) before an owed revocation settles for revoking its tokens.
+MAX_GRANT_REFUSALS: Final = 3

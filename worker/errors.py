@@ -15,14 +15,24 @@ outage failure carries a :class:`Decision` that tells the job what to do next::
         ├── RetryableError           RETRY later (.retry_after seconds, if the server said)
         │   ├── RateLimited          429 Too Many Requests
         │   ├── ServerError          5xx: BB2 or its backend failed
+        │   │   └── EdgeError        5xx that is not BB2's JSON: may never have reached CMS
+        │   ├── EdgeRefused          403 that is not BB2's withholding answer: says nothing
+        │   │                        about consent (an edge's HTML page, a 403 on Coverage)
         │   └── TransportError       timeout, refused or reset connection
+        ├── AppPaused                APP_PAUSED: CMS made the app inactive ("temporarily
+        │                            inactive"); every job of that app waits, nobody's
+        │                            consent changed
         ├── TokenExpired             REFRESH the access token, then try once more
-        ├── ReconsentRequired        RECONSENT: the grant is gone; the beneficiary must log in again
+        ├── ReconsentRequired        RECONSENT: only a new authorization helps
+        │   │                        (.grant_ended: CMS said the grant is gone or lapsed)
+        │   └── RefreshInterrupted   CMS failed mid-refresh (its JSON 502/404 after rotating
+        │                            the token): the grant lives, the new token never came
         └── PermanentError           GIVE_UP: repeating the same request cannot help
             ├── AuthorizationFailed  the code exchange was refused (bad code, verifier or redirect)
             ├── ClientRejected       our client id or secret is wrong (invalid_client)
             ├── BadRequest           400: a parameter BB2 does not accept
-            ├── Forbidden            403: a scope was not granted, or data is withheld
+            │   └── CursorPastEnd    400 "startIndex ... must be less than": restart the type
+            ├── Forbidden            403 in BB2's JSON on a withholdable type: data is withheld
             ├── NotFound             404: no such resource for this beneficiary
             └── ProtocolError        a response we cannot trust: bad JSON, bad Bundle, bad link
 
@@ -42,6 +52,7 @@ class Decision(enum.Enum):
     RETRY = "retry"
     REFRESH = "refresh"
     RECONSENT = "reconsent"
+    APP_PAUSED = "app_paused"
     GIVE_UP = "give_up"
 
 
@@ -111,6 +122,16 @@ class ServerError(RetryableError):
     """BB2 answered 5xx."""
 
 
+class EdgeError(ServerError):
+    """A 5xx whose body is not BB2's JSON: an edge or gateway answered, and the request may
+    never have reached CMS (so a refresh token sent in it may still be unspent)."""
+
+
+class EdgeRefused(RetryableError):
+    """A 403 that is not BB2's answer about withheld data: an edge's HTML page, or a 403 on
+    a type nobody can withhold. It says nothing about consent (FACTS.md, Errors)."""
+
+
 class TransportError(RetryableError):
     """The request did not complete: timeout, refused or reset connection.
 
@@ -130,10 +151,30 @@ class TokenExpired(BlueButtonError):
     decision = Decision.REFRESH
 
 
+class AppPaused(BlueButtonError):
+    """CMS made the app inactive ("This application, NAME, is temporarily inactive."):
+    FHIR answers 401, refresh and revocation 403. The app's jobs wait; no grant changed."""
+
+    decision = Decision.APP_PAUSED
+
+
 class ReconsentRequired(BlueButtonError):
-    """The data access grant lapsed or was withdrawn; only a new authorization helps."""
+    """Only a new authorization helps. ``grant_ended`` is True when CMS said the grant
+    itself is gone: a refresh answered 403 ``invalid_grant`` (deleted), 401
+    ``invalid_grant`` (lapsed) or 400 ``invalid_request`` (the token no longer exists)."""
 
     decision = Decision.RECONSENT
+
+    def __init__(
+        self, message: str, *, status: int | None = None, grant_ended: bool = False
+    ) -> None:
+        super().__init__(message, status=status)
+        self.grant_ended = grant_ended
+
+
+class RefreshInterrupted(ReconsentRequired):
+    """CMS answered a refresh with its own 502 or 404 after minting new tokens: the old
+    refresh token is spent and the new one never arrived. The grant is alive."""
 
 
 class PermanentError(BlueButtonError):
@@ -154,8 +195,12 @@ class BadRequest(PermanentError):
     """BB2 answered 400 to a FHIR request."""
 
 
+class CursorPastEnd(BadRequest):
+    """A saved ``startIndex`` is at or past the end of the results (claims were removed)."""
+
+
 class Forbidden(PermanentError):
-    """BB2 answered 403: the scope was not granted, or the data is withheld."""
+    """BB2 answered 403 in its JSON: the scope was not granted, or the data is withheld."""
 
 
 class NotFound(PermanentError):

@@ -54,3 +54,9 @@ QUEUE_DEPTH = Gauge(
 CONNECTIONS = Gauge(
     "connections", "Connections by app and status.", ["app", "status"], namespace=NAMESPACE
 )
+APP_PAUSED = Gauge(
+    "app_paused",
+    "1 while CMS keeps the app inactive (its jobs wait), else 0.",
+    ["app"],
+    namespace=NAMESPACE,
+)

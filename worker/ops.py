@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from worker import metrics
+from worker import metrics, pauses
 from worker.apps import DEFAULT_APP
 from worker.constants import QUEUE_BULK, QUEUE_INTERACTIVE, REDIS_PREFIX
 from worker.store import connections
@@ -61,11 +61,17 @@ class Heartbeat:
         return time.monotonic() - self.last_beat < REPLICA_TTL_SECONDS
 
     async def beat(self) -> None:
-        """Announce this replica in Redis and refresh the queue and connection gauges."""
+        """Announce this replica in Redis and refresh the queue, pause and connection gauges."""
         key = REPLICA_KEY.format(replica=self.replica)
         await self.redis.set(key, int(time.time()), ex=REPLICA_TTL_SECONDS)
         for queue in (QUEUE_INTERACTIVE, QUEUE_BULK):
             metrics.QUEUE_DEPTH.labels(queue).set(await self.redis.zcard(queue))
+        # The pause flags are shared: every replica reports them, not only the one that met
+        # CMS's refusal (or its end).
+        paused = await pauses.paused_since(self.redis)
+        self.apps_counted |= set(paused)
+        for app in self.apps_counted:
+            metrics.APP_PAUSED.labels(app).set(1 if app in paused else 0)
         # Liveness is the event loop and Redis: a slow Postgres must not fail the probe.
         self.last_beat = now = time.monotonic()
         if now >= self.next_count:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ class ConnectionStatus:
 
     connection: Connection
     counts: dict[str, int]
+    app_inactive_since: datetime | None = None  # CMS made the app inactive (worker.pauses)
 
     def as_json(self) -> dict[str, Any]:
         """Plain JSON-ready fields (no tokens: the row never carries them)."""
@@ -37,6 +39,10 @@ class ConnectionStatus:
             "last_error": c.last_error,
         }
 
+    def as_cli_json(self) -> dict[str, Any]:
+        """:meth:`as_json` and, for operators, since when CMS holds the app inactive."""
+        return {**self.as_json(), "app_inactive_since": _iso(self.app_inactive_since)}
+
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
@@ -48,12 +54,15 @@ async def load_status(
     *,
     consent_before: datetime | None = None,
     app: str | None = None,
+    paused: Mapping[str, datetime] | None = None,
 ) -> list[ConnectionStatus]:
     """Every connection (or the one named, those whose consent lapses before a time, those
-    of one app) with its counts per resource type."""
+    of one app) with its counts per resource type, and since when CMS has held its app
+    inactive (``paused``: app name to time), if it does."""
     rows = await connections.list_all(conn, connection_id, consent_before=consent_before, app=app)
     counts = await resources.count_by_type(conn, [row.connection_id for row in rows])
-    return [ConnectionStatus(row, counts[row.connection_id]) for row in rows]
+    paused = paused or {}
+    return [ConnectionStatus(row, counts[row.connection_id], paused.get(row.app)) for row in rows]
 
 
 def render_table(statuses: list[ConnectionStatus], console: Console) -> None:
@@ -77,7 +86,7 @@ def render_table(statuses: list[ConnectionStatus], console: Console) -> None:
         table.add_row(
             c.connection_id,
             f"{c.app} ({c.environment})" if c.environment else c.app,
-            c.status,
+            c.status + (" (app inactive at CMS)" if item.app_inactive_since else ""),
             c.patient_id or "-",
             str(item.counts.get("Patient", 0)),
             str(item.counts.get("Coverage", 0)),

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.chaos.cms_events import EVENT_SCENARIOS, EventFigures, event_table, run_event
 from tests.chaos.measure import Figures, table
 from tests.chaos.run import Size, Target, run_scenario
 from tests.chaos.scenarios import SCENARIOS
@@ -39,6 +40,21 @@ async def run_all(target: Target, size: Size, only: str | None) -> list[Figures]
     return results
 
 
+async def run_events(target: Target, size: Size, only: str | None) -> list[EventFigures]:
+    """The CMS-events rows (:mod:`tests.chaos.cms_events`), each in turn."""
+    results = []
+    for scenario in EVENT_SCENARIOS:
+        if only and only not in scenario.name:
+            continue
+        started = time.monotonic()
+        result = await run_event(scenario, target, size)
+        verdict = "ok" if result.passed else "FAILED " + "; ".join(result.problems)
+        took = time.monotonic() - started
+        print(f"{scenario.name}: {verdict} ({took:.0f} s)", file=sys.stderr, flush=True)
+        results.append(result)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     parser.add_argument("--beneficiaries", type=int, default=Size.beneficiaries)
@@ -48,11 +64,14 @@ def main() -> int:
     target = Target(os.environ["DATABASE_URL"], os.environ["REDIS_URL"])
     size = Size(beneficiaries=args.beneficiaries, claims=args.claims)
     results = asyncio.run(run_all(target, size, args.only))
+    events = asyncio.run(run_events(target, size, args.only))
     print(table(results))
-    for result in results:
+    print()
+    print(event_table(events))
+    for result in [*results, *events]:
         for problem in result.problems:
             print(f"{result.scenario}: {problem}", file=sys.stderr)
-    return 0 if all(result.passed for result in results) else 1
+    return 0 if all(result.passed for result in [*results, *events]) else 1
 
 
 if __name__ == "__main__":

@@ -262,10 +262,13 @@ async def test_responses_are_fhir_json_with_rate_headers_and_gzip(harness: Harne
     assert response.headers["content-encoding"] == "gzip"
     assert "content-encoding" not in raw.headers
     assert len(gzip.compress(raw.content)) < len(raw.content)
-    for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
-        assert response.headers[name].isdigit()
+    # FACTS "Errors and limits": per access token, 100000/s, Reset a float; `None` on
+    # answers the throttle never saw (a refused token).
+    assert raw.headers["X-RateLimit-Limit"] == "100000"
+    assert raw.headers["X-RateLimit-Remaining"] == "99998"
+    assert float(raw.headers["X-RateLimit-Reset"]) == 1.0
     error = await harness.fhir("Coverage", "bad-token")
-    assert "X-RateLimit-Remaining" in error.headers
+    assert error.headers["X-RateLimit-Remaining"] == "None"
 
 
 async def test_eob_resources_look_like_the_sandbox(harness: Harness) -> None:

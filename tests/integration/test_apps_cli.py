@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from tests.integration.support import run_cli
 from tests.integration.test_cli import VERIFIER
+from worker import pauses
 from worker.crypto import TokenCipher, generate_key
 from worker.jobs.queue import deserialize
 from worker.local import REDIRECT_URI
@@ -138,10 +139,35 @@ async def test_list_shows_every_app_without_secrets(
     assert SECRET not in out
     listed = orjson.loads(out)
     assert [row["name"] for row in listed] == ["default", "acme"]
-    assert listed[0] == {"name": "default", "configured": False}  # no BB_CLIENT_ID here
+    # no BB_CLIENT_ID here
+    assert listed[0] == {"name": "default", "configured": False, "inactive_since": None}
     assert listed[1]["client_id"] == "acme-id"
     assert await run_cli("apps", "list") == 0
     assert "acme-id" in capsys.readouterr().out
+
+
+async def test_list_and_status_say_which_app_cms_made_inactive(
+    env: None,
+    key: str,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    secret_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert await add_acme(secret_file) == 0
+    await pool.execute("INSERT INTO connections (connection_id, app) VALUES ('c-1', 'acme')")
+    await pauses.mark_paused(redis, "acme")  # a job met "temporarily inactive"
+    capsys.readouterr()
+    assert await run_cli("apps", "list", "--json") == 0
+    listed = {row["name"]: row["inactive_since"] for row in orjson.loads(capsys.readouterr().out)}
+    assert listed["default"] is None
+    assert listed["acme"] is not None
+    assert await run_cli("apps", "list") == 0
+    assert "INACTIVE since" in capsys.readouterr().out
+    assert await run_cli("status", "--json") == 0
+    [row] = orjson.loads(capsys.readouterr().out)
+    assert row["app_inactive_since"] == listed["acme"]
+    assert row["status"] == "pending"  # the connection's own status is untouched
 
 
 async def test_remove_refuses_while_connections_use_the_app_unless_forced(

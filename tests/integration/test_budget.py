@@ -6,6 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from worker.bluebutton.budget import RequestBudget
+from worker.constants import BUDGET_SERVER_LIMIT_KEY
 
 WINDOW = 1.0
 
@@ -100,3 +101,10 @@ async def test_bulk_requests_yield_while_an_interactive_one_waits(redis: Redis) 
     assert await bulk.try_acquire() > 0  # spaced as usual after the person's request
     await asyncio.sleep(0.11)
     assert await bulk.try_acquire() == 0.0  # no one waits any more
+
+
+async def test_a_429_halves_the_rate_of_every_replica(redis: Redis) -> None:
+    one, two = (RequestBudget(redis, "client-s", rate=8) for _ in range(2))
+    await one.slow_down()
+    await two.slow_down()  # each refusal halves again what the replicas share
+    assert int(await redis.get(BUDGET_SERVER_LIMIT_KEY.format(client="client-s"))) == 2

@@ -14,6 +14,7 @@ from tests.integration.support import (
     patient_id,
     stored_resources,
 )
+from worker import pauses
 from worker.constants import QUEUE_BULK, QUEUE_INTERACTIVE
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.nightly import nightly
@@ -125,7 +126,8 @@ async def test_nightly_queues_the_oldest_due_within_budget_and_purges_dormant(
     # An unlink whose tries ran out before CMS confirmed the revocation.
     await pool.execute("INSERT INTO connections (connection_id, status) VALUES ('gone', 'revoked')")
     await pool.execute(
-        "INSERT INTO pending_revocations (connection_id, refresh_token_enc) VALUES ('gone', 'x')"
+        "INSERT INTO pending_revocations (connection_id, refresh_token_enc, app)"
+        " VALUES ('gone', 'x', 'default')"
     )
     queue = await open_queue(settings.redis_url)
     try:
@@ -164,8 +166,8 @@ async def test_two_replicas_firing_the_cron_schedule_it_once(
 async def test_a_grant_deleted_at_cms_needs_reauth_and_a_full_pass_deletes_nothing(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    # The beneficiary removed the app's access: the token still authenticates, every
-    # FHIR call answers 403. Read as "withheld", a full pass would delete everything.
+    # The beneficiary removed the app's access: CMS revoked every token with the grant, so
+    # FHIR answers 401 and the refresh 403 invalid_grant (FACTS.md, Authorization).
     emulator, _, services = await connected(start, CONFIG)
     before = await stored_resources(pool, "conn-1")
     await emulator_post(
@@ -175,7 +177,32 @@ async def test_a_grant_deleted_at_cms_needs_reauth_and_a_full_pass_deletes_nothi
     assert await resync(ctx(services), "conn-1") == {"status": "needs_reauth"}
     row = await pool.fetchrow("SELECT status, last_error FROM connections")
     assert row["status"] == "needs_reauth"
-    assert row["last_error"] == "BB2 refused Coverage (403): the grant was deleted"
+    assert "403 invalid_grant" in row["last_error"]
     assert await stored_resources(pool, "conn-1") == before
     last = await pool.fetchrow("SELECT mode, status FROM sync_runs ORDER BY run_id DESC LIMIT 1")
     assert tuple(last) == ("full", "failed")  # the pass that would have deleted
+
+
+async def test_nightly_retries_only_unlinked_owed_revocations_and_spares_paused_apps(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    _, settings, services = await start(CONFIG)
+    await pool.execute(
+        """INSERT INTO connections (connection_id, status, last_synced_at, status_changed_at)
+           VALUES ('live', 'active', now(), now()), ('gone', 'revoked', NULL, now()),
+                  ('dormant', 'needs_reauth', NULL, now() - interval '60 days')"""
+    )
+    # A relink's old tokens (live connection) and an unlink's (gone) are both owed.
+    await pool.execute(
+        """INSERT INTO pending_revocations (connection_id, refresh_token_enc, app, end_grant)
+           VALUES ('live', 'x', 'default', false), ('gone', 'y', 'default', true)"""
+    )
+    await pauses.mark_paused(redis, "default")  # CMS holds the app inactive: no purge
+    queue = await open_queue(settings.redis_url)
+    try:
+        result = await nightly({"services": services, "redis": queue})
+    finally:
+        await queue.aclose()
+    assert (result["purged"], result["revocations"]) == (0, 1)
+    bulk = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
+    assert bulk == ["unlink:gone"]  # an unlink of 'live' would end a working connection

@@ -7,7 +7,7 @@ import pytest
 
 from tests.integration.conftest import DATABASE_URL
 from worker.crypto import DecryptionError, TokenCipher, generate_key
-from worker.store import connections, resources
+from worker.store import connections, resources, sync_runs
 from worker.store.connections import ConnectionRevoked, Grant, Tokens
 from worker.store.migrate import Migration, load_migrations, migrate
 from worker.store.resources import ResourceRow
@@ -121,3 +121,18 @@ async def test_concurrent_migrations_apply_once(migrated: str, tmp_path: Path) -
         await admin.execute(f"DROP SCHEMA {schema} CASCADE")
         await admin.execute("DELETE FROM schema_migrations WHERE version = '900_probe'")
         await admin.close()
+
+
+async def test_a_full_pass_deletes_unseen_rows_only_of_the_types_it_read(
+    pool: asyncpg.Pool,
+) -> None:
+    await pool.execute("INSERT INTO connections (connection_id, app) VALUES ('c', 'default')")
+    async with pool.acquire() as conn:
+        for kind in ("Patient", "ExplanationOfBenefit"):
+            rows = [ResourceRow(f"{kind}-old", {"id": f"{kind}-old"}, datetime.now(UTC))]
+            await resources.upsert(conn, "c", kind, rows)
+        run = await sync_runs.start_or_resume(conn, "c", "resync", sync_runs.FULL)
+        await sync_runs.skip_type(conn, run.run_id, "Patient", None)  # withheld: 403
+        assert await sync_runs.delete_unseen(conn, run.run_id, "c") == 1
+    left = await pool.fetch("SELECT resource_type FROM fhir_resources")
+    assert [row["resource_type"] for row in left] == ["Patient"]

@@ -42,7 +42,7 @@ async def test_unlink_deletes_everything_and_ends_the_grant(
     assert stored == 60 + 4 + 1
     await emulator_stats(emulator.base_url, reset=True)
     result = await unlink(ctx(services), "conn-1")
-    assert result == {"status": "revoked", "cms": "revoked at CMS"}
+    assert result == {"status": "revoked", "cms": ["grant ended at CMS"]}
     row = await pool.fetchrow("SELECT * FROM connections WHERE connection_id = 'conn-1'")
     assert row["status"] == "revoked"
     assert row["access_token_enc"] is None
@@ -61,10 +61,7 @@ async def test_unlink_twice_and_of_unknown_ids_is_harmless(
     emulator, _, services = await connected(start, CONFIG)
     await unlink(ctx(services), "conn-1")
     await emulator_stats(emulator.base_url, reset=True)
-    assert await unlink(ctx(services), "conn-1") == {
-        "status": "revoked",
-        "cms": "nothing to revoke",
-    }
+    assert await unlink(ctx(services), "conn-1") == {"status": "revoked", "cms": []}
     assert await unlink(ctx(services), "never-seen") == {"status": "unknown"}
     assert (await emulator_stats(emulator.base_url))["total"] == 0
     assert await pool.fetchval("SELECT count(*) FROM audit_log WHERE event = 'unlinked'") == 1
@@ -83,7 +80,7 @@ async def test_data_goes_at_once_even_when_cms_is_unreachable(
     assert pending["attempts"] == 1
     assert "unreachable" in pending["last_error"]
     # The retried job owes CMS only the revocation, and pays it.
-    assert (await unlink(ctx(services, job_try=2), "conn-1"))["cms"] == "revoked at CMS"
+    assert (await unlink(ctx(services, job_try=2), "conn-1"))["cms"] == ["grant ended at CMS"]
     assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
 
 
@@ -140,7 +137,7 @@ async def test_an_unlink_during_the_code_exchange_stands_and_ends_the_new_grant(
 
     (await http_of(services)).event_hooks["response"].append(unlink_when_tokens_arrive)
     assert (await connect(ctx(services), **job.model_dump()))["status"] == "revoked"
-    assert unlinked == [{"status": "revoked", "cms": "nothing to revoke"}]
+    assert unlinked == [{"status": "revoked", "cms": []}]
     row = await pool.fetchrow("SELECT status, refresh_token_enc FROM connections")
     assert (row["status"], row["refresh_token_enc"]) == ("revoked", None)
     assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0

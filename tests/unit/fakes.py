@@ -10,6 +10,7 @@ class RecordingBudget:
         self.acquired = 0
         self.pauses: list[float] = []
         self.limits: list[int] = []
+        self.slowdowns = 0
 
     async def acquire(self) -> float:
         self.acquired += 1
@@ -20,6 +21,9 @@ class RecordingBudget:
 
     async def observe_limit(self, limit: int) -> None:
         self.limits.append(limit)
+
+    async def slow_down(self) -> None:
+        self.slowdowns += 1
 
 
 class RecordingSleep:

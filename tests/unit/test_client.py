@@ -52,6 +52,8 @@ async def test_429_without_header_pauses_for_backoff(setup) -> None:  # type: ig
     respx.get(URL).mock(side_effect=[httpx.Response(429), httpx.Response(200)])
     await client.request("GET", URL)
     assert budget.pauses == [0.5]
+    # CMS announces no per-app limit: a 429 is the sign to slow every replica down.
+    assert budget.slowdowns == 1
 
 
 @respx.mock

@@ -139,10 +139,122 @@ async def test_refresh_on_lapsed_grant_needs_reconsent(client: BlueButtonClient)
 
 
 @respx.mock
-async def test_revoke_sends_the_token_with_the_apps_credentials(client: BlueButtonClient) -> None:
+async def test_revoke_token_sends_the_hint_with_the_apps_credentials(
+    client: BlueButtonClient,
+) -> None:
     revoke = respx.post(f"{BASE}/v2/o/revoke_token/").mock(return_value=httpx.Response(200))
-    await oauth.revoke(client, CREDS, "RT1")
+    await oauth.revoke_token(client, CREDS, "RT1", "refresh_token")
     sent = revoke.calls.last.request
-    assert parse_qs(sent.content.decode()) == {"token": ["RT1"]}
+    # Without the hint CMS silently leaves a refresh token alive (FACTS.md, Revocation).
+    assert parse_qs(sent.content.decode()) == {
+        "token": ["RT1"],
+        "token_type_hint": ["refresh_token"],
+    }
     pair = f"{CREDS.client_id}:{CREDS.client_secret}".encode()
     assert sent.headers["Authorization"] == f"Basic {base64.b64encode(pair).decode()}"
+
+
+@respx.mock
+async def test_end_grant_sends_the_access_token_to_revoke_once(client: BlueButtonClient) -> None:
+    revoke = respx.post(f"{BASE}/v2/o/revoke/").mock(
+        return_value=httpx.Response(500, text="<h1>Server Error (500)</h1>")
+    )
+    with pytest.raises(errors.ServerError) as caught:
+        await oauth.end_grant(client, CREDS, "AT1")
+    assert caught.value.status == 500
+    assert revoke.call_count == 1  # a 500 here is CMS's "not an access token": no repeat
+    assert parse_qs(revoke.calls.last.request.content.decode()) == {"token": ["AT1"]}
+
+
+@respx.mock
+async def test_an_inactive_app_revoking_is_paused(client: BlueButtonClient) -> None:
+    body = {"status_code": 403, "description": "Application is not active or does not exist."}
+    respx.post(f"{BASE}/v2/o/revoke_token/").mock(return_value=httpx.Response(403, json=body))
+    with pytest.raises(errors.AppPaused):
+        await oauth.revoke_token(client, CREDS, "RT1", "refresh_token")
+
+
+def _token_error(status: int, error: str, description: str) -> httpx.Response:
+    body = {"status_code": status, "error": error, "error_description": description}
+    return httpx.Response(status, json=body)
+
+
+@respx.mock
+async def test_refresh_of_an_inactive_app_is_paused_not_reconsent(
+    client: BlueButtonClient,
+) -> None:
+    respx.post(f"{BASE}/v2/o/token/").mock(
+        return_value=_token_error(
+            403, "invalid_client", "This application, Acme, is temporarily inactive."
+        )
+    )
+    with pytest.raises(errors.AppPaused):
+        await oauth.refresh(client, CREDS, "RT1")
+
+
+@respx.mock
+async def test_a_one_time_apps_refusal_stays_reconsent(client: BlueButtonClient) -> None:
+    respx.post(f"{BASE}/v2/o/token/").mock(
+        return_value=_token_error(403, "invalid_client", "Refresh not allowed.")
+    )
+    with pytest.raises(errors.ReconsentRequired) as caught:
+        await oauth.refresh(client, CREDS, "RT1")
+    assert not caught.value.grant_ended
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "ended"),
+    [(403, "invalid_grant", True), (401, "invalid_grant", True), (400, "invalid_request", True)],
+)
+@respx.mock
+async def test_refresh_answers_that_say_the_grant_ended(
+    client: BlueButtonClient, status: int, error: str, ended: bool
+) -> None:
+    respx.post(f"{BASE}/v2/o/token/").mock(return_value=_token_error(status, error, "gone"))
+    with pytest.raises(errors.ReconsentRequired) as caught:
+        await oauth.refresh(client, CREDS, "RT1")
+    assert caught.value.grant_ended is ended
+
+
+@pytest.mark.parametrize("status", [502, 404])
+@respx.mock
+async def test_cms_failing_mid_refresh_is_not_a_consent_event(
+    client: BlueButtonClient, status: int
+) -> None:
+    route = respx.post(f"{BASE}/v2/o/token/").mock(
+        return_value=httpx.Response(status, json={"status_code": status, "message": "Not found."})
+    )
+    with pytest.raises(errors.RefreshInterrupted, match="mid-refresh") as caught:
+        await oauth.refresh(client, CREDS, "RT1")
+    assert not caught.value.grant_ended
+    assert route.call_count == 1  # the token may be spent: never sent again
+
+
+@respx.mock
+async def test_an_edge_5xx_on_refresh_sends_the_same_token_once_more(
+    client: BlueButtonClient,
+) -> None:
+    route = respx.post(f"{BASE}/v2/o/token/").mock(
+        side_effect=[
+            httpx.Response(503, text="<html>bad gateway</html>"),
+            httpx.Response(200, json=TOKEN_BODY),
+        ]
+    )
+    tokens = await oauth.refresh(client, CREDS, "RT0")
+    assert tokens.refresh_token == "RT1"
+    sent = [parse_qs(call.request.content.decode())["refresh_token"] for call in route.calls]
+    assert sent == [["RT0"], ["RT0"]]
+
+
+@respx.mock
+async def test_a_lost_refresh_answer_then_spent_token_is_interrupted(
+    client: BlueButtonClient,
+) -> None:
+    respx.post(f"{BASE}/v2/o/token/").mock(
+        side_effect=[
+            httpx.ReadTimeout("lost"),
+            _token_error(400, "invalid_grant", "Invalid grant."),
+        ]
+    )
+    with pytest.raises(errors.RefreshInterrupted):
+        await oauth.refresh(client, CREDS, "RT0")

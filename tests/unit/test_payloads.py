@@ -31,6 +31,9 @@ def test_keyword_and_positional_payloads_bind() -> None:
         ({"connection_id": "$(rm -rf /)"}, "connection_id"),
         ({"connection_id": "a" * 129}, "connection_id"),
         ({"code_verifier": "short"}, "code_verifier"),
+        ({"code_verifier": "a" * 43 + " "}, "code_verifier"),  # a space: never printable ASCII
+        ({"code_verifier": "a" * 43 + "\u00e9"}, "code_verifier"),  # not ASCII
+        ({"code_verifier": "a" * 129}, "code_verifier"),
         ({"redirect_uri": "ftp://x/cb"}, "redirect_uri"),
         ({"redirect_uri": "http://example.com/cb"}, "redirect_uri"),
         ({"connection_id": 42}, "connection_id"),
@@ -70,3 +73,11 @@ def test_too_many_or_doubled_arguments() -> None:
 def test_schema_files_are_current(job: str) -> None:
     path = Path(__file__).resolve().parents[2] / "schemas" / "jobs" / f"{job}.schema.json"
     assert path.read_bytes() == render(job), "run `make schemas`"
+
+
+def test_the_cms_sdk_verifier_is_accepted() -> None:
+    # cms-bluebutton-sdk's generate_auth_data: 32 random bytes, base64 with padding, 44
+    # characters ending in '='; CMS accepts it (it only hashes the verifier).
+    sdk_verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk="
+    job = parse_payload(ConnectJob, (), {**GOOD, "code_verifier": sdk_verifier})
+    assert job.code_verifier == sdk_verifier

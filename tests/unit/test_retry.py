@@ -80,8 +80,24 @@ def test_not_transient_statuses(status: int) -> None:
         (404, b'{"detail": "Not found."}', errors.NotFound, errors.Decision.GIVE_UP),
         (400, b'{"detail": "bad _count"}', errors.BadRequest, errors.Decision.GIVE_UP),
         (429, b"{}", errors.RateLimited, errors.Decision.RETRY),
-        (502, b"<html>bad gateway</html>", errors.ServerError, errors.Decision.RETRY),
+        (502, b"<html>bad gateway</html>", errors.EdgeError, errors.Decision.RETRY),
+        (502, b'{"detail": "backend failed"}', errors.ServerError, errors.Decision.RETRY),
         (418, b"", errors.ProtocolError, errors.Decision.GIVE_UP),
+        # FACTS.md, Authorization: an inactive app's FHIR calls answer 401 with this text.
+        (
+            401,
+            b'{"detail": "This application, Acme, is temporarily inactive."}',
+            errors.AppPaused,
+            errors.Decision.APP_PAUSED,
+        ),
+        # FACTS.md, Errors: a 403 that is not BB2's JSON says nothing about consent.
+        (403, b"<html>Access Denied</html>", errors.EdgeRefused, errors.Decision.RETRY),
+        (
+            400,
+            b'{"detail": "Value for startIndex (30) must be less than than result size (20)"}',
+            errors.CursorPastEnd,
+            errors.Decision.GIVE_UP,
+        ),
     ],
 )
 def test_fhir_error_table(
@@ -110,6 +126,7 @@ def test_fhir_error_message_carries_detail() -> None:
         (403, "access_denied", "refresh_token", errors.ReconsentRequired),
         (503, "", "refresh_token", errors.ServerError),
         (429, "", "authorization_code", errors.RateLimited),
+        (502, "", "authorization_code", errors.ServerError),
     ],
 )
 def test_token_error_table(
@@ -132,3 +149,16 @@ def test_job_retry_delay_grows_and_respects_server() -> None:
 )
 def test_announced_limit(value: str | None, limit: int | None) -> None:
     assert announced_limit(value) == limit
+
+
+def test_an_inactive_apps_token_refusal_pauses_it_for_any_grant() -> None:
+    body = (
+        b'{"error": "invalid_client",'
+        b' "error_description": "This application, A, is temporarily inactive."}'
+    )
+    for grant in ("authorization_code", "refresh_token"):
+        assert type(token_error(403, body, grant)) is errors.AppPaused  # type: ignore[arg-type]
+
+
+def test_an_html_403_on_refresh_is_an_edge_refusal() -> None:
+    assert type(token_error(403, b"<html>no</html>", "refresh_token")) is errors.EdgeRefused

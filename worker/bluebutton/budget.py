@@ -9,8 +9,8 @@ late, and crowd the next window at the server, which is where the limit is count
 Interactive requests (a person is waiting: connect, unlink) go first: bulk requests
 (resync) are refused while any interactive one waits. Time comes from Redis (``TIME``),
 so replicas with skewed clocks still agree. A 429 sets a
-shared cool-down key that stops every replica until it expires, and a lower limit that BB2
-announces in ``X-RateLimit-Limit`` lowers the rate of every replica for a while.
+shared cool-down key that stops every replica until it expires and halves the rate of every
+replica for a while; so does a lower limit BB2 announces in ``X-RateLimit-Limit``.
 """
 
 from __future__ import annotations
@@ -144,3 +144,13 @@ class RequestBudget:
         self._announced = limit
         self._renew_at = now + BUDGET_SERVER_LIMIT_TTL / 2
         await self._redis.set(self._keys[2], limit, ex=BUDGET_SERVER_LIMIT_TTL)
+
+    async def slow_down(self) -> None:
+        """Halve the rate of every replica for a while after a 429: CMS announces no per-app
+        limit (no ``X-RateLimit-Limit``; FACTS.md, Errors and limits), so a refusal is the
+        only sign that the budget is lower than configured."""
+        current = await self._redis.get(self._keys[2])
+        rate = int(current) if current is not None else self._rate
+        lower = max(1, rate // 2)
+        self._announced, self._renew_at = lower, time.monotonic() + BUDGET_SERVER_LIMIT_TTL / 2
+        await self._redis.set(self._keys[2], lower, ex=BUDGET_SERVER_LIMIT_TTL)

@@ -60,6 +60,8 @@ class Budget(Protocol):
 
     async def observe_limit(self, limit: int) -> None: ...
 
+    async def slow_down(self) -> None: ...
+
 
 def build_http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:
     """The shared httpx client: TLS verification on, bounded sockets, no redirects."""
@@ -133,8 +135,8 @@ class BlueButtonClient:
         """Send one logical request; the response has any status but a transient one.
 
         ``once``: the request spends something single-use (a code, a rolling refresh
-        token), so it is repeated only when it certainly never reached BB2; otherwise the
-        failure goes to the job, whose retry can tell a spent code from a bad one.
+        token), so it is repeated only when it certainly never reached BB2 (refused
+        connections, 429s); otherwise the failure, 5xx answers included, goes to the caller.
         """
         last: errors.RetryableError | None = None
         for attempt in range(self._policy.max_attempts):
@@ -149,7 +151,11 @@ class BlueButtonClient:
                 last = exc
                 continue
             await self._heed_limit(response)
-            if not is_transient_status(response.status_code):
+            # A 5xx to a single-use request may come after CMS spent it (a refresh that
+            # rotated the token, then failed: FACTS.md, Authorization): the caller reads it.
+            if not is_transient_status(response.status_code) or (
+                once and response.status_code != 429
+            ):
                 return response
             last = self._transient(response)
         assert last is not None
@@ -208,6 +214,7 @@ class BlueButtonClient:
         if isinstance(error, errors.RateLimited):
             # Every replica must stop, not just this coroutine: pause the shared budget.
             await self._budget.pause(error.retry_after if error.retry_after is not None else delay)
+            await self._budget.slow_down()
             log.warning("bb2_rate_limited", retry_after=error.retry_after, attempt=attempt)
             return
         if error.retry_after is not None:

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import httpx
@@ -16,7 +16,7 @@ import orjson
 from worker import errors
 from worker.bluebutton import endpoints
 from worker.bluebutton.client import BlueButtonClient
-from worker.bluebutton.retry import TokenGrant, token_error
+from worker.bluebutton.retry import TokenGrant, revoke_error, token_error
 
 
 @dataclass(frozen=True)
@@ -155,23 +155,67 @@ async def exchange_code(
     return await _token_request(client, creds, form, "authorization_code")
 
 
-async def refresh(
+async def _refresh_once(
     client: BlueButtonClient, creds: ClientCredentials, refresh_token: str
 ) -> TokenSet:
-    """Spend a refresh token; BB2 answers with a new one and the old one dies."""
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     return await _token_request(client, creds, form, "refresh_token")
 
 
-async def revoke(
-    client: BlueButtonClient, creds: ClientCredentials, token: str, *, end_grant: bool = False
-) -> None:
-    """Revoke a token at BB2; BB2 answers 200 whether or not it existed.
+async def refresh(
+    client: BlueButtonClient, creds: ClientCredentials, refresh_token: str
+) -> TokenSet:
+    """Spend a refresh token; BB2 answers with a new one and the old one dies.
 
-    ``end_grant`` uses CMS's own ``/v2/o/revoke/``, which also deletes the beneficiary's
-    data access grant, instead of RFC 7009's ``/v2/o/revoke_token/``.
+    An edge's 5xx or a timeout may never have reached CMS: the same token is sent once
+    more. If CMS then says it was spent (400 ``invalid_grant``), the first request did
+    reach it and its new tokens were lost on the way back (FACTS.md, Authorization).
     """
-    path = endpoints.REVOKE_GRANT_PATH if end_grant else endpoints.REVOKE_TOKEN_PATH
-    response = await client.request("POST", path, data={"token": token}, auth=creds.basic_auth())
+    try:
+        return await _refresh_once(client, creds, refresh_token)
+    except (errors.EdgeError, errors.TransportError) as first:
+        try:
+            return await _refresh_once(client, creds, refresh_token)
+        except errors.ReconsentRequired as exc:
+            if exc.grant_ended or exc.status != 400:
+                raise
+            raise errors.RefreshInterrupted(
+                f"a refresh whose answer was lost ({first}) spent the refresh token",
+                status=exc.status,
+            ) from exc
+
+
+TokenHint = Literal["access_token", "refresh_token"]
+
+
+async def end_grant(client: BlueButtonClient, creds: ClientCredentials, access_token: str) -> None:
+    """Delete the beneficiary's data access grant at CMS, and every token of it, with a live
+    access token: ``/v2/o/revoke/`` looks the token up as an access token (RevokeView).
+
+    A token CMS cannot find as an access token (rotated away, already revoked, this very
+    call's earlier try included) gets a 500: a ServerError whose status is 500.
+    """
+    await _revoke(client, creds, endpoints.REVOKE_GRANT_PATH, {"token": access_token}, once=True)
+
+
+async def revoke_token(
+    client: BlueButtonClient, creds: ClientCredentials, token: str, hint: TokenHint
+) -> None:
+    """Revoke one token and leave the grant (RFC 7009's ``/v2/o/revoke_token/``, 200 in
+    every case). A refresh token is revoked only with ``token_type_hint=refresh_token``."""
+    form = {"token": token, "token_type_hint": hint}
+    await _revoke(client, creds, endpoints.REVOKE_TOKEN_PATH, form, once=False)
+
+
+async def _revoke(
+    client: BlueButtonClient,
+    creds: ClientCredentials,
+    path: str,
+    form: dict[str, str],
+    *,
+    once: bool,
+) -> None:
+    # once: a 500 from /v2/o/revoke/ is an answer (token not found), not worth repeating.
+    response = await client.request("POST", path, data=form, auth=creds.basic_auth(), once=once)
     if response.status_code != 200:
-        raise token_error(response.status_code, response.content, "refresh_token")
+        raise revoke_error(response.status_code, response.content)

@@ -36,10 +36,7 @@ def admin_routes(emulator: Emulator) -> list[Route]:
     state, dataset = emulator.state, emulator.dataset
 
     def beneficiary(body: dict[str, Any]) -> Beneficiary:
-        found = dataset.population.by_patient_id(str(body.get("patient_id", "")))
-        if found is None:
-            raise AdminError(404, f"unknown patient_id {body.get('patient_id')!r}")
-        return found
+        return find_beneficiary(emulator, body)
 
     def now() -> datetime:
         return datetime.fromtimestamp(state.now(), EASTERN)
@@ -52,26 +49,30 @@ def admin_routes(emulator: Emulator) -> list[Route]:
         return state.stats()
 
     def beneficiaries(query: dict[str, Any]) -> Any:
-        offset = _number(query, "offset", 0)
-        limit = _number(query, "limit", len(dataset.population))
+        offset = number_argument(query, "offset", 0)
+        limit = number_argument(query, "limit", len(dataset.population))
         end = min(offset + limit, len(dataset.population))
         return [_describe(emulator, dataset.population.get(i)) for i in range(offset, end)]
 
     def expire_tokens(body: dict[str, Any]) -> Any:
         patient_id = beneficiary(body).patient_id
-        count = state.expire_tokens_after(patient_id, _number(body, "after_requests", 0))
+        count = state.tokens.expire_tokens_after(
+            patient_id, number_argument(body, "after_requests", 0)
+        )
         return {"patient_id": patient_id, "tokens": count}
 
     def lapse_grants(body: dict[str, Any]) -> Any:
         patient_id = beneficiary(body).patient_id
-        return {"patient_id": patient_id, "grants": state.lapse_grants(patient_id)}
+        return {"patient_id": patient_id, "grants": state.tokens.lapse_grants(patient_id)}
 
     def delete_grants(body: dict[str, Any]) -> Any:
         patient_id = beneficiary(body).patient_id
-        return {"patient_id": patient_id, "grants": state.delete_grants(patient_id)}
+        return {"patient_id": patient_id, "grants": state.tokens.delete_grants(patient_id)}
 
     def touch(body: dict[str, Any]) -> Any:
-        return {"touched": dataset.touch(beneficiary(body), _number(body, "count", 1), now())}
+        return {
+            "touched": dataset.touch(beneficiary(body), number_argument(body, "count", 1), now())
+        }
 
     def add_claim(body: dict[str, Any]) -> Any:
         claim_type = str(body.get("claim_type", "carrier"))
@@ -91,17 +92,25 @@ def admin_routes(emulator: Emulator) -> list[Route]:
         return {**order.describe(), "pending": state.pending_faults()}
 
     return [
-        Route("/_emulator/stats", _get(stats)),
-        Route("/_emulator/stats/reset", _post(reset_stats), methods=["POST"]),
-        Route("/_emulator/beneficiaries", _get(beneficiaries)),
-        Route("/_emulator/tokens/expire", _post(expire_tokens), methods=["POST"]),
-        Route("/_emulator/grants/lapse", _post(lapse_grants), methods=["POST"]),
-        Route("/_emulator/grants/delete", _post(delete_grants), methods=["POST"]),
-        Route("/_emulator/claims/touch", _post(touch), methods=["POST"]),
-        Route("/_emulator/claims/add", _post(add_claim), methods=["POST"]),
-        Route("/_emulator/claims/remove", _post(remove_claim), methods=["POST"]),
-        Route("/_emulator/faults", _post(faults), methods=["POST"]),
+        Route("/_emulator/stats", get_endpoint(stats)),
+        Route("/_emulator/stats/reset", post_endpoint(reset_stats), methods=["POST"]),
+        Route("/_emulator/beneficiaries", get_endpoint(beneficiaries)),
+        Route("/_emulator/tokens/expire", post_endpoint(expire_tokens), methods=["POST"]),
+        Route("/_emulator/grants/lapse", post_endpoint(lapse_grants), methods=["POST"]),
+        Route("/_emulator/grants/delete", post_endpoint(delete_grants), methods=["POST"]),
+        Route("/_emulator/claims/touch", post_endpoint(touch), methods=["POST"]),
+        Route("/_emulator/claims/add", post_endpoint(add_claim), methods=["POST"]),
+        Route("/_emulator/claims/remove", post_endpoint(remove_claim), methods=["POST"]),
+        Route("/_emulator/faults", post_endpoint(faults), methods=["POST"]),
     ]
+
+
+def find_beneficiary(emulator: Emulator, arguments: dict[str, Any]) -> Beneficiary:
+    """The beneficiary an admin call names by `patient_id`; 404 if there is none."""
+    found = emulator.dataset.population.by_patient_id(str(arguments.get("patient_id", "")))
+    if found is None:
+        raise AdminError(404, f"unknown patient_id {arguments.get('patient_id')!r}")
+    return found
 
 
 def _describe(emulator: Emulator, beneficiary: Beneficiary) -> dict[str, Any]:
@@ -113,14 +122,18 @@ def _describe(emulator: Emulator, beneficiary: Beneficiary) -> dict[str, Any]:
     }
 
 
-def _get(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
+def get_endpoint(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
+    """An admin GET route: the handler gets the query parameters."""
+
     async def endpoint(request: Request) -> Response:
         return _run(handler, dict(request.query_params))
 
     return endpoint
 
 
-def _post(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
+def post_endpoint(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
+    """An admin POST route: the handler gets the JSON object of the body."""
+
     async def endpoint(request: Request) -> Response:
         raw = await request.body()
         try:
@@ -143,7 +156,7 @@ def _run(handler: AdminHandler, arguments: dict[str, Any]) -> Response:
         return detail(400, str(error))
 
 
-def _number(values: dict[str, Any], name: str, default: int) -> int:
+def number_argument(values: dict[str, Any], name: str, default: int) -> int:
     """A non-negative integer argument (query strings give text, JSON gives numbers)."""
     raw = values.get(name, default)
     try:

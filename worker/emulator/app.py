@@ -7,12 +7,14 @@ from starlette.middleware.gzip import GZipMiddleware
 from worker.emulator.admin_routes import admin_routes
 from worker.emulator.authorize_routes import authorize_routes
 from worker.emulator.chaos import Chaos
+from worker.emulator.cms_admin_routes import cms_admin_routes
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.context import Emulator
 from worker.emulator.data import Dataset
 from worker.emulator.discovery import discovery_routes
 from worker.emulator.fhir_routes import fhir_routes
 from worker.emulator.responses import GZIP_LEVEL
+from worker.emulator.revoke_routes import revoke_routes
 from worker.emulator.state import EmulatorState
 from worker.emulator.stats import SlidingWindow
 from worker.emulator.token_routes import token_routes
@@ -34,9 +36,11 @@ def build_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Sta
     routes = [
         *authorize_routes(emulator),
         *token_routes(emulator),
+        *revoke_routes(emulator),
         *discovery_routes(emulator),
         *fhir_routes(emulator),
         *admin_routes(emulator),
+        *cms_admin_routes(emulator),
     ]
     return Starlette(
         routes=routes,

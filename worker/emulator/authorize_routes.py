@@ -9,6 +9,7 @@ from starlette.routing import Route
 from worker.emulator import oauth, pages
 from worker.emulator.config import RegisteredClient
 from worker.emulator.context import Emulator, form_field, metered
+from worker.emulator.responses import TEMPORARILY_INACTIVE
 from worker.emulator.state import AuthRequest
 
 _BAD_LOGIN = "Invalid username or password."
@@ -31,12 +32,13 @@ def authorize_routes(emulator: Emulator) -> list[Route]:
         query = request.query_params
         problem = _authorize_problem(emulator, {key: query.get(key) or "" for key in query})
         if problem:
-            return HTMLResponse(pages.error_page(problem), status_code=400)
+            status, message = problem
+            return HTMLResponse(pages.error_page(message), status_code=status)
         opened = state.open_request(
             client_id=query["client_id"],
             redirect_uri=query["redirect_uri"],
             state=query["state"],
-            challenge=query["code_challenge"],
+            challenge=oauth.stored_challenge(query["code_challenge"]),
             scopes=oauth.requested_scopes(query.get("scope")),
         )
         location = f"/mymedicare/login?{urlencode({'auth_request': opened.request_id})}"
@@ -88,21 +90,24 @@ def authorize_routes(emulator: Emulator) -> list[Route]:
     ]
 
 
-def _authorize_problem(emulator: Emulator, query: dict[str, str]) -> str | None:
-    """Why an /authorize call must get a 400 instead of a login page, if it must."""
+def _authorize_problem(emulator: Emulator, query: dict[str, str]) -> tuple[int, str] | None:
+    """The status and reason of an /authorize call refused instead of shown the login page."""
     client = emulator.config.client(query.get("client_id", ""))
     if client is None:
-        return "Invalid client_id parameter value."
+        return 400, "Invalid client_id parameter value."
+    if emulator.state.switches.inactive(client.client_id):
+        # AuthorizationView.dispatch renders app_inactive_401.html with the error's 403.
+        return 403, f"invalid_client : {TEMPORARILY_INACTIVE.format(client.name)}"
     if query.get("redirect_uri") not in client.redirect_uris:
-        return "Mismatching redirect URI."
+        return 400, "Mismatching redirect URI."
     if query.get("response_type") != "code":
-        return "Unsupported response_type: only code is allowed."
+        return 400, "Unsupported response_type: only code is allowed."
     if len(query.get("state", "")) < oauth.MIN_STATE_LENGTH:
-        return f"state is required and must be at least {oauth.MIN_STATE_LENGTH} characters."
+        return 400, f"state is required and must be at least {oauth.MIN_STATE_LENGTH} characters."
     if query.get("code_challenge_method") != "S256":
-        return "code_challenge_method must be S256."
-    if not oauth.valid_challenge(query.get("code_challenge", "")):
-        return "code_challenge is required (PKCE S256)."
+        return 400, "code_challenge_method must be S256."
+    if not oauth.stored_challenge(query.get("code_challenge", "")):
+        return 400, "code_challenge is required (PKCE S256)."
     return None
 
 
@@ -114,12 +119,20 @@ def _consent(
     *,
     share: bool,
 ) -> str:
-    """Record an Allow: renew the grant (its clock restarts) and issue the code."""
+    """Record an Allow as AuthorizationView.form_valid does: unticking personal information
+    deletes the earlier grant (and so revokes its tokens); the grant is then created or
+    renewed (its clock restarts), the code issued, and every earlier access and refresh
+    token of this app and beneficiary deleted (FACTS "Authorization", re-consent).
+    """
     state, config = emulator.state, emulator.config
+    if not share:
+        state.tokens.delete_grant(client.client_id, patient_id)
     expires_at = oauth.grant_expiry(client, state.now(), config.token_lifetime)
-    state.save_grant(client.client_id, patient_id, expires_at)
+    state.tokens.save_grant(client.client_id, patient_id, expires_at)
     scopes = oauth.granted_scopes(pending.scopes, share)
-    return state.issue_code(pending, patient_id, scopes, config.code_lifetime)
+    code = state.issue_code(pending, patient_id, scopes, config.code_lifetime)
+    state.tokens.delete_tokens(client.client_id, patient_id)
+    return code
 
 
 def _redirect(pending: AuthRequest, params: list[tuple[str, str]]) -> Response:

@@ -36,7 +36,8 @@ class EmulatorConfig:
     beneficiaries: int = 30
     claims_per_beneficiary: int | None = None
     token_lifetime: int = 3600
-    code_lifetime: int = 600
+    # Codes live 60 s: django-oauth-toolkit's default, unchanged by BB2 (FACTS "Authorization").
+    code_lifetime: int = 60
     rate_limit: int | None = None
     rate_burst: int = 0
     # Seeded chaos on FHIR views, as shares (0..1) of the admitted requests: a 500/502/503/504,
@@ -110,8 +111,27 @@ def _check_client(client: RegisteredClient) -> None:
         raise ValueError(f"client {client.client_id!r} needs an id, a secret and a redirect URI")
 
 
+ADMIN_HELP = """\
+admin API (not BB2; JSON bodies):
+  GET  /_emulator/stats, POST /_emulator/stats/reset      request counters
+  GET  /_emulator/beneficiaries?offset=&limit=            users, passwords, patient ids
+  POST /_emulator/tokens/expire {"patient_id", "after_requests"}
+  POST /_emulator/grants/lapse  {"patient_id"}            grants time out (401)
+  POST /_emulator/grants/delete {"patient_id"}            grants deleted, their tokens revoked
+  GET  /_emulator/grants?patient_id=P                     grants and live tokens CMS holds
+  POST /_emulator/claims/touch|add|remove {"patient_id", ...}
+  POST /_emulator/faults {"status"|"kind", "count", "after", "search"}
+  POST /_emulator/faults/refresh {"status": 502|404, "count"}  refreshes rotate, then fail
+  POST /_emulator/apps/inactive {"client_id", "inactive": true|false}  FHIR 401, token 403
+  POST /_emulator/edge/forbid {"patient_id", "seconds", "count"}  FHIR meets an HTML 403
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the emulator's options (not --host/--port, which belong to the server) to a parser."""
+    """Add the emulator's options (not --host/--port, which belong to the server) to a parser,
+    and the admin API to its help."""
+    parser.epilog = ADMIN_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     defaults = EmulatorConfig()
     parser.add_argument("--beneficiaries", type=int, default=defaults.beneficiaries)
     parser.add_argument(
@@ -121,7 +141,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the same EOB count for every beneficiary (default: the sandbox's counts)",
     )
     parser.add_argument("--token-lifetime", type=int, default=defaults.token_lifetime)
-    parser.add_argument("--code-lifetime", type=int, default=defaults.code_lifetime)
+    parser.add_argument(
+        "--code-lifetime",
+        type=int,
+        default=defaults.code_lifetime,
+        help="seconds an authorization code lives (CMS: 60)",
+    )
     parser.add_argument(
         "--rate-limit",
         type=int,

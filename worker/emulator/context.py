@@ -1,17 +1,20 @@
 """What every route needs (config, state, data, rate limit), and the metering wrapper."""
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
+from worker.emulator import pages
 from worker.emulator.bad_answers import spoil
+from worker.emulator.bearer import bearer_token
 from worker.emulator.chaos import Chaos, DroppedResponse, dropped
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
 from worker.emulator.faults import FaultKind
+from worker.emulator.ratelimit_headers import UNTHROTTLED, TokenThrottle
 from worker.emulator.responses import detail, throttled
 from worker.emulator.state import EmulatorState
 from worker.emulator.stats import DROPPED, SlidingWindow
@@ -30,6 +33,7 @@ class Emulator:
     dataset: Dataset
     limiter: SlidingWindow
     chaos: Chaos
+    token_throttle: TokenThrottle = field(default_factory=TokenThrottle)
 
 
 def base_url(request: Request) -> str:
@@ -52,8 +56,9 @@ def metered(
     browser: bool = False,
     search: str | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Wrap a BB2 endpoint: rate limit per client id, count it, and on FHIR views add the
-    X-RateLimit headers and answer injected and seeded faults.
+    """Wrap a BB2 endpoint: rate limit per client id (the edge's limit, announced by no
+    header), count it, add BB2's own X-RateLimit headers, and on FHIR views answer injected
+    and seeded faults.
 
     Pages the beneficiary's browser loads (`browser`) are counted but never throttled: the
     limit is on the app's own calls. A FHIR search names its resource type (`search`) to
@@ -73,8 +78,7 @@ def metered(
                 response = await _answer(
                     emulator, request, handler, client_id, now, fhir=fhir, search=search
                 )
-            if fhir:
-                response.headers.update(emulator.limiter.headers(client_id, now))
+            response.headers.update(_rate_limit_headers(emulator, request, response, now, fhir))
             status = DROPPED if isinstance(response, DroppedResponse) else response.status_code
             emulator.state.count_request(name, status, client_id, now)
             return response
@@ -107,6 +111,8 @@ async def _answer(
     emulator.state.count_admitted(client_id, now)
     if not fhir:
         return await handler(request)
+    if _edge_refuses(emulator, request, now):
+        return HTMLResponse(pages.edge_forbidden_page(), status_code=403)
     # Taken on admission, so that "the next N requests" of an admin fault keep their order
     # even when slow answers finish out of order.
     fault = emulator.state.take_fault()
@@ -124,3 +130,24 @@ async def _answer(
     if ordered is not None:
         return await spoil(ordered, request, response)
     return await dropped(request, response) if fate.drop else response
+
+
+def _rate_limit_headers(
+    emulator: Emulator, request: Request, response: Response, now: float, fhir: bool
+) -> dict[str, str]:
+    """BB2's X-RateLimit-* for an answer: none on the edge's own answers (its 429s and HTML
+    pages), numbers on FHIR answers that passed authentication and permissions, and the
+    text `None` on the rest (see ratelimit_headers)."""
+    if response.status_code == 429 or (fhir and response.media_type == "text/html"):
+        return {}
+    token = bearer_token(request)
+    if not fhir or token is None or response.status_code in (401, 403):
+        return UNTHROTTLED
+    return emulator.token_throttle.headers(token, now)
+
+
+def _edge_refuses(emulator: Emulator, request: Request, now: float) -> bool:
+    """Whether an admin-ordered edge block refuses this FHIR request of its beneficiary."""
+    value = bearer_token(request)
+    token = None if value is None else emulator.state.tokens.stored_access(value)
+    return token is not None and emulator.state.switches.edge_refuses(token.patient_id, now)

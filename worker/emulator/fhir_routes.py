@@ -1,5 +1,6 @@
 """The FHIR views (Patient, Coverage, ExplanationOfBenefit) and userinfo."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,6 +23,7 @@ from worker.emulator.search import (
     Paging,
     SearchError,
     admits_all,
+    check_start,
     day_start,
     page_links,
     parse_dates,
@@ -33,6 +35,7 @@ from worker.emulator.templates import JsonObject
 
 _FHIR = "/v2/fhir"
 _EOB_CRITERIA = ("_lastUpdated", "type", "service-date")
+_View = Callable[[Emulator, Request, Beneficiary], Awaitable[Response]]
 
 
 def fhir_routes(emulator: Emulator) -> list[Route]:
@@ -41,84 +44,19 @@ def fhir_routes(emulator: Emulator) -> list[Route]:
 
     async def token_client(request: Request) -> str | None:
         token = bearer_token(request)
-        return None if token is None else state.client_of(token)
+        return None if token is None else state.tokens.client_of(token)
 
-    def caller(request: Request, scope: str) -> Beneficiary | Response:
-        token = authenticate(request, state, scope)
-        if isinstance(token, Response):
-            return token
-        beneficiary = dataset.population.by_patient_id(token.patient_id)
-        return detail(404, NOT_FOUND) if beneficiary is None else beneficiary
+    def of_caller(scope: str, view: _View) -> Handler:
+        """A view of the caller's own data: BB2's token and permission checks come first."""
 
-    async def patient_read(request: Request) -> Response:
-        me = caller(request, PATIENT_SCOPE)
-        if isinstance(me, Response):
-            return me
-        if request.path_params["resource_id"] != me.patient_id:
-            return detail(404, NOT_FOUND)
-        return _fhir(resources.patient(me))
+        async def endpoint(request: Request) -> Response:
+            token = authenticate(request, state, emulator.config, scope)
+            if isinstance(token, Response):
+                return token
+            me = dataset.population.by_patient_id(token.patient_id)
+            return detail(404, NOT_FOUND) if me is None else await view(emulator, request, me)
 
-    async def coverage_read(request: Request) -> Response:
-        me = caller(request, COVERAGE_SCOPE)
-        if isinstance(me, Response):
-            return me
-        found = [r for r in _coverages(me) if r["id"] == request.path_params["resource_id"]]
-        return _fhir(found[0]) if found else detail(404, NOT_FOUND)
-
-    async def coverage_search(request: Request) -> Response:
-        me = caller(request, COVERAGE_SCOPE)
-        if isinstance(me, Response):
-            return me
-        query = request.query_params
-        if not _is_subject(query.get("beneficiary"), me):
-            return detail(403, NO_PERMISSION)
-        try:
-            paging = parse_paging(query)
-            updated = parse_dates(query.getlist("_lastUpdated"), "_lastUpdated")
-        except SearchError as error:
-            return detail(400, str(error))
-        moment = resources.demographics_updated(me)
-        matches = _coverages(me) if admits_all(updated, moment) else []
-        page = matches[paging.start : paging.start + paging.count]
-        criteria = [("beneficiary", f"Patient/{me.patient_id}"), *_echo(query, "_lastUpdated")]
-        return await _bundle(request, emulator, "Coverage", paging, len(matches), page, criteria)
-
-    async def eob_read(request: Request) -> Response:
-        me = caller(request, EOB_SCOPE)
-        if isinstance(me, Response):
-            return me
-        wanted = request.path_params["resource_id"]
-        found = [c for c in dataset.claims(me) if c.eob_id == wanted]
-        return _fhir(resources.eob(found[0], me)) if found else detail(404, NOT_FOUND)
-
-    async def eob_search(request: Request) -> Response:
-        me = caller(request, EOB_SCOPE)
-        if isinstance(me, Response):
-            return me
-        query = request.query_params
-        if not _is_subject(query.get("patient"), me):
-            return detail(403, NO_PERMISSION)
-        try:
-            paging = parse_paging(query)
-            keep = _eob_filter(query)
-        except SearchError as error:
-            return detail(400, str(error))
-        claims = [claim for claim in dataset.claims(me) if keep.admits(claim)]
-        chosen = claims[paging.start : paging.start + paging.count]
-        # Rendering 50 EOBs takes tens of milliseconds: off the event loop, so that the
-        # throttle sees other requests when they arrive, as BB2's edge would.
-        page = await run_in_threadpool(lambda: [resources.eob(claim, me) for claim in chosen])
-        criteria = [("patient", me.patient_id)]
-        criteria += [pair for name in _EOB_CRITERIA for pair in _echo(query, name)]
-        return await _bundle(
-            request, emulator, "ExplanationOfBenefit", paging, len(claims), page, criteria
-        )
-
-    async def userinfo(request: Request) -> Response:
-        me = caller(request, PROFILE_SCOPE)
-        if isinstance(me, Response):
-            return me
-        return json_response(resources.userinfo(me, datetime.fromtimestamp(state.now(), UTC)))
+        return endpoint
 
     def fhir(path: str, name: str, handler: Handler, search: str | None = None) -> list[Route]:
         wrapped = metered(emulator, name, token_client, fhir=True, search=search)(handler)
@@ -126,13 +64,108 @@ def fhir_routes(emulator: Emulator) -> list[Route]:
         return [Route(f"{_FHIR}{path}{end}", wrapped, methods=["GET"]) for end in ("", "/")]
 
     return [
-        *fhir("/Patient/{resource_id}", "patient_read", patient_read),
-        *fhir("/Coverage", "coverage_search", coverage_search, "Coverage"),
-        *fhir("/Coverage/{resource_id}", "coverage_read", coverage_read),
-        *fhir("/ExplanationOfBenefit", "eob_search", eob_search, "ExplanationOfBenefit"),
-        *fhir("/ExplanationOfBenefit/{resource_id}", "eob_read", eob_read),
-        Route("/v2/connect/userinfo", metered(emulator, "userinfo", token_client)(userinfo)),
+        *fhir("/Patient", "patient_search", of_caller(PATIENT_SCOPE, _patient_search)),
+        *fhir("/Patient/{resource_id}", "patient_read", of_caller(PATIENT_SCOPE, _patient_read)),
+        *fhir(
+            "/Coverage",
+            "coverage_search",
+            of_caller(COVERAGE_SCOPE, _coverage_search),
+            "Coverage",
+        ),
+        *fhir(
+            "/Coverage/{resource_id}", "coverage_read", of_caller(COVERAGE_SCOPE, _coverage_read)
+        ),
+        *fhir(
+            "/ExplanationOfBenefit",
+            "eob_search",
+            of_caller(EOB_SCOPE, _eob_search),
+            "ExplanationOfBenefit",
+        ),
+        *fhir("/ExplanationOfBenefit/{resource_id}", "eob_read", of_caller(EOB_SCOPE, _eob_read)),
+        Route(
+            "/v2/connect/userinfo",
+            metered(emulator, "userinfo", token_client)(of_caller(PROFILE_SCOPE, _userinfo)),
+        ),
     ]
+
+
+async def _patient_read(emulator: Emulator, request: Request, me: Beneficiary) -> Response:
+    if request.path_params["resource_id"] != me.patient_id:
+        return detail(404, NOT_FOUND)
+    return _fhir(resources.patient(me))
+
+
+async def _patient_search(emulator: Emulator, request: Request, me: Beneficiary) -> Response:
+    """The search CMS's SDK reads the patient with: BB2 fills in `_id` with the token's
+    patient and answers 404 for another one (FhirDataView.fetch_data)."""
+    query = request.query_params
+    if query.get("_id", me.patient_id) != me.patient_id:
+        return detail(404, NOT_FOUND)
+    try:
+        paging = parse_paging(query)
+        check_start(paging, 1)
+    except SearchError as error:
+        return detail(400, str(error))
+    page = [resources.patient(me)][paging.start : paging.start + paging.count]
+    criteria = [("_id", me.patient_id)]
+    return await _bundle(request, emulator, "Patient", paging, 1, page, criteria)
+
+
+async def _coverage_read(emulator: Emulator, request: Request, me: Beneficiary) -> Response:
+    found = [r for r in _coverages(me) if r["id"] == request.path_params["resource_id"]]
+    return _fhir(found[0]) if found else detail(404, NOT_FOUND)
+
+
+async def _coverage_search(emulator: Emulator, request: Request, me: Beneficiary) -> Response:
+    query = request.query_params
+    if not _is_subject(query.get("beneficiary"), me):
+        return detail(403, NO_PERMISSION)
+    try:
+        paging = parse_paging(query)
+        updated = parse_dates(query.getlist("_lastUpdated"), "_lastUpdated")
+    except SearchError as error:
+        return detail(400, str(error))
+    moment = resources.demographics_updated(me)
+    matches = _coverages(me) if admits_all(updated, moment) else []
+    try:
+        check_start(paging, len(matches))
+    except SearchError as error:
+        return detail(400, str(error))
+    page = matches[paging.start : paging.start + paging.count]
+    criteria = [("beneficiary", f"Patient/{me.patient_id}"), *_echo(query, "_lastUpdated")]
+    return await _bundle(request, emulator, "Coverage", paging, len(matches), page, criteria)
+
+
+async def _eob_read(emulator: Emulator, request: Request, me: Beneficiary) -> Response:
+    wanted = request.path_params["resource_id"]
+    found = [c for c in emulator.dataset.claims(me) if c.eob_id == wanted]
+    return _fhir(resources.eob(found[0], me)) if found else detail(404, NOT_FOUND)
+
+
+async def _eob_search(emulator: Emulator, request: Request, me: Beneficiary) -> Response:
+    query = request.query_params
+    if not _is_subject(query.get("patient"), me):
+        return detail(403, NO_PERMISSION)
+    try:
+        paging = parse_paging(query)
+        keep = _eob_filter(query)
+        claims = [claim for claim in emulator.dataset.claims(me) if keep.admits(claim)]
+        check_start(paging, len(claims))
+    except SearchError as error:
+        return detail(400, str(error))
+    chosen = claims[paging.start : paging.start + paging.count]
+    # Rendering 50 EOBs takes tens of milliseconds: off the event loop, so that the
+    # throttle sees other requests when they arrive, as BB2's edge would.
+    page = await run_in_threadpool(lambda: [resources.eob(claim, me) for claim in chosen])
+    criteria = [("patient", me.patient_id)]
+    criteria += [pair for name in _EOB_CRITERIA for pair in _echo(query, name)]
+    return await _bundle(
+        request, emulator, "ExplanationOfBenefit", paging, len(claims), page, criteria
+    )
+
+
+async def _userinfo(emulator: Emulator, request: Request, me: Beneficiary) -> Response:
+    return json_response(resources.userinfo(me, datetime.fromtimestamp(emulator.state.now(), UTC)))
 
 
 async def _bundle(

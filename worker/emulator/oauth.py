@@ -5,7 +5,6 @@ import binascii
 import calendar
 import hashlib
 import hmac
-import re
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
@@ -19,7 +18,6 @@ ALL_SCOPES = (PATIENT_SCOPE, COVERAGE_SCOPE, EOB_SCOPE, PROFILE_SCOPE)
 # Unticking "personal information" on the consent page withholds these.
 DEMOGRAPHIC_SCOPES = frozenset({PATIENT_SCOPE, PROFILE_SCOPE})
 MIN_STATE_LENGTH = 16
-_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 _GRANT_MONTHS = 13
 
 
@@ -40,14 +38,20 @@ def granted_scopes(requested: tuple[str, ...], share_demographics: bool) -> tupl
     return tuple(s for s in requested if s not in DEMOGRAPHIC_SCOPES)
 
 
-def valid_challenge(challenge: str) -> bool:
-    """A S256 code challenge: 43 base64url characters (RFC 7636)."""
-    return bool(_CHALLENGE.match(challenge))
+def stored_challenge(challenge: str) -> str:
+    """The challenge as CMS stores it: `=` padding stripped (apps/pkce/oauth2_validators.py,
+    save_authorization_code), so the padded challenge of CMS's own SDK works (FACTS
+    "Authorization"). CMS checks nothing else about it; "" means it is missing."""
+    return challenge.rstrip("=")
 
 
 def verifier_matches(verifier: str, challenge: str) -> bool:
-    """Whether BASE64URL(SHA256(verifier)) equals the challenge."""
-    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+    """Whether BASE64URL(SHA256(verifier)) without padding equals the stored challenge.
+
+    Like oauthlib's S256 check, only the hash is compared: a verifier outside RFC 7636's
+    alphabet (the SDK's ends in `=`) works when it hashes right (FACTS "Authorization").
+    """
+    digest = hashlib.sha256(verifier.encode()).digest()
     computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     return hmac.compare_digest(computed, challenge)
 

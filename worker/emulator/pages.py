@@ -43,3 +43,9 @@ def consent_page(request_id: str, csrf: str, app_name: str) -> str:
 def error_page(message: str) -> str:
     """Shown instead of redirecting when the app's request cannot be trusted."""
     return _page("Authorization error", f'<p class="error" role="alert">{escape(message)}</p>')
+
+
+def edge_forbidden_page() -> str:
+    """What an edge, firewall or gateway in front of BB2 answers when it refuses a request
+    (FACTS "Errors and limits": a 403 that is not BB2's JSON)."""
+    return _page("403 Forbidden", "<p>Request blocked. Please try again later.</p>")

@@ -12,6 +12,26 @@ GZIP_LEVEL = 1
 NOT_AUTHENTICATED = "Authentication credentials were not provided."
 NO_PERMISSION = "You do not have permission to perform this action."
 NOT_FOUND = "Not found."
+# apps/constants.py APPLICATION_TEMPORARILY_INACTIVE: FHIR views answer it as a 401 detail
+# (ApplicationActivePermission), the token and revoke views as a 403 invalid_client.
+TEMPORARILY_INACTIVE = (
+    "This application, {}, is temporarily inactive."
+    " If you are the app maintainer, please contact the Blue Button API team."
+    " If you are a Medicare Beneficiary and need assistance, please contact"
+    " the support team for the application you are trying to access."
+)
+# apps/constants.py APPLICATION_ONE_TIME_REFRESH_NOT_ALLOWED_MESG (403 invalid_client).
+ONE_TIME_REFRESH = (
+    "Your application is not allowed to refresh tokens. "
+    "To refresh Medicare data, end user must re-authenticate "
+    "and consent to share their data. "
+    "If your application needs to refresh tokens, contact us at BlueButtonAPI@cms.hhs.gov."
+)
+# apps/dot_ext/constants.py APPLICATION_THIRTEEN_MONTH_DATA_ACCESS_NOT_FOUND_MESG (403).
+GRANT_NOT_FOUND = (
+    "User access cannot be found. To refresh Medicare data, end user must re-authenticate "
+    "and consent to share their data."
+)
 TIMED_OUT = (
     "User access has timed out. To refresh Medicare data, end user must re-authenticate "
     "and consent to share their data."

@@ -15,6 +15,7 @@ MAX_COUNT = 50
 EOB_TYPE_SYSTEM = "https://bluebutton.cms.gov/resources/codesystem/eob-type"
 _FORMAT = ("_format", "application/json+fhir")
 _PREFIXES = ("gt", "ge", "lt", "le")
+_BACKEND_400 = "An error occurred contacting the upstream server"
 
 
 class SearchError(ValueError):
@@ -57,6 +58,18 @@ def parse_paging(query: QueryParams) -> Paging:
     if start < 0:
         raise SearchError("startIndex must not be negative")
     return Paging(count=count, start=start)
+
+
+def check_start(paging: Paging, total: int) -> None:
+    """BFD slices the page out of the whole result and refuses a `startIndex` at or past
+    its end, unless the result is empty (TransformerUtilsV2.createBundle and
+    validateStartIndexSize); BB2 passes the backend's diagnostics on as a 400 detail
+    (apps/fhir/bluebutton/exceptions.py). FACTS "Errors and limits"."""
+    if total and paging.start >= total:
+        raise SearchError(
+            f"{_BACKEND_400}:Value for startIndex ({paging.start}) must be less than than "
+            f"result size ({total})"
+        )
 
 
 def parse_dates(values: Sequence[str], name: str) -> tuple[DateBound, ...]:

@@ -1,4 +1,5 @@
-"""In-memory OAuth state of the emulator: authorization requests, codes, tokens and grants.
+"""In-memory state of the emulator: request counts, faults, authorization requests, and
+(in `tokens` and `switches`) codes, tokens, grants and the CMS-side switches.
 
 All times come from one injectable clock (epoch seconds), and the delays of slow answers
 from an injectable sleep, so tests can move time without sleeping.
@@ -14,6 +15,8 @@ from typing import Any
 
 from worker.emulator.faults import Fault, FaultOrder
 from worker.emulator.stats import RequestStats
+from worker.emulator.switches import CmsSwitches
+from worker.emulator.tokens import AuthCode, Grant, TokenStore
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -33,50 +36,6 @@ class AuthRequest:
     patient_id: str | None = None
 
 
-@dataclass(frozen=True)
-class AuthCode:
-    """An authorization code waiting to be exchanged once."""
-
-    client_id: str
-    redirect_uri: str
-    code_challenge: str
-    patient_id: str
-    scopes: tuple[str, ...]
-    expires_at: float
-
-
-@dataclass
-class AccessToken:
-    """A bearer token; `uses_left` counts down FHIR requests when an expiry was scheduled."""
-
-    client_id: str
-    patient_id: str
-    scopes: tuple[str, ...]
-    expires_at: float
-    uses_left: int | None = None
-
-
-@dataclass(frozen=True)
-class RefreshToken:
-    """A refresh token and the access token issued with it."""
-
-    client_id: str
-    patient_id: str
-    scopes: tuple[str, ...]
-    access_token: str
-
-
-@dataclass
-class Grant:
-    """A beneficiary's data access grant to one app; `expires_at` None never lapses."""
-
-    expires_at: float | None
-
-    def lapsed(self, now: float) -> bool:
-        """Whether the grant has timed out."""
-        return self.expires_at is not None and now >= self.expires_at
-
-
 class EmulatorState:
     """Everything that changes while the emulator runs, except the claim data."""
 
@@ -85,13 +44,10 @@ class EmulatorState:
         self.sleep = sleep
         self._requests = RequestStats()
         self._auth_requests: dict[str, AuthRequest] = {}
-        self._codes: dict[str, AuthCode] = {}
-        self._access: dict[str, AccessToken] = {}
-        self._refresh: dict[str, RefreshToken] = {}
-        self._grants: dict[tuple[str, str], Grant] = {}
+        self.tokens = TokenStore(now)
+        self.switches = CmsSwitches()
         self._faults: deque[int | None] = deque()
         self._search_faults: dict[str, deque[Fault | None]] = {}
-        self._expiry_armed: dict[str, int] = {}
 
     # Requests and faults
 
@@ -195,8 +151,7 @@ class EmulatorState:
         self, request: AuthRequest, patient_id: str, scopes: tuple[str, ...], lifetime: int
     ) -> str:
         """A single-use code for a request the beneficiary consented to."""
-        code = secrets.token_urlsafe(24)
-        self._codes[code] = AuthCode(
+        code = AuthCode(
             client_id=request.client_id,
             redirect_uri=request.redirect_uri,
             code_challenge=request.code_challenge,
@@ -204,118 +159,15 @@ class EmulatorState:
             scopes=scopes,
             expires_at=self.now() + lifetime,
         )
-        return code
-
-    def code(self, code: str) -> AuthCode | None:
-        """An unused, unexpired code."""
-        found = self._codes.get(code)
-        if found is None or self.now() >= found.expires_at:
-            return None
-        return found
-
-    def consume_code(self, code: str) -> None:
-        """Make a code unusable (after a successful exchange)."""
-        self._codes.pop(code, None)
-
-    # Grants
-
-    def grant(self, client_id: str, patient_id: str) -> Grant | None:
-        """The data access grant of this beneficiary to this app, lapsed or not."""
-        return self._grants.get((client_id, patient_id))
-
-    def save_grant(self, client_id: str, patient_id: str, expires_at: float | None) -> Grant:
-        """Create or renew a grant on consent."""
-        grant = Grant(expires_at=expires_at)
-        self._grants[(client_id, patient_id)] = grant
-        return grant
-
-    def delete_grant(self, client_id: str, patient_id: str) -> None:
-        """Remove a grant, as CMS's /v2/o/revoke/ or the beneficiary does."""
-        self._grants.pop((client_id, patient_id), None)
-
-    def delete_grants(self, patient_id: str) -> int:
-        """Delete every grant of this beneficiary, as one who removes the app's access on
-        Medicare.gov: tokens still authenticate, but FHIR calls answer 403."""
-        keys = [key for key in self._grants if key[1] == patient_id]
-        for key in keys:
-            del self._grants[key]
-        return len(keys)
-
-    def lapse_grants(self, patient_id: str) -> int:
-        """Make every grant of this beneficiary time out now; returns how many."""
-        grants = [g for (_, patient), g in self._grants.items() if patient == patient_id]
-        for grant in grants:
-            grant.expires_at = self.now()
-        return len(grants)
-
-    # Tokens
+        return self.tokens.save_code(code)
 
     def issue_tokens(
         self, client_id: str, patient_id: str, scopes: tuple[str, ...], lifetime: int
     ) -> tuple[str, str]:
-        """A new access token and its refresh token."""
-        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        self._access[access] = AccessToken(
-            client_id,
-            patient_id,
-            scopes,
-            self.now() + lifetime,
-            uses_left=self._expiry_armed.pop(patient_id, None),
-        )
-        self._refresh[refresh] = RefreshToken(client_id, patient_id, scopes, access)
-        return access, refresh
+        """A new access token and its refresh token (every issue goes through here, so a
+        test can record what the emulator handed out)."""
+        return self.tokens.issue_tokens(client_id, patient_id, scopes, lifetime)
 
-    def access_token(self, token: str) -> AccessToken | None:
-        """A live access token (not expired, revoked or used up)."""
-        found = self._access.get(token)
-        if found is None or self.now() >= found.expires_at or found.uses_left == 0:
-            return None
-        return found
-
-    def use_access_token(self, token: str) -> AccessToken | None:
-        """Like access_token, and spend one of its remaining uses if they are counted."""
-        found = self.access_token(token)
-        if found is not None and found.uses_left is not None:
-            found.uses_left -= 1
-        return found
-
-    def refresh_token(self, token: str) -> RefreshToken | None:
-        """A live refresh token."""
-        return self._refresh.get(token)
-
-    def client_of(self, token: str) -> str | None:
-        """The client an access or refresh token was issued to, even if it is expired."""
-        owner = self._access.get(token) or self._refresh.get(token)
-        return None if owner is None else owner.client_id
-
-    def revoke_refresh(self, token: str) -> None:
-        """Kill a refresh token and the access token issued with it."""
-        refresh = self._refresh.pop(token, None)
-        if refresh is not None:
-            self._access.pop(refresh.access_token, None)
-
-    def revoke(self, token: str, client_id: str) -> str | None:
-        """RFC 7009 revocation of the client's own token; returns its patient id if found."""
-        if self.client_of(token) != client_id:
-            return None
-        owner = self._access.get(token) or self._refresh[token]
-        self._access.pop(token, None)
-        self.revoke_refresh(token)
-        return owner.patient_id
-
-    def expire_tokens_after(self, patient_id: str, requests: int) -> int:
-        """Make this patient's live access tokens die after `requests` more FHIR requests.
-
-        With no live token yet, the next one issued gets the countdown, so a test can make
-        a token die in the middle of a sync that has not exchanged its code yet.
-        """
-        live = [
-            token
-            for key, token in self._access.items()
-            if token.patient_id == patient_id and self.access_token(key) is not None
-        ]
-        for token in live:
-            token.uses_left = requests
-        if not live:
-            self._expiry_armed[patient_id] = requests
-        return len(live)
+    def grant(self, client_id: str, patient_id: str) -> Grant | None:
+        """The data access grant of this beneficiary to this app, lapsed or not."""
+        return self.tokens.grant(client_id, patient_id)

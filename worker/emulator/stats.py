@@ -10,8 +10,6 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
-# X-RateLimit-* still have to be numbers when no limit is configured.
-UNLIMITED = 1_000_000
 WINDOW_SECONDS = 1.0
 # The by_status key of a FHIR request whose connection was dropped on purpose (no status sent).
 DROPPED = "dropped"
@@ -153,22 +151,5 @@ class SlidingWindow:
         _arrive(window, now)
         return None
 
-    def headers(self, client_id: str | None, now: float) -> dict[str, str]:
-        """X-RateLimit-Limit/-Remaining/-Reset (seconds until a slot frees) for a response."""
-        limit = None if client_id is None else self._limit_of(client_id)
-        if limit is None or client_id is None:
-            return _header_values(UNLIMITED, UNLIMITED, 0)
-        window = self._window(client_id, now)
-        reset = math.ceil(window[0] + WINDOW_SECONDS - now) if window else 0
-        return _header_values(limit, max(limit + self._burst - len(window), 0), reset)
-
     def _window(self, client_id: str, now: float) -> deque[float]:
         return _slide(self._admitted.setdefault(client_id, deque()), now)
-
-
-def _header_values(limit: int, remaining: int, reset: int) -> dict[str, str]:
-    return {
-        "X-RateLimit-Limit": str(limit),
-        "X-RateLimit-Remaining": str(remaining),
-        "X-RateLimit-Reset": str(reset),
-    }

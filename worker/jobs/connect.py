@@ -20,10 +20,10 @@ from worker.constants import (
 from worker.jobs.outcome import load, run_sync
 from worker.jobs.payloads import ConnectJob, code_fingerprint, parse_payload
 from worker.jobs.retrying import retry_later
+from worker.jobs.revocation import settle_owed
 from worker.jobs.services import Services
-from worker.jobs.unlink import revoke_owed
 from worker.outages import unavailable
-from worker.store import audit, connections
+from worker.store import audit, connections, revocations
 from worker.store.connections import Grant, Tokens
 from worker.store.db import Conn
 
@@ -85,6 +85,7 @@ async def _authorize(
         )
     except (
         errors.AuthorizationFailed,
+        errors.AppPaused,  # a code lives 60 s: it cannot wait for CMS to reactivate the app
         errors.ClientRejected,
         errors.ProtocolError,
         errors.AppUnavailable,
@@ -95,20 +96,21 @@ async def _authorize(
             await audit.record(conn, job.connection_id, "authorization_failed")
         log.warning("authorization_failed", reason=reason)
         return False
-    if await _save_grant(services, job, app, tokens, connection.status_changed_at):
-        return True
-    # Unlinked while the code was exchanged: the unlink stands, and the new grant ends too.
-    log.info("unlinked_during_exchange")
-    with contextlib.suppress(errors.RetryableError):  # recorded: the token stays owed
-        await revoke_owed(services, job.connection_id)
-    return False
+    saved = await _save_grant(services, job, app, tokens, connection.status_changed_at)
+    if not saved:
+        # Unlinked while the code was exchanged: the unlink stands, and the new grant ends too.
+        log.info("unlinked_during_exchange")
+    # Owed now: the tokens a relink replaced, or the grant dropped after an unlink.
+    with contextlib.suppress(errors.RetryableError):  # recorded: the tokens stay owed
+        await settle_owed(services, job.connection_id)
+    return saved
 
 
 async def _save_grant(
     services: Services, job: ConnectJob, app: App, tokens: oauth.TokenSet, seen_at: datetime
 ) -> bool:
     """Store the new grant (False: the connection was unlinked after ``seen_at``, and the
-    refresh token is owed a revocation instead), waiting out a Postgres restart: the code
+    grant is owed a revocation instead), waiting out a Postgres restart: the code
     is spent, so these tokens exist nowhere else."""
     deadline = time.monotonic() + GRANT_SAVE_PATIENCE_SECONDS
     while True:
@@ -137,7 +139,18 @@ async def _store_grant(
     ):
         await audit.record(conn, job.connection_id, "authorized", scopes=sorted(tokens.scopes))
         return True
-    await connections.owe_revocation(conn, services.cipher, job.connection_id, tokens.refresh_token)
+    sealed = revocations.seal(
+        services.cipher, job.connection_id, tokens.access_token, tokens.refresh_token
+    )
+    await revocations.owe(
+        conn,
+        job.connection_id,
+        sealed,
+        end_grant=True,
+        app=app.name,
+        client_id=app.client_id,
+        patient_id=tokens.patient_id,
+    )
     await audit.record(conn, job.connection_id, "grant_dropped_after_unlink")
     return False
 

@@ -12,13 +12,14 @@ from typing import Any
 import structlog
 from arq.connections import ArqRedis
 
+from worker import pauses
 from worker.apps import DEFAULT_APP
 from worker.constants import QUEUE_BULK
 from worker.jobs.capacity import plan_night, requests_per_resync
 from worker.jobs.payloads import ResyncJob, UnlinkJob
 from worker.jobs.queue import enqueue
 from worker.jobs.services import Services
-from worker.store import apps, connections
+from worker.store import apps, connections, revocations
 from worker.store.db import Conn
 
 log = structlog.get_logger(__name__)
@@ -65,9 +66,12 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
             conn, services, now - timedelta(hours=settings.resync_cadence_hours)
         )
         dormant = await connections.dormant(
-            conn, now - timedelta(days=settings.dormant_retention_days)
+            conn,
+            now - timedelta(days=settings.dormant_retention_days),
+            # An app CMS made inactive stops the clock: nobody could re-consent through it.
+            except_apps=sorted(await pauses.paused_since(services.redis)),
         )
-        owed = await connections.owed_revocations(conn)
+        owed = await revocations.unlinked_with_owed(conn)
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
     # Unlinking purges a dormant connection's data, and tries again a revocation an

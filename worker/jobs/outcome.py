@@ -3,8 +3,10 @@
 The decision table: success → ``active``; a retryable failure → arq ``Retry`` with a delay
 (the run keeps its cursor and resumes), or ``error`` once the tries are spent; re-consent
 needed → ``needs_reauth``; anything permanent (an app that cannot serve the connection
-included) → ``error``. The reason goes into ``last_error`` and the sync run; an unlink
-that wins the race ends the job quietly.
+included) → ``error``; the app inactive at CMS → nothing changes, the job comes back in
+about a minute (``worker.pauses``). The reason goes into ``last_error`` and the sync run;
+an unlink that wins the race, or a re-consent that replaced the grant the job started
+from ("superseded"), ends the job quietly.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from arq import Retry
 
-from worker import errors
+from worker import errors, pauses
+from worker.constants import APP_PAUSE_PROBE_SECONDS, JOB_MAX_TRIES
 from worker.crypto import DecryptionError
 from worker.jobs.retrying import retry_later
 from worker.jobs.services import Services
@@ -26,12 +30,34 @@ from worker.store.sync_runs import FULL, Kind, Plan
 log = structlog.get_logger(__name__)
 
 
-async def _fail(services: Services, connection_id: str, status: Status, reason: str) -> None:
+async def _fail(
+    services: Services, connection: connections.Connection, status: Status, reason: str
+) -> str:
+    """Record the failure, unless a new authorization replaced the grant the job started
+    from (a re-consent): then the job was only "superseded" and the new grant stands."""
+    connection_id = connection.connection_id
     async with services.pool.acquire() as conn, conn.transaction():
+        if not await connections.set_status(
+            conn, connection_id, status, error=reason, grant=connection.code_sha256
+        ):
+            log.info("sync_superseded", reason=reason)
+            return "superseded"
         await sync_runs.fail_running(conn, connection_id, reason)
-        await connections.set_status(conn, connection_id, status, error=reason)
         await audit.record(conn, connection_id, "sync_failed", status=status)
     log.warning("sync_failed", status=status, reason=reason)
+    return status
+
+
+async def _wait_for_app(
+    services: Services, connection: connections.Connection, job_try: int
+) -> str:
+    """CMS made the app inactive: nothing about this connection changes; the job comes
+    back in about a minute (a probe), its run and cursor kept."""
+    await pauses.mark_paused(services.redis, connection.app)
+    if job_try < JOB_MAX_TRIES:
+        raise Retry(defer=APP_PAUSE_PROBE_SECONDS)
+    log.warning("sync_waits_for_app", job_try=job_try)
+    return connection.status
 
 
 async def _succeed(services: Services, connection_id: str, result: SyncResult) -> int:
@@ -78,24 +104,26 @@ async def run_sync(
         return {"status": connection.status}
     try:
         app = await services.app_of(connection)
+        await pauses.take_turn(services.redis, app.name)
         with structlog.contextvars.bound_contextvars(app=app.name):
             result = await sync_connection(services, connection, app, kind, plan)
             deleted = await _succeed(services, connection_id, result)
+        await pauses.mark_active(services.redis, app.name)
     except ConnectionRevoked:
         log.info("sync_stopped_by_unlink")
         return {"status": "revoked"}
+    except errors.AppPaused:
+        return {"status": await _wait_for_app(services, connection, job_try)}
     except errors.RetryableError as exc:
         if retry := retry_later(exc, job_try):
             log.warning("sync_deferred", reason=str(exc), job_try=job_try)
             raise retry from exc
-        await _fail(services, connection_id, "error", f"gave up after {job_try} tries: {exc}")
-        return {"status": "error"}
+        reason = f"gave up after {job_try} tries: {exc}"
+        return {"status": await _fail(services, connection, "error", reason)}
     except errors.ReconsentRequired as exc:
-        await _fail(services, connection_id, "needs_reauth", str(exc))
-        return {"status": "needs_reauth"}
+        return {"status": await _fail(services, connection, "needs_reauth", str(exc))}
     except (errors.PermanentError, errors.AppUnavailable, DecryptionError) as exc:
-        await _fail(services, connection_id, "error", str(exc))
-        return {"status": "error"}
+        return {"status": await _fail(services, connection, "error", str(exc))}
     log.info(
         "sync_succeeded",
         mode=result.plan.mode,

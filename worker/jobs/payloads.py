@@ -28,6 +28,7 @@ ConnectionId = Annotated[
     ),
 ]
 MAX_URI_LENGTH: Final = 2048
+VERIFIER_PATTERN: Final = r"^[!-~]+$"
 
 
 def code_fingerprint(code: str) -> str:
@@ -54,9 +55,9 @@ class ConnectJob(JobPayload):
 
     job_name = JOB_CONNECT
     code: str = Field(min_length=1, max_length=512, repr=False)
-    code_verifier: str = Field(
-        min_length=43, max_length=128, pattern=r"^[A-Za-z0-9._~-]+$", repr=False
-    )
+    # CMS checks a verifier only by hashing it (FACTS.md, Authorization): its own SDK sends
+    # 44 characters ending in '='. Accepted: RFC 7636's lengths, printable ASCII, no spaces.
+    code_verifier: str = Field(min_length=43, max_length=128, pattern=VERIFIER_PATTERN, repr=False)
     redirect_uri: str = Field(min_length=1, max_length=MAX_URI_LENGTH)
     app: str = Field(
         DEFAULT_APP,

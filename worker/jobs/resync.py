@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
+from worker import errors
 from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ResyncJob, parse_payload
 from worker.jobs.plan import choose_plan
+from worker.jobs.revocation import settle_owed
 from worker.jobs.services import Services
 from worker.store import connections, sync_runs
 
@@ -32,6 +35,10 @@ async def resync(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, An
             status = connection.status if connection else "unknown"
             log.info("resync_not_needed", status=status)
             return {"status": status}
+        # Tokens a relink replaced are owed a revocation; the nightly unlink retries only
+        # those of unlinked connections, so a live connection's next resync settles them.
+        with contextlib.suppress(errors.RetryableError):  # recorded: they stay owed
+            await settle_owed(services, job.connection_id)
         plan = choose_plan(
             datetime.now(UTC),
             history,

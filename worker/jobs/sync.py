@@ -98,6 +98,17 @@ class _Sync:
             await sync_runs.skip_type(conn, self.run.run_id, query.resource_type, cursor)
 
     async def fetch(self, query: ResourceQuery, start_url: str | None) -> None:
+        try:
+            await self._read(query, start_url)
+        except errors.CursorPastEnd:
+            # A saved startIndex now past the end (claims were removed: FACTS.md, Errors):
+            # read the type again from its first page, once.
+            if start_url is None:
+                raise
+            log.info("cursor_past_end_restarted", resource_type=query.resource_type)
+            await self._read(query, None)
+
+    async def _read(self, query: ResourceQuery, start_url: str | None) -> None:
         first = start_url is None
         try:
             async for page in iter_pages(
@@ -111,17 +122,15 @@ class _Sync:
                 await self.store(query, page)
                 first = False
         except errors.Forbidden as exc:
-            # BB2 answers 403 for data the beneficiary withheld (personal information,
-            # SAMHSA); on such a type's first page that is an answer, not a failure. On a
-            # type nobody can withhold it means a deleted grant: skipping every type would
-            # make a full pass delete all that is stored.
-            if not query.withholdable:
-                raise errors.ReconsentRequired(
-                    f"BB2 refused {query.resource_type} (403): the grant was deleted",
+            # BB2's JSON 403 on a type the beneficiary can withhold (personal information,
+            # SAMHSA), on its first page, is an answer: skip the type. Any other 403 (on
+            # Coverage, or mid-way) says nothing about consent: a deleted grant shows as
+            # 401 and then a refresh 403 invalid_grant (FACTS.md, Authorization, Errors).
+            if not (query.withholdable and first):
+                raise errors.EdgeRefused(
+                    f"BB2 refused {query.resource_type} (403) where nothing is withheld",
                     status=403,
                 ) from exc
-            if not first:
-                raise
             await self.skip(query, "403 from BB2")
 
     async def run_steps(self) -> SyncResult:

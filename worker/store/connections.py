@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
@@ -11,7 +12,7 @@ import asyncpg
 from worker.constants import MAX_ERROR_CHARS
 from worker.crypto import TokenCipher
 from worker.errors import UnknownConnection
-from worker.store import sync_runs
+from worker.store import revocations, sync_runs
 from worker.store.db import Conn
 
 Status = Literal["pending", "active", "needs_reauth", "revoked", "error"]
@@ -127,7 +128,29 @@ async def save_grant(
 ) -> bool:
     """Store what a code exchange gave, tokens encrypted, and mark the connection pending;
     False (nothing written) when it was unlinked after ``seen_at``, its status change the
-    exchange started from: the unlink is the later word."""
+    exchange started from: the unlink is the later word.
+
+    Tokens it replaces (a relink) are owed a revocation: of those tokens only when the new
+    grant is the same one at CMS (same client and patient), of their grant otherwise.
+    Call inside a transaction.
+    """
+    old = await conn.fetchrow(
+        """SELECT access_token_enc, refresh_token_enc, app, client_id, patient_id
+           FROM connections WHERE connection_id = $1 AND status <> 'revoked'
+             AND refresh_token_enc IS NOT NULL FOR UPDATE""",
+        connection_id,
+    )
+    if old is not None:
+        same_grant = (old["client_id"], old["patient_id"]) == (grant.client_id, grant.patient_id)
+        await revocations.owe(
+            conn,
+            connection_id,
+            revocations.Sealed(old["access_token_enc"], old["refresh_token_enc"]),
+            end_grant=not same_grant,
+            app=old["app"],
+            client_id=old["client_id"],
+            patient_id=old["patient_id"],
+        )
     result = await conn.execute(
         """UPDATE connections SET patient_id = $2, scopes = $3, access_token_enc = $4,
                refresh_token_enc = $5, access_expires_at = $6, consent_expires_at = $7,
@@ -197,18 +220,24 @@ async def set_status(
     *,
     error: str | None = None,
     synced_at: datetime | None = None,
-) -> None:
-    """Move the connection to ``status``; a revoked connection stays revoked."""
-    await conn.execute(
+    grant: str | None = None,
+) -> bool:
+    """Move the connection to ``status``; a revoked connection stays revoked. With
+    ``grant`` (the ``code_sha256`` a job started from), only while no new authorization
+    replaced it: a job of the old grant must not judge the new one. True when written."""
+    result = await conn.execute(
         """UPDATE connections SET status = $2, last_error = $3,
                last_synced_at = COALESCE($4, last_synced_at), updated_at = now(),
                status_changed_at = CASE WHEN status = $2 THEN status_changed_at ELSE now() END
-           WHERE connection_id = $1 AND status <> 'revoked'""",
+           WHERE connection_id = $1 AND status <> 'revoked'
+             AND ($5::text IS NULL OR code_sha256 = $5)""",
         connection_id,
         status,
         None if error is None else error[:MAX_ERROR_CHARS],
         synced_at,
+        grant,
     )
+    return bool(result == "UPDATE 1")
 
 
 async def lock_live(conn: Conn, connection_id: str) -> None:
@@ -235,13 +264,15 @@ class Unlinked:
 async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
     """Delete the connection's data and tokens and mark it ``revoked``, in one transaction.
 
-    The refresh token moves to ``pending_revocations`` until CMS confirms the revocation.
-    The row lock makes unlink wait for a page being written, and makes every later write
-    of a sync in flight see ``revoked`` (:func:`lock_live`). None for an unknown id.
+    Its latest access and refresh tokens move to ``pending_revocations`` until CMS has
+    ended the grant with them. The row lock makes unlink wait for a page being written,
+    and makes every later write of a sync in flight see ``revoked`` (:func:`lock_live`).
+    None for an unknown id.
     """
     async with conn.transaction():
         record = await conn.fetchrow(
-            "SELECT refresh_token_enc FROM connections WHERE connection_id = $1 FOR UPDATE",
+            """SELECT access_token_enc, refresh_token_enc, app, client_id, patient_id
+               FROM connections WHERE connection_id = $1 FOR UPDATE""",
             connection_id,
         )
         if record is None:
@@ -252,7 +283,15 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
             connection_id,
         )
         if record["refresh_token_enc"] is not None:
-            await _owe_revocation(conn, connection_id, record["refresh_token_enc"])
+            await revocations.owe(
+                conn,
+                connection_id,
+                revocations.Sealed(record["access_token_enc"], record["refresh_token_enc"]),
+                end_grant=True,
+                app=record["app"],
+                client_id=record["client_id"],
+                patient_id=record["patient_id"],
+            )
         await conn.execute(
             """UPDATE connections SET status = 'revoked', access_token_enc = NULL,
                    refresh_token_enc = NULL, access_expires_at = NULL, code_sha256 = NULL,
@@ -262,61 +301,6 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
         )
         await sync_runs.fail_running(conn, connection_id, "unlinked")
     return Unlinked(int(deleted), record["refresh_token_enc"] is not None)
-
-
-async def _owe_revocation(conn: Conn, connection_id: str, sealed: str) -> None:
-    await conn.execute(
-        """INSERT INTO pending_revocations (connection_id, refresh_token_enc)
-           VALUES ($1, $2) ON CONFLICT (connection_id)
-           DO UPDATE SET refresh_token_enc = EXCLUDED.refresh_token_enc, attempts = 0""",
-        connection_id,
-        sealed,
-    )
-
-
-async def owe_revocation(
-    conn: Conn, cipher: TokenCipher, connection_id: str, refresh_token: str
-) -> None:
-    """Keep ``refresh_token`` in ``pending_revocations`` until CMS confirms its revocation
-    (tokens granted to a connection that was unlinked meanwhile)."""
-    sealed = cipher.encrypt(refresh_token, context=_context(connection_id, "refresh"))
-    await _owe_revocation(conn, connection_id, sealed)
-
-
-async def pending_revocation(conn: Conn, cipher: TokenCipher, connection_id: str) -> str | None:
-    """The refresh token still to revoke at CMS for this connection, if any."""
-    sealed = await conn.fetchval(
-        "SELECT refresh_token_enc FROM pending_revocations WHERE connection_id = $1",
-        connection_id,
-    )
-    return (
-        None
-        if sealed is None
-        else cipher.decrypt(sealed, context=_context(connection_id, "refresh"))
-    )
-
-
-async def owed_revocations(conn: Conn) -> list[str]:
-    """Connections whose refresh token CMS has not yet confirmed revoked."""
-    records = await conn.fetch(
-        "SELECT connection_id FROM pending_revocations ORDER BY connection_id"
-    )
-    return [record["connection_id"] for record in records]
-
-
-async def revocation_done(conn: Conn, connection_id: str) -> None:
-    """CMS confirmed the revocation: forget the token."""
-    await conn.execute("DELETE FROM pending_revocations WHERE connection_id = $1", connection_id)
-
-
-async def revocation_failed(conn: Conn, connection_id: str, error: str) -> None:
-    """Count a failed revocation attempt, keeping the token for the next one."""
-    await conn.execute(
-        """UPDATE pending_revocations SET attempts = attempts + 1, last_error = $2
-           WHERE connection_id = $1""",
-        connection_id,
-        error[:MAX_ERROR_CHARS],
-    )
 
 
 async def due_for_resync(conn: Conn, synced_before: datetime, limit: int, *, app: str) -> list[str]:
@@ -344,12 +328,17 @@ async def count_due(conn: Conn, synced_before: datetime) -> dict[str, int]:
     return {record["app"]: int(record["n"]) for record in records}
 
 
-async def dormant(conn: Conn, needs_reauth_before: datetime) -> list[str]:
-    """Connections waiting for a re-consent since before ``needs_reauth_before``."""
+async def dormant(
+    conn: Conn, needs_reauth_before: datetime, *, except_apps: Sequence[str] = ()
+) -> list[str]:
+    """Connections waiting for a re-consent since before ``needs_reauth_before``, but for
+    those of ``except_apps``."""
     records = await conn.fetch(
         """SELECT connection_id FROM connections
-           WHERE status = 'needs_reauth' AND status_changed_at < $1 ORDER BY connection_id""",
+           WHERE status = 'needs_reauth' AND status_changed_at < $1
+             AND NOT (app = ANY($2::text[])) ORDER BY connection_id""",
         needs_reauth_before,
+        list(except_apps),
     )
     return [record["connection_id"] for record in records]
 
@@ -412,17 +401,25 @@ async def rekey_all(conn: Conn, cipher: TokenCipher) -> int:
         if last is None:
             break
         after = last
-    pending = await conn.fetch("SELECT connection_id, refresh_token_enc FROM pending_revocations")
+    pending = await conn.fetch(
+        "SELECT revocation_id, connection_id, access_token_enc, refresh_token_enc"
+        " FROM pending_revocations"
+    )
     for record in pending:
         cid = record["connection_id"]
-        sealed = cipher.reseal(record["refresh_token_enc"], context=_context(cid, "refresh"))
-        # Written only over the value read: a token an unlink owed meanwhile stays as it is.
-        if sealed and await conn.fetchval(
-            """UPDATE pending_revocations SET refresh_token_enc = $2
-               WHERE connection_id = $1 AND refresh_token_enc = $3 RETURNING true""",
-            cid,
-            sealed,
+        access = cipher.reseal(record["access_token_enc"], context=_context(cid, "access"))
+        refresh = cipher.reseal(record["refresh_token_enc"], context=_context(cid, "refresh"))
+        # Written only over the values read: tokens a refresh stored meanwhile stay as they are.
+        if (access or refresh) and await conn.fetchval(
+            """UPDATE pending_revocations SET access_token_enc = coalesce($2, access_token_enc),
+                   refresh_token_enc = coalesce($3, refresh_token_enc)
+               WHERE revocation_id = $1 AND refresh_token_enc = $4
+                 AND access_token_enc IS NOT DISTINCT FROM $5 RETURNING true""",
+            record["revocation_id"],
+            access,
+            refresh,
             record["refresh_token_enc"],
+            record["access_token_enc"],
         ):
             changed += 1
     return changed

@@ -134,12 +134,15 @@ async def remember_seen(
 
 
 async def delete_unseen(conn: Conn, run_id: int, connection_id: str) -> int:
-    """After a full pass: delete what BB2 no longer serves (or no longer lets us read)."""
+    """After a full pass: delete what BB2 no longer serves, of the types the pass read to
+    the end; a type it skipped (not granted, or withheld) keeps its rows."""
     deleted = await conn.fetchval(
         """WITH gone AS (
                DELETE FROM fhir_resources r WHERE r.connection_id = $2 AND NOT EXISTS (
                    SELECT 1 FROM sync_seen s WHERE s.run_id = $1
                    AND s.resource_type = r.resource_type AND s.resource_id = r.resource_id)
+               AND NOT r.resource_type = ANY(
+                   SELECT unnest(skipped_types) FROM sync_runs WHERE run_id = $1)
                RETURNING 1)
            SELECT count(*) FROM gone""",
         run_id,

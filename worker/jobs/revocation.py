@@ -1,0 +1,149 @@
+"""Settling what CMS is owed after an unlink or a relink: the one place that revokes.
+
+What each owed row needs (FACTS.md, Revocation; apps/dot_ext/views/authorization.py):
+
+- End the grant (an unlink): ``/v2/o/revoke/`` with a live ACCESS token of it: the only
+  call that deletes the grant, and with it every token. A 500 means CMS cannot find the
+  token as an access token (rotated away, or revoked by our earlier try whose answer was
+  lost): refresh (the new tokens are stored in the row before use) and try with the fresh
+  one. A refresh saying the grant is gone (403/401 ``invalid_grant``, 400
+  ``invalid_request``) settles it: the grant already ended.
+- When no access token can be had at all (a spent refresh token, a one-time app, CMS
+  failing mid-refresh), or CMS keeps failing (MAX_GRANT_REFUSALS): revoke the refresh
+  token at ``/v2/o/revoke_token/`` with ``token_type_hint=refresh_token`` and record that
+  the grant could not be ended.
+- One grant per (beneficiary, app): when another live connection shares the client and
+  patient, or the row is a relink's old tokens, revoke only the tokens
+  (``/v2/o/revoke_token/``, each with its hint) and leave the grant. Checked at every try.
+- An inactive app answers 403: the row stays owed and is not counted as a failure.
+
+Every settled row leaves an audit row ``revoked_at_cms`` saying whether CMS confirmed the
+grant ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from worker import errors, pauses
+from worker.apps import App
+from worker.bluebutton import oauth
+from worker.bluebutton.client import BlueButtonClient
+from worker.constants import MAX_GRANT_REFUSALS
+from worker.jobs.services import Services
+from worker.store import audit, revocations
+from worker.store.revocations import Owed
+
+log = structlog.get_logger(__name__)
+
+KEPT = "revocation failed; tokens kept in pending_revocations"
+WAITING = "app inactive at CMS; revocation owed until it is active again"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How CMS settled an owed revocation."""
+
+    grant_ended: bool
+    how: str
+
+
+async def _revoke_tokens(
+    client: BlueButtonClient, app: App, owed: Owed, access: str | None
+) -> None:
+    if access is not None:
+        await oauth.revoke_token(client, app.credentials, access, "access_token")
+    await oauth.revoke_token(client, app.credentials, owed.refresh_token, "refresh_token")
+
+
+async def _refresh_then_end(
+    services: Services, client: BlueButtonClient, app: App, owed: Owed
+) -> Settled:
+    try:
+        fresh = await oauth.refresh(client, app.credentials, owed.refresh_token)
+    except errors.ReconsentRequired as exc:
+        if exc.grant_ended:
+            return Settled(True, f"grant already ended at CMS ({exc.status})")
+        # No access token can be had: at least the refresh token dies.
+        await oauth.revoke_token(client, app.credentials, owed.refresh_token, "refresh_token")
+        return Settled(False, f"grant could not be ended, refresh token revoked: {exc}")
+    # The old refresh token is spent: keep the new ones before using them.
+    async with services.pool.acquire() as conn:
+        await revocations.keep_tokens(
+            conn, services.cipher, owed, fresh.access_token, fresh.refresh_token
+        )
+    try:
+        await oauth.end_grant(client, app.credentials, fresh.access_token)
+    except errors.ServerError as exc:
+        if exc.status == 500:  # a token CMS minted a moment ago: a real failure
+            async with services.pool.acquire() as conn:
+                await revocations.grant_refused(conn, owed.revocation_id)
+        raise
+    return Settled(True, "grant ended at CMS after a refresh")
+
+
+async def _settle(services: Services, owed: Owed) -> Settled:
+    app = await services.app(owed.app, owed.client_id)
+    client = await services.bluebutton(app)
+    if not owed.end_grant:
+        await _revoke_tokens(client, app, owed, owed.access_token)
+        return Settled(False, "tokens revoked, grant kept: a relink's old tokens")
+    async with services.pool.acquire() as conn:
+        shared = await revocations.shares_grant(conn, owed.revocation_id)
+    if shared:
+        await _revoke_tokens(client, app, owed, owed.access_token)
+        return Settled(False, "tokens revoked, grant kept: a live connection shares the grant")
+    if owed.grant_refusals >= MAX_GRANT_REFUSALS:
+        await _revoke_tokens(client, app, owed, owed.access_token)
+        return Settled(False, f"grant could not be ended: CMS failed {owed.grant_refusals} times")
+    if owed.access_token is not None:
+        try:
+            await oauth.end_grant(client, app.credentials, owed.access_token)
+        except errors.ServerError as exc:
+            if exc.status != 500:
+                raise
+            # Not found as an access token: rotated away, or already revoked by us.
+        else:
+            return Settled(True, "grant ended at CMS")
+    return await _refresh_then_end(services, client, app, owed)
+
+
+async def _record(services: Services, owed: Owed, settled: Settled) -> None:
+    async with services.pool.acquire() as conn, conn.transaction():
+        await revocations.settled(conn, owed.revocation_id)
+        await audit.record(
+            conn,
+            owed.connection_id,
+            "revoked_at_cms",
+            grant_ended=settled.grant_ended,
+            how=settled.how,
+        )
+    log.info("revocation_settled", grant_ended=settled.grant_ended, how=settled.how)
+
+
+async def _settle_one(services: Services, owed: Owed) -> str:
+    try:
+        settled = await _settle(services, owed)
+    except errors.AppPaused:
+        await pauses.mark_paused(services.redis, owed.app)
+        log.warning("revocation_waits_for_app", app=owed.app)
+        return WAITING
+    except (errors.BlueButtonError, errors.AppUnavailable) as exc:
+        async with services.pool.acquire() as conn:
+            await revocations.failed(conn, owed.revocation_id, str(exc))
+        log.warning("revocation_failed", reason=str(exc))
+        if isinstance(exc, errors.RetryableError):
+            raise
+        return KEPT
+    await _record(services, owed, settled)
+    return settled.how
+
+
+async def settle_owed(services: Services, connection_id: str) -> list[str]:
+    """Settle every revocation the connection is owed, the oldest first; what happened to
+    each. A RetryableError is raised again (after it is recorded) for the job to retry."""
+    async with services.pool.acquire() as conn:
+        owed = await revocations.owed_of(conn, services.cipher, connection_id)
+    return [await _settle_one(services, row) for row in owed]
