@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import structlog
 from rich.console import Console
 from rich.progress import Progress
 
@@ -115,12 +116,11 @@ async def _sandbox_connect(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _health(settings: Settings, _args: argparse.Namespace) -> int:
-    from redis.asyncio import Redis
-
     from worker.ops import live_replicas, readiness
+    from worker.outages import open_redis
     from worker.store.db import create_pool
 
-    redis: Redis = Redis.from_url(settings.redis_url)
+    redis = open_redis(settings.redis_url)
     try:
         pool = await create_pool(settings.database_url, max_size=1)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -297,6 +297,14 @@ def _duration(text: str) -> timedelta:
     return int(number) * _UNITS[unit]
 
 
+def _warn_insecure_transport(settings: Settings) -> None:
+    """The opt-out of verified TLS is loud: one warning per unverified link, on every start."""
+    for problem in settings.insecure_transport():
+        structlog.get_logger(__name__).warning(
+            "insecure_transport", setting="ALLOW_INSECURE_TRANSPORT", problem=problem
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bbingest`` console script."""
     args = build_parser().parse_args(argv)
@@ -307,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         fail(str(exc))
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    _warn_insecure_transport(settings)
     command: Command = args.run
     try:
         return asyncio.run(command(settings, args))

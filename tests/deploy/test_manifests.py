@@ -508,8 +508,8 @@ def test_referenced_secrets_are_the_documented_ones() -> None:
 def test_configmap_holds_valid_settings_only() -> None:
     aliases = {field.alias for field in Settings.model_fields.values()}
     placeholders = {
-        "DATABASE_URL": "postgresql://bbingest@db:5432/bbingest",
-        "REDIS_URL": "redis://redis:6379/0",
+        "DATABASE_URL": "postgresql://bbingest@db:5432/bbingest?sslmode=verify-full",
+        "REDIS_URL": "rediss://redis:6379/0",
     }
     for name, data in config_maps().items():
         unknown = set(data) - aliases
