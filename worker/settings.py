@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -91,7 +92,10 @@ class Settings(BaseModel):
     job_lease_seconds: float = Field(60, alias="JOB_LEASE_SECONDS", ge=1, le=3600)
     redis_outage_seconds: float = Field(300, alias="REDIS_OUTAGE_SECONDS", gt=0, le=86400)
     intake_secret: SecretStr = Field(SecretStr(""), alias="INTAKE_SECRET")
+    intake_keys: SecretStr = Field(SecretStr(""), alias="INTAKE_KEYS")
     intake_max_skew: int = Field(300, alias="INTAKE_MAX_SKEW", ge=1, le=3600)
+    # Signature v1 (ambiguous message, no nonce) is accepted before this day (UTC) only.
+    intake_v1_until: date = Field(date(2027, 7, 1), alias="INTAKE_V1_UNTIL")
     resync_cadence_hours: float = Field(168, alias="RESYNC_CADENCE_HOURS", gt=0)
     resync_full_every_days: float = Field(28, alias="RESYNC_FULL_EVERY_DAYS", gt=0)
     resync_margin_hours: float = Field(24, alias="RESYNC_MARGIN_HOURS", ge=0)
@@ -149,13 +153,6 @@ class Settings(BaseModel):
         """Each link to Postgres or Redis that would go unverified (see worker.transport);
         non-empty only with ALLOW_INSECURE_TRANSPORT, and then logged on every start."""
         return transport_problems(self.database_url, self.redis_url)
-
-    def intake_key(self) -> bytes:
-        """The intake API's HMAC key, or a ConfigError when it is not set."""
-        secret = self.intake_secret.get_secret_value()
-        if len(secret) < 32:
-            raise ConfigError("INTAKE_SECRET must be set to at least 32 characters")
-        return secret.encode()
 
 
 def _read_secret_files(env: dict[str, str]) -> None:

@@ -10,7 +10,7 @@ import asyncpg
 
 from worker.constants import MAX_ERROR_CHARS
 from worker.crypto import TokenCipher
-from worker.errors import UnknownConnection
+from worker.errors import GrantConflict, UnknownConnection
 from worker.store import sync_runs
 from worker.store.db import Conn
 
@@ -122,12 +122,28 @@ async def list_all(
     return [_row(record) for record in records]
 
 
+def grant_conflict(current: Connection | None, grant: Grant) -> str | None:
+    """Why ``grant`` may not be stored on ``current``: a live (not revoked) connection never
+    moves to another app or another patient without an unlink first."""
+    if current is None or current.status == "revoked":
+        return None
+    if current.app != grant.app:
+        return f"connection belongs to app {current.app!r}: unlink it before connecting another"
+    if current.patient_id is not None and current.patient_id != grant.patient_id:
+        return "connection holds another beneficiary's grant: unlink it before connecting another"
+    return None
+
+
 async def save_grant(
     conn: Conn, cipher: TokenCipher, connection_id: str, grant: Grant, *, seen_at: datetime
 ) -> bool:
     """Store what a code exchange gave, tokens encrypted, and mark the connection pending;
     False (nothing written) when it was unlinked after ``seen_at``, its status change the
-    exchange started from: the unlink is the later word."""
+    exchange started from: the unlink is the later word. GrantConflict (nothing written)
+    when the grant would move a live connection to another app or patient."""
+    conflict = grant_conflict(await get(conn, connection_id), grant)
+    if conflict is not None:
+        raise GrantConflict(conflict)
     result = await conn.execute(
         """UPDATE connections SET patient_id = $2, scopes = $3, access_token_enc = $4,
                refresh_token_enc = $5, access_expires_at = $6, consent_expires_at = $7,
