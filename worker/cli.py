@@ -166,10 +166,10 @@ async def _failures(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
-    from worker.crypto import TokenCipher
+    from worker.crypto import cipher_for
     from worker.store import apps, connections
 
-    cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
+    cipher = cipher_for(settings)
     async with connection(settings.database_url) as conn:
         changed = await connections.rekey_all(conn, cipher)
         secrets = await apps.rekey_all(conn, cipher)

@@ -86,6 +86,7 @@ class Settings(BaseModel):
     database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
     token_encryption_key: SecretStr = Field(SecretStr(""), alias="TOKEN_ENCRYPTION_KEY")
+    token_decrypt_only_keys: SecretStr = Field(SecretStr(""), alias="TOKEN_DECRYPT_ONLY_KEYS")
     metrics_port: int = Field(DEFAULT_METRICS_PORT, alias="METRICS_PORT", ge=0, le=65535)
     worker_concurrency: int = Field(8, alias="WORKER_CONCURRENCY", ge=1, le=256)
     worker_shutdown_grace: float = Field(25, alias="WORKER_SHUTDOWN_GRACE", ge=0, le=3600)

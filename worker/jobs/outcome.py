@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 
 from worker import errors
-from worker.crypto import DecryptionError
-from worker.jobs.retrying import retry_later
+from worker.crypto import DecryptionError, KeyMissing
+from worker.jobs.retrying import key_missing_retry, retry_later
 from worker.jobs.services import Services
 from worker.jobs.sync import SyncResult, sync_connection
 from worker.store import audit, connections, sync_runs
@@ -93,6 +93,9 @@ async def run_sync(
     except errors.ReconsentRequired as exc:
         await _fail(services, connection_id, "needs_reauth", str(exc))
         return {"status": "needs_reauth"}
+    except KeyMissing as exc:
+        # This replica lacks a key another one sealed with: not the connection's fault.
+        raise key_missing_retry(exc, job_try) from exc
     except (errors.PermanentError, errors.AppUnavailable, DecryptionError) as exc:
         await _fail(services, connection_id, "error", str(exc))
         return {"status": "error"}
