@@ -177,6 +177,32 @@ async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+async def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.constants import QUEUE_BULK
+    from worker.jobs import queue as jobqueue
+    from worker.retention import due_for_purge
+
+    async with connection(settings.database_url) as conn:
+        due = await due_for_purge(conn, settings, datetime.now(UTC))
+    for item in due:
+        print(
+            f"{item.connection_id} {item.status} since {item.since:%Y-%m-%d}:"
+            f" {item.resources} resources, tokens and grant"
+        )
+    if args.dry_run:
+        print(f"{len(due)} connections would be unlinked (dry run: nothing queued)")
+        return 0
+    queue = await jobqueue.open_queue(settings.redis_url)
+    try:
+        for item in due:
+            job = UnlinkJob(connection_id=item.connection_id)
+            await jobqueue.enqueue(queue, job, lane=QUEUE_BULK)
+    finally:
+        await queue.aclose()
+    print(f"queued {len(due)} unlinks")
+    return 0
+
+
 def _keygen(_args: argparse.Namespace) -> int:
     print(generate_key())
     return 0
@@ -255,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-key",
         help="re-encrypt every token and app secret under the first TOKEN_ENCRYPTION_KEY",
     ).set_defaults(run=_rotate_key)
+    purge = commands.add_parser(
+        "purge",
+        help="unlink what the retention rules say is due (DORMANT_/ERROR_RETENTION_DAYS)",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="show it, queue nothing")
+    purge.set_defaults(run=_purge)
     add_app_commands(commands)
 
     demo = commands.add_parser("demo", help="the whole flow on the local emulator")

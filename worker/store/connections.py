@@ -269,9 +269,12 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
         )
         if record["refresh_token_enc"] is not None:
             await _owe_revocation(conn, connection_id, record["refresh_token_enc"])
+        # Nothing that identifies the person stays (CONTRACT.md, unlink): not the patient
+        # id, nor what they consented to and until when, nor the code's fingerprint.
         await conn.execute(
             """UPDATE connections SET status = 'revoked', access_token_enc = NULL,
                    refresh_token_enc = NULL, access_expires_at = NULL, code_sha256 = NULL,
+                   patient_id = NULL, scopes = '{}', consent_expires_at = NULL,
                    last_error = NULL, updated_at = now(), status_changed_at = now()
                WHERE connection_id = $1""",
             connection_id,
@@ -360,14 +363,33 @@ async def count_due(conn: Conn, synced_before: datetime) -> dict[str, int]:
     return {record["app"]: int(record["n"]) for record in records}
 
 
-async def dormant(conn: Conn, needs_reauth_before: datetime) -> list[str]:
-    """Connections waiting for a re-consent since before ``needs_reauth_before``."""
+@dataclass(frozen=True)
+class Purgeable:
+    """A connection the retention rules send through the unlink path."""
+
+    connection_id: str
+    status: Status
+    since: datetime
+    resources: int
+
+
+async def purgeable(
+    conn: Conn, *, needs_reauth_before: datetime, error_before: datetime
+) -> list[Purgeable]:
+    """Connections waiting for a re-consent since before ``needs_reauth_before``, or in
+    ``error`` since before ``error_before``, with how many resources each still stores."""
     records = await conn.fetch(
-        """SELECT connection_id FROM connections
-           WHERE status = 'needs_reauth' AND status_changed_at < $1 ORDER BY connection_id""",
+        """SELECT c.connection_id, c.status, c.status_changed_at AS since,
+                  (SELECT count(*) FROM fhir_resources r
+                   WHERE r.connection_id = c.connection_id) AS resources
+           FROM connections c
+           WHERE (c.status = 'needs_reauth' AND c.status_changed_at < $1)
+              OR (c.status = 'error' AND c.status_changed_at < $2)
+           ORDER BY c.connection_id""",
         needs_reauth_before,
+        error_before,
     )
-    return [record["connection_id"] for record in records]
+    return [Purgeable(**dict(record)) for record in records]
 
 
 async def count_by_app_and_status(conn: Conn) -> dict[tuple[str, str], int]:
