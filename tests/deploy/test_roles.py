@@ -16,6 +16,9 @@ import asyncpg
 import pytest
 
 from tests.integration.conftest import DATABASE_URL
+from worker.status import load_status
+from worker.store import audit, connections
+from worker.store.db import init_connection
 from worker.store.migrate import migrate
 
 ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "roles.sql"
@@ -38,6 +41,7 @@ async def roles_db() -> AsyncIterator[asyncpg.Connection]:
         await admin.execute(f'CREATE DATABASE "{name}"')
         conn = await asyncpg.connect(dsn)
         try:
+            await init_connection(conn)
             await conn.execute(ROLES_SQL.read_text(encoding="utf-8"))
             await conn.execute("SET ROLE bbingest_owner")
             await migrate(conn)
@@ -126,3 +130,22 @@ async def test_the_tables_belong_to_the_owner(roles_db: asyncpg.Connection) -> N
         "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
     )
     assert [row["tableowner"] for row in owners] == ["bbingest_owner"]
+
+
+async def test_the_intake_role_serves_a_status_read(roles_db: asyncpg.Connection) -> None:
+    """What GET /v1/connections/{id} runs (worker.intake.routes), as the intake role."""
+    async with roles_db.transaction():
+        await roles_db.execute("SET LOCAL ROLE bbingest_intake")
+        found = await connections.get(roles_db, "c1")
+        (status,) = await load_status(roles_db, "c1")
+    assert found is not None
+    assert status.as_json()["connection_id"] == "c1"
+
+
+async def test_the_worker_role_unlinks_and_audits(roles_db: asyncpg.Connection) -> None:
+    """An unlink writes connections, resources, runs and the audit log, never updating it."""
+    async with roles_db.transaction():
+        await roles_db.execute("SET LOCAL ROLE bbingest_worker")
+        unlinked = await connections.unlink(roles_db, "c1")
+        await audit.record(roles_db, "c1", "unlinked")
+    assert unlinked is not None
