@@ -107,6 +107,9 @@ class Settings(BaseModel):
     log_format: Literal["json", "console"] = Field("json", alias="LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="LOG_LEVEL")
     allow_insecure_transport: bool = Field(False, alias="ALLOW_INSECURE_TRANSPORT")
+    # libpq's variable, which asyncpg reads when DATABASE_URL names no host: read here only
+    # so that the TLS rule sees the host asyncpg will reach.
+    pghost: str = Field("", alias="PGHOST")
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # The DSNs may carry passwords: repr() and str() show them masked.
@@ -154,7 +157,7 @@ class Settings(BaseModel):
     def insecure_transport(self) -> list[str]:
         """Each link to Postgres or Redis that would go unverified (see worker.transport);
         non-empty only with ALLOW_INSECURE_TRANSPORT, and then logged on every start."""
-        return transport_problems(self.database_url, self.redis_url)
+        return transport_problems(self.database_url, self.redis_url, self.pghost)
 
 
 def _read_secret_files(env: dict[str, str]) -> None:

@@ -1,7 +1,9 @@
 """Verified TLS to our own Postgres and Redis: which DSNs are safe, and how clients connect.
 
 PHI, authorization codes and PKCE verifiers cross both links. asyncpg's default ``sslmode`` is
-``prefer`` (no certificate check, and a silent fall-back to plaintext), and redis-py and arq
+``prefer`` (no certificate check, and a silent fall-back to plaintext; asyncpg
+connect_utils), and its ``verify-*`` modes trust only ``sslrootcert`` (else
+``PGSSLROOTCERT`` or ``~/.postgresql/root.crt``), never the system CA store, and redis-py and arq
 check no hostname on ``rediss://`` unless told to. So a non-loopback server must be reached
 with ``sslmode=verify-full`` (or ``verify-ca``) and over ``rediss://`` with hostname checking;
 the only way around it is ``ALLOW_INSECURE_TRANSPORT``, which the commands log at warning on
@@ -43,27 +45,33 @@ def _strip_port(hostport: str) -> str:
     return hostport.rpartition(":")[0] if hostport.count(":") == 1 else hostport
 
 
-def postgres_hosts(dsn: str) -> list[str]:
-    """The hosts a libpq-style DSN names: the netloc's (several, comma-separated, as asyncpg
-    accepts) or the ``host`` query parameters, which take precedence as in asyncpg."""
+def postgres_hosts(dsn: str, pghost: str = "") -> list[str]:
+    """The hosts a libpq-style DSN names, as asyncpg picks them: the ``host`` query
+    parameters, else the netloc's (several, comma-separated), else ``PGHOST``; empty for the
+    local socket. A ``service`` (pg_service.conf) hides its hosts: it counts as remote."""
     parts = urlsplit(dsn)
-    query_hosts = parse_qs(parts.query).get("host")
-    if query_hosts:
-        return [host for value in query_hosts for host in value.split(",")]
+    query = parse_qs(parts.query)
+    if "service" in query:
+        return ["<service>"]
+    if query.get("host"):
+        return [host for value in query["host"] for host in value.split(",")]
     hostlist = parts.netloc.rpartition("@")[2]
+    if not hostlist and pghost:
+        return pghost.split(",")
     return [_strip_port(item) for item in hostlist.split(",")]
 
 
-def postgres_problem(dsn: str) -> str | None:
+def postgres_problem(dsn: str, pghost: str = "") -> str | None:
     """Why ``dsn`` (``DATABASE_URL``) would reach a remote Postgres unverified, or None."""
-    if all(_is_local_postgres_host(host) for host in postgres_hosts(dsn)):
+    if all(_is_local_postgres_host(host) for host in postgres_hosts(dsn, pghost)):
         return None
     modes = parse_qs(urlsplit(dsn).query).get("sslmode", [""])
+    # asyncpg takes the last value of a repeated parameter, and the DSN's over PGSSLMODE.
     if modes[-1] in VERIFYING_SSLMODES:
         return None
     return (
         "DATABASE_URL: a non-loopback Postgres needs sslmode=verify-full (or verify-ca) in the "
-        "DSN, with sslrootcert=<CA file> unless the system store holds the CA"
+        "DSN, and sslrootcert=<CA file> (asyncpg does not read the system CA store)"
     )
 
 
@@ -80,9 +88,9 @@ def redis_problem(url: str) -> str | None:
     return None
 
 
-def transport_problems(database_url: str, redis_url: str) -> list[str]:
+def transport_problems(database_url: str, redis_url: str, pghost: str = "") -> list[str]:
     """Every unverified link the two DSNs would open (empty when both are safe)."""
-    found = (postgres_problem(database_url), redis_problem(redis_url))
+    found = (postgres_problem(database_url, pghost), redis_problem(redis_url))
     return [problem for problem in found if problem]
 
 

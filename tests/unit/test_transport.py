@@ -45,6 +45,14 @@ def test_unverified_remote_postgres_is_a_problem(dsn: str) -> None:
     assert "sslmode=verify-full" in (postgres_problem(dsn) or "")
 
 
+def test_hosts_asyncpg_would_find_elsewhere_count() -> None:
+    assert postgres_problem("postgresql:///bbingest", pghost="db.internal") is not None
+    assert postgres_problem("postgresql:///bbingest?service=prod") is not None
+    assert postgres_problem("postgresql:///bbingest", pghost="/var/run/postgresql") is None
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        load_settings({"DATABASE_URL": "postgresql:///bbingest", "PGHOST": "db.internal"})
+
+
 @pytest.mark.parametrize(
     ("url", "safe"),
     [
