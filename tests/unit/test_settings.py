@@ -73,16 +73,23 @@ def test_loopback(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
 
 
-@pytest.mark.parametrize(
-    ("name", "value", "read"),
-    [
-        ("BB_CLIENT_SECRET", "s3cret", lambda s: s.bb_client_secret.get_secret_value()),
-        ("TOKEN_ENCRYPTION_KEY", "k1:abc", lambda s: s.token_encryption_key.get_secret_value()),
-        ("INTAKE_SECRET", "x" * 40, lambda s: s.intake_secret.get_secret_value()),
-        ("DATABASE_URL", "postgresql://u:pw@127.0.0.1/db", lambda s: s.database_url),
-        ("REDIS_URL", "redis://:pw@127.0.0.1:6379/3", lambda s: s.redis_url),
-    ],
-)
+# Every secret setting, a value for it, and how the settings give it back.
+SECRET_CASES: list[tuple[str, str, Callable[[Settings], str]]] = [
+    ("BB_CLIENT_SECRET", "s3cret", lambda s: s.bb_client_secret.get_secret_value()),
+    ("TOKEN_ENCRYPTION_KEY", "k1:abc", lambda s: s.token_encryption_key.get_secret_value()),
+    ("INTAKE_SECRET", "x" * 40, lambda s: s.intake_secret.get_secret_value()),
+    ("INTAKE_KEYS", "a:b:" + "x" * 40, lambda s: s.intake_keys.get_secret_value()),
+    (
+        "TOKEN_DECRYPT_ONLY_KEYS",
+        "k2:abc",
+        lambda s: s.token_decrypt_only_keys.get_secret_value(),
+    ),
+    ("DATABASE_URL", "postgresql://u:pw@127.0.0.1/db", lambda s: s.database_url),
+    ("REDIS_URL", "redis://:pw@127.0.0.1:6379/3", lambda s: s.redis_url),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "read"), SECRET_CASES)
 def test_every_secret_is_read_from_its_file(
     tmp_path: Path, name: str, value: str, read: Callable[[Settings], str]
 ) -> None:
@@ -93,9 +100,10 @@ def test_every_secret_is_read_from_its_file(
         load_settings({f"{name}_FILE": str(path), name: value})
 
 
-def test_secret_settings_all_have_a_file_form() -> None:
-    secrets = {"BB_CLIENT_SECRET", "TOKEN_ENCRYPTION_KEY", "INTAKE_SECRET", "INTAKE_KEYS"}
-    assert secrets | {"DATABASE_URL", "REDIS_URL"} <= set(SECRET_SETTINGS)
+def test_every_secret_setting_is_tested_and_a_settings_field() -> None:
+    aliases = {field.alias for field in Settings.model_fields.values()}
+    assert set(SECRET_SETTINGS) <= aliases
+    assert {name for name, _, _ in SECRET_CASES} == set(SECRET_SETTINGS)
 
 
 def test_repr_and_str_never_show_a_password() -> None:
