@@ -7,8 +7,12 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from tests.integration.conftest import Start, connected, ctx
+from tests.integration.support import authorized_job
 from worker.crypto import TokenCipher
+from worker.emulator.config import EmulatorConfig
 from worker.errors import GrantConflict
+from worker.jobs.connect import connect
 from worker.store import connections
 from worker.store.connections import Grant, Tokens
 
@@ -64,3 +68,16 @@ async def test_after_an_unlink_another_app_may_connect(
         moved = await connections.get(conn, "c1")
     assert moved is not None
     assert (moved.app, moved.patient_id) == ("beta", "-2")
+
+
+async def test_a_connect_job_for_another_beneficiary_changes_nothing(
+    pool: asyncpg.Pool, start: Start
+) -> None:
+    emulator, _, services = await connected(start, EmulatorConfig(beneficiaries=3))
+    before = await pool.fetchrow("SELECT * FROM connections WHERE connection_id = 'conn-1'")
+    other = await authorized_job(emulator.base_url, 2, connection_id="conn-1")
+
+    with pytest.raises(GrantConflict, match="another beneficiary"):
+        await connect(ctx(services), **other.model_dump())
+    after = await pool.fetchrow("SELECT * FROM connections WHERE connection_id = 'conn-1'")
+    assert dict(after) == dict(before)
