@@ -80,4 +80,6 @@ async def test_a_connect_job_for_another_beneficiary_changes_nothing(
     with pytest.raises(GrantConflict, match="another beneficiary"):
         await connect(ctx(services), **other.model_dump())
     after = await pool.fetchrow("SELECT * FROM connections WHERE connection_id = 'conn-1'")
+    assert before is not None
+    assert after is not None
     assert dict(after) == dict(before)
