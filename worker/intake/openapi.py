@@ -22,7 +22,11 @@ from worker.intake.models import (
 from worker.intake.routes import CONNECTION_PATH
 
 _REF: Final = "#/components/schemas/{model}"
-_SIGNED: Final[list[dict[str, list[str]]]] = [{"timestamp": [], "signature": []}]
+# Alternatives: signature v2 (key name and nonce too), or v1 until INTAKE_V1_UNTIL.
+_SIGNED: Final[list[dict[str, list[str]]]] = [
+    {"key": [], "timestamp": [], "nonce": [], "signature": []},
+    {"timestamp": [], "signature": []},
+]
 _SIGNING: Final = (
     f"Every /v1/ request is signed. Version 2: `{KEY_HEADER}: <key name>`, "
     f"`{TIMESTAMP_HEADER}: <unix seconds>`, `{NONCE_HEADER}: <16-64 of [A-Za-z0-9_-], fresh "
@@ -83,7 +87,9 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": schemas.components,
             "securitySchemes": {
+                "key": _header_scheme(KEY_HEADER, "v2: the caller's key name (INTAKE_KEYS)."),
                 "timestamp": _header_scheme(TIMESTAMP_HEADER, "Unix seconds of the request."),
+                "nonce": _header_scheme(NONCE_HEADER, "v2: fresh per request, accepted once."),
                 "signature": _header_scheme(SIGNATURE_HEADER, _SIGNING),
             },
         },
