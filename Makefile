@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration services schemas bench chaos clean
+.PHONY: demo test lint typecheck unit integration services schemas bench chaos audit clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11+)"; exit 1; }
@@ -53,6 +53,19 @@ CHAOS_ENV = DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bbingest_chaos \
 
 chaos: $(STAMP) services
 	$(CHAOS_ENV) $(BIN)/python -m tests.chaos
+
+# Known vulnerabilities in the pinned set (constraints.txt), from the PyPI advisory database
+# (pip-audit's default source). Fails, loudly, when the advisories cannot be fetched: an audit
+# that could not look is never a pass. Offline (as on the development machines, which reach
+# only the package registries' download paths) it therefore fails; run it where the advisory
+# source is reachable (CI with internet, a release machine). Not part of `make test`.
+# --strict: a package whose advisories could not be fetched fails the audit (without it,
+# pip-audit skips the package and may exit 0 having checked nothing).
+audit: $(STAMP)
+	@$(BIN)/pip-audit --requirement constraints.txt --no-deps --disable-pip --strict \
+		--progress-spinner off \
+	|| { echo "make audit: FAILED: a known vulnerability, or the advisory database could not" \
+		"be reached (then nothing was audited; see above)" >&2; exit 1; }
 
 schemas: $(STAMP)
 	$(BIN)/python -m worker.jobs.schemas schemas/jobs

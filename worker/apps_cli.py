@@ -19,7 +19,7 @@ from rich.table import Table
 
 from worker.apps import DEFAULT_APP, App, check_app_name, default_app
 from worker.cliargs import fail, positive
-from worker.crypto import TokenCipher
+from worker.crypto import TokenCipher, cipher_for
 from worker.errors import AppUnavailable
 from worker.pauses import read_paused
 from worker.settings import BASE_URLS, Environment, Settings, base_url_for
@@ -67,7 +67,7 @@ def _base_url(environment: Environment, override: str) -> str:
 
 
 def _cipher(settings: Settings) -> TokenCipher:
-    return TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
+    return cipher_for(settings)
 
 
 async def _add(settings: Settings, args: argparse.Namespace) -> int:

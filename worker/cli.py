@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import structlog
 from rich.console import Console
 from rich.progress import Progress
 
@@ -121,12 +122,11 @@ async def _sandbox_connect(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _health(settings: Settings, _args: argparse.Namespace) -> int:
-    from redis.asyncio import Redis
-
     from worker.ops import live_replicas, readiness
+    from worker.outages import open_redis
     from worker.store.db import create_pool
 
-    redis: Redis = Redis.from_url(settings.redis_url)
+    redis = open_redis(settings.redis_url)
     try:
         pool = await create_pool(settings.database_url, max_size=1)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -172,14 +172,42 @@ async def _failures(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
-    from worker.crypto import TokenCipher
+    from worker.crypto import cipher_for
     from worker.store import apps, connections
 
-    cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
+    cipher = cipher_for(settings)
     async with connection(settings.database_url) as conn:
         changed = await connections.rekey_all(conn, cipher)
         secrets = await apps.rekey_all(conn, cipher)
     print(f"re-encrypted {changed} rows and {secrets} app secrets under key {cipher.active_key_id}")
+    return 0
+
+
+async def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.constants import QUEUE_BULK
+    from worker.jobs import queue as jobqueue
+    from worker.pauses import read_paused
+    from worker.retention import due_for_purge
+
+    paused = sorted(await read_paused(settings.redis_url))
+    async with connection(settings.database_url) as conn:
+        due = await due_for_purge(conn, settings, datetime.now(UTC), paused_apps=paused)
+    for item in due:
+        print(
+            f"{item.connection_id} {item.status} since {item.since:%Y-%m-%d}:"
+            f" {item.resources} resources, tokens and grant"
+        )
+    if args.dry_run:
+        print(f"{len(due)} connections would be unlinked (dry run: nothing queued)")
+        return 0
+    queue = await jobqueue.open_queue(settings.redis_url)
+    try:
+        for item in due:
+            job = UnlinkJob(connection_id=item.connection_id)
+            await jobqueue.enqueue(queue, job, lane=QUEUE_BULK)
+    finally:
+        await queue.aclose()
+    print(f"queued {len(due)} unlinks")
     return 0
 
 
@@ -261,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-key",
         help="re-encrypt every token and app secret under the first TOKEN_ENCRYPTION_KEY",
     ).set_defaults(run=_rotate_key)
+    purge = commands.add_parser(
+        "purge",
+        help="unlink what the retention rules say is due (DORMANT_/ERROR_RETENTION_DAYS)",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="show it, queue nothing")
+    purge.set_defaults(run=_purge)
     add_app_commands(commands)
 
     demo = commands.add_parser("demo", help="the whole flow on the local emulator")
@@ -303,6 +337,14 @@ def _duration(text: str) -> timedelta:
     return int(number) * _UNITS[unit]
 
 
+def _warn_insecure_transport(settings: Settings) -> None:
+    """The opt-out of verified TLS is loud: one warning per unverified link, on every start."""
+    for problem in settings.insecure_transport():
+        structlog.get_logger(__name__).warning(
+            "insecure_transport", setting="ALLOW_INSECURE_TRANSPORT", problem=problem
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bbingest`` console script."""
     args = build_parser().parse_args(argv)
@@ -313,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         fail(str(exc))
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    _warn_insecure_transport(settings)
     command: Command = args.run
     try:
         return asyncio.run(command(settings, args))

@@ -1,9 +1,12 @@
 """Token encryption at rest: AES-256-GCM with key ids, so keys can be rotated.
 
 ``TOKEN_ENCRYPTION_KEY`` holds one or more keys, ``kid:base64key`` separated by commas;
-the first encrypts, all decrypt. A bare base64 key gets a key id derived from its hash.
-A ciphertext reads ``v1.<kid>.<base64(nonce + ciphertext)>`` and is bound to its row and
-column (associated data), so a token copied onto another connection does not decrypt.
+the first encrypts, all decrypt. ``TOKEN_DECRYPT_ONLY_KEYS`` (same format) adds keys that
+only decrypt: a new key is rolled out there first, so that every replica can read what any
+other writes once it becomes the active key (README, "Rotating the token key"). A bare
+base64 key gets a key id derived from its hash. A ciphertext reads
+``v1.<kid>.<base64(nonce + ciphertext)>`` and is bound to its row and column (associated
+data), so a token copied onto another connection does not decrypt.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from worker.errors import ConfigError
+from worker.settings import Settings
 
 VERSION: Final = "v1"
 NONCE_BYTES: Final = 12
@@ -27,6 +31,40 @@ KEY_BYTES: Final = 32
 
 class DecryptionError(Exception):
     """A stored token cannot be decrypted: unknown key id, tampering, or another row."""
+
+
+class KeyMissing(DecryptionError):
+    """A stored value is sealed under a key id this replica does not hold: a replica of a
+    rolling key change, or a key dropped too early. Not the token's fault: retry (on a
+    replica that has the key, or once the deployment is fixed) and alert, never give up."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no key for key id {key_id!r} (TOKEN_ENCRYPTION_KEY)")
+        self.key_id = key_id
+
+
+def key_id_of(token: str) -> str:
+    """The key id a stored value is sealed under (``v1.<kid>.<blob>``)."""
+    return token.split(".", 2)[1] if token.count(".") >= 2 else ""
+
+
+def cipher_for(settings: Settings) -> TokenCipher:
+    """The cipher the settings configure (TOKEN_ENCRYPTION_KEY, TOKEN_DECRYPT_ONLY_KEYS)."""
+    return TokenCipher.from_setting(
+        settings.token_encryption_key.get_secret_value(),
+        settings.token_decrypt_only_keys.get_secret_value(),
+    )
+
+
+def uncovered(stored: set[str], cipher: TokenCipher) -> str | None:
+    """Why start-up must stop: stored values sealed under key ids the cipher lacks."""
+    missing = sorted(stored - cipher.key_ids)
+    if not missing:
+        return None
+    return (
+        f"TOKEN_ENCRYPTION_KEY: stored tokens or secrets are sealed under key ids {missing} that "
+        "neither TOKEN_ENCRYPTION_KEY nor TOKEN_DECRYPT_ONLY_KEYS holds"
+    )
 
 
 def generate_key() -> str:
@@ -57,13 +95,20 @@ class TokenCipher:
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
         self.active_key_id = active
 
+    @property
+    def key_ids(self) -> frozenset[str]:
+        """Every key id this cipher decrypts."""
+        return frozenset(self._keys)
+
     @classmethod
-    def from_setting(cls, value: str) -> TokenCipher:
-        """Parse ``TOKEN_ENCRYPTION_KEY``; the first key listed is the active one."""
+    def from_setting(cls, value: str, decrypt_only: str = "") -> TokenCipher:
+        """Parse ``TOKEN_ENCRYPTION_KEY`` (the first key listed is the active one) and
+        ``TOKEN_DECRYPT_ONLY_KEYS``."""
         if not value.strip():
             raise ConfigError("TOKEN_ENCRYPTION_KEY must be set (bbingest keygen makes one)")
         keys: dict[str, bytes] = {}
-        for item in value.split(","):
+        items = [*value.split(","), *(decrypt_only.split(",") if decrypt_only.strip() else [])]
+        for item in items:
             kid, _, encoded = item.strip().rpartition(":")
             key = _decode_key(encoded)
             kid = kid or _key_id(key)
@@ -94,9 +139,11 @@ class TokenCipher:
         """Decrypt a value made by :meth:`encrypt` with the same ``context``."""
         version, _, rest = token.partition(".")
         kid, _, blob = rest.partition(".")
+        if version != VERSION:
+            raise DecryptionError(f"unknown format {version!r}")
         aead = self._keys.get(kid)
-        if version != VERSION or aead is None:
-            raise DecryptionError(f"no key for key id {kid!r}")
+        if aead is None:
+            raise KeyMissing(kid)
         try:
             raw = base64.urlsafe_b64decode(blob)
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker.apps import App
-from worker.crypto import TokenCipher
+from worker.crypto import cipher_for
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.emulator.server import running_emulator
 from worker.local import (
@@ -63,7 +63,7 @@ async def _reset(settings: Settings, base_url: str) -> None:
         client_secret=PARTNER.client_secret,
         rate_limit=settings.bb_rate_limit,
     )
-    cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
+    cipher = cipher_for(settings)
     async with connection(settings.database_url) as conn:
         await migrate(conn)
         await conn.execute("DELETE FROM connections WHERE connection_id LIKE 'demo-%'")

@@ -7,6 +7,8 @@ outage failure carries a :class:`Decision` that tells the job what to do next::
     ├── ConfigError                  a setting is missing or wrong: fix the deployment
     │   └── AppUnavailable           a connection's app is not registered (or lacks its client)
     ├── InvalidJob                   a job payload that can never succeed: give up, record it
+    │   └── GrantConflict            a connect would move a live connection to another app or
+    │                                patient: give up; the connection must be unlinked first
     ├── UnknownConnection            a job names a connection we do not have: give up
     ├── ServiceUnavailable           RETRY the job soon: our own Postgres or Redis is away
     │   ├── DatabaseUnavailable      Postgres refused, dropped or is starting up
@@ -72,6 +74,11 @@ class AppUnavailable(ConfigError):
 
 class InvalidJob(IngestError):
     """A job payload that fails validation; retrying cannot fix it."""
+
+
+class GrantConflict(InvalidJob):
+    """A connect's grant names another app or beneficiary than the live connection holds:
+    storing it would hand one organisation's (or person's) connection to another."""
 
 
 class UnknownConnection(IngestError):

@@ -48,6 +48,13 @@ RESOURCES = Counter(
     ["resource_type", "result"],
     namespace=NAMESPACE,
 )
+DECRYPT_KEY_MISSING = Counter(
+    "decrypt_key_missing",
+    "Stored values this replica could not decrypt for want of their key, by key id (alert: "
+    "a replica lacks a key of TOKEN_ENCRYPTION_KEY / TOKEN_DECRYPT_ONLY_KEYS).",
+    ["key_id"],
+    namespace=NAMESPACE,
+)
 QUEUE_DEPTH = Gauge(
     "queue_depth", "Jobs waiting in each queue (lane).", ["queue"], namespace=NAMESPACE
 )

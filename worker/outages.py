@@ -25,6 +25,7 @@ from worker.constants import (
     REDIS_CLIENT_RETRIES,
     REDIS_OUTAGE_POLL_SECONDS,
 )
+from worker.transport import redis_tls_options
 
 # Postgres closing or refusing connections: a dropped socket (class 08), an administrator's
 # or a crash's shutdown, "the database system is starting up" (class 57P).
@@ -80,7 +81,7 @@ def redis_retry_options() -> dict[str, Any]:
 
 def open_redis(url: str) -> Redis:
     """A Redis client for ``url`` that rides out a dropped connection."""
-    client: Redis = Redis.from_url(url, **redis_retry_options())
+    client: Redis = Redis.from_url(url, **redis_retry_options(), **redis_tls_options(url))
     return client
 
 

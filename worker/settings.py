@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -21,6 +22,10 @@ from pydantic import (
 
 from worker.errors import ConfigError
 
+# is_loopback_host is re-exported: the URL checks of other modules import it from here.
+from worker.transport import is_loopback_host as is_loopback_host
+from worker.transport import transport_problems
+
 Environment = Literal["sandbox", "production"]
 BASE_URLS: Mapping[Environment, str] = {
     "sandbox": "https://sandbox.bluebutton.cms.gov",
@@ -31,14 +36,23 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_METRICS_PORT = 9108
 
 
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses, where plain HTTP cannot be sniffed."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+# Settings that hold a secret (or a password, inside a DSN): each may instead name a file
+# holding it with ``<NAME>_FILE``, as Kubernetes and Docker mount secrets.
+SECRET_SETTINGS: Final = (
+    "BB_CLIENT_SECRET",
+    "TOKEN_ENCRYPTION_KEY",
+    "TOKEN_DECRYPT_ONLY_KEYS",
+    "INTAKE_SECRET",
+    "INTAKE_KEYS",
+    "DATABASE_URL",
+    "REDIS_URL",
+)
+_DSN_PASSWORD = re.compile(r"(?<=://)([^/@]*?):[^/@]*@")
+
+
+def mask_dsn(dsn: str) -> str:
+    """``dsn`` with its password replaced by ``***`` (for repr, logs and messages)."""
+    return _DSN_PASSWORD.sub(r"\1:***@", dsn)
 
 
 def base_url_for(environment: Environment, override: str = "") -> str:
@@ -72,21 +86,35 @@ class Settings(BaseModel):
     database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
     redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL")
     token_encryption_key: SecretStr = Field(SecretStr(""), alias="TOKEN_ENCRYPTION_KEY")
+    token_decrypt_only_keys: SecretStr = Field(SecretStr(""), alias="TOKEN_DECRYPT_ONLY_KEYS")
     metrics_port: int = Field(DEFAULT_METRICS_PORT, alias="METRICS_PORT", ge=0, le=65535)
     worker_concurrency: int = Field(8, alias="WORKER_CONCURRENCY", ge=1, le=256)
     worker_shutdown_grace: float = Field(25, alias="WORKER_SHUTDOWN_GRACE", ge=0, le=3600)
     job_lease_seconds: float = Field(60, alias="JOB_LEASE_SECONDS", ge=1, le=3600)
     redis_outage_seconds: float = Field(300, alias="REDIS_OUTAGE_SECONDS", gt=0, le=86400)
     intake_secret: SecretStr = Field(SecretStr(""), alias="INTAKE_SECRET")
+    intake_keys: SecretStr = Field(SecretStr(""), alias="INTAKE_KEYS")
     intake_max_skew: int = Field(300, alias="INTAKE_MAX_SKEW", ge=1, le=3600)
+    # Signature v1 (ambiguous message, no nonce) is accepted before this day (UTC) only.
+    intake_v1_until: date = Field(date(2027, 7, 1), alias="INTAKE_V1_UNTIL")
     resync_cadence_hours: float = Field(168, alias="RESYNC_CADENCE_HOURS", gt=0)
     resync_full_every_days: float = Field(28, alias="RESYNC_FULL_EVERY_DAYS", gt=0)
     resync_margin_hours: float = Field(24, alias="RESYNC_MARGIN_HOURS", ge=0)
     resync_daily_share: float = Field(0.5, alias="RESYNC_DAILY_SHARE", gt=0, le=1)
     resync_hour_utc: int = Field(2, alias="RESYNC_HOUR_UTC", ge=0, le=23)
     dormant_retention_days: float = Field(30, alias="DORMANT_RETENTION_DAYS", gt=0)
+    error_retention_days: float = Field(30, alias="ERROR_RETENTION_DAYS", gt=0)
     log_format: Literal["json", "console"] = Field("json", alias="LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="LOG_LEVEL")
+    allow_insecure_transport: bool = Field(False, alias="ALLOW_INSECURE_TRANSPORT")
+    # libpq's variable, which asyncpg reads when DATABASE_URL names no host: read here only
+    # so that the TLS rule sees the host asyncpg will reach.
+    pghost: str = Field("", alias="PGHOST")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # The DSNs may carry passwords: repr() and str() show them masked.
+        for name, value in super().__repr_args__():
+            yield name, mask_dsn(value) if name in {"database_url", "redis_url"} else value
 
     @field_validator("database_url")
     @classmethod
@@ -117,24 +145,34 @@ class Settings(BaseModel):
         object.__setattr__(self, "bb_base_url", url)
         return self
 
-    def intake_key(self) -> bytes:
-        """The intake API's HMAC key, or a ConfigError when it is not set."""
-        secret = self.intake_secret.get_secret_value()
-        if len(secret) < 32:
-            raise ConfigError("INTAKE_SECRET must be set to at least 32 characters")
-        return secret.encode()
+    @model_validator(mode="after")
+    def _verified_transport(self) -> Settings:
+        problems = self.insecure_transport()
+        if problems and not self.allow_insecure_transport:
+            raise ValueError(
+                "; ".join(problems) + " (or ALLOW_INSECURE_TRANSPORT=1 on a private network)"
+            )
+        return self
+
+    def insecure_transport(self) -> list[str]:
+        """Each link to Postgres or Redis that would go unverified (see worker.transport);
+        non-empty only with ALLOW_INSECURE_TRANSPORT, and then logged on every start."""
+        return transport_problems(self.database_url, self.redis_url, self.pghost)
 
 
-def _read_secret_file(env: dict[str, str]) -> None:
-    path = env.pop("BB_CLIENT_SECRET_FILE", "")
-    if not path:
-        return
-    if env.get("BB_CLIENT_SECRET"):
-        raise ConfigError("set BB_CLIENT_SECRET or BB_CLIENT_SECRET_FILE, not both")
-    try:
-        env["BB_CLIENT_SECRET"] = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"BB_CLIENT_SECRET_FILE: cannot read {path}: {exc.strerror}") from exc
+def _read_secret_files(env: dict[str, str]) -> None:
+    """Replace each ``<NAME>_FILE`` of :data:`SECRET_SETTINGS` by ``<NAME>`` read from the file
+    (surrounding whitespace stripped: editors and ``echo`` add a newline)."""
+    for name in SECRET_SETTINGS:
+        path = env.pop(f"{name}_FILE", "")
+        if not path:
+            continue
+        if env.get(name):
+            raise ConfigError(f"set {name} or {name}_FILE, not both")
+        try:
+            env[name] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
 
 
 def _describe(error: ValidationError) -> str:
@@ -150,7 +188,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; a ConfigError names every bad variable at once."""
     source = os.environ if environ is None else environ
     env = {key: value for key, value in source.items() if key.isupper()}
-    _read_secret_file(env)
+    _read_secret_files(env)
     try:
         return Settings.model_validate(env)
     except ValidationError as exc:

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from worker.cli import build_parser
+from worker.settings import SECRET_SETTINGS as SETTINGS_SECRETS
 from worker.settings import Settings, is_loopback_host, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,14 @@ MIGRATE = "bluebutton-ingest-migrate"
 INTAKE_PORT = 8080
 # Values that must never be written into a manifest. REDIS_URL joins them in Kubernetes, where a
 # Redis URL usually carries a password.
-SECRET_SETTINGS = ("BB_CLIENT_SECRET", "TOKEN_ENCRYPTION_KEY", "INTAKE_SECRET", "DATABASE_URL")
+SECRET_SETTINGS = (
+    "BB_CLIENT_SECRET",
+    "TOKEN_ENCRYPTION_KEY",
+    "TOKEN_DECRYPT_ONLY_KEYS",
+    "INTAKE_SECRET",
+    "INTAKE_KEYS",
+    "DATABASE_URL",
+)
 KUBE_SECRET_SETTINGS = (*SECRET_SETTINGS, "REDIS_URL")
 # Replicas share one BB2 budget (BB_RATE_LIMIT for all together): two saturate it; more only
 # wait for slots while holding Postgres connections (see worker-scaledobject.yaml).
@@ -412,6 +420,10 @@ def test_intake_probes_hit_healthz_on_the_port_it_serves() -> None:
     assert service["spec"]["selector"].items() <= labels.items()
 
 
+def test_every_secret_setting_is_known_to_the_settings() -> None:
+    assert set(KUBE_SECRET_SETTINGS) == set(SETTINGS_SECRETS)
+
+
 def test_secret_settings_come_from_secret_references() -> None:
     assert not [d for d in resources() if d["kind"] == "Secret"], "a Secret is committed"
     for name, data in config_maps().items():
@@ -448,29 +460,12 @@ def _mappings(node: Any) -> Iterator[dict[str, Any]]:
             yield from _mappings(item)
 
 
-@pytest.mark.parametrize(
-    ("workload", "kind", "needed"),
-    [
-        (WORKER, "Deployment", {"DATABASE_URL", "REDIS_URL", "TOKEN_ENCRYPTION_KEY"}),
-        (INTAKE, "Deployment", {"INTAKE_SECRET", "REDIS_URL"}),
-        (MIGRATE, "Job", {"DATABASE_URL"}),
-    ],
-)
-def test_each_workload_gets_the_secrets_it_needs(
-    workload: str, kind: str, needed: set[str]
+def assert_read_from_mounted_file(
+    spec: dict[str, Any], container: dict[str, Any], name: str
 ) -> None:
-    container = only_container(workload, kind)
-    for name in needed:
-        source = env_source(container, name)
-        assert source is not None, f"{workload}: {name} is not set"
-        assert "secretKeyRef" in source.get("valueFrom", {}), f"{workload}: {name}"
-
-
-def test_worker_reads_the_client_secret_from_a_mounted_secret() -> None:
-    spec = pod_spec(resource("Deployment", WORKER))
-    (container,) = spec["containers"]
-    assert env_source(container, "BB_CLIENT_SECRET") is None
-    path = Path(setting(container, "BB_CLIENT_SECRET_FILE"))
+    """``name`` is set only as ``<name>_FILE``, a file of a read-only mounted Secret volume."""
+    assert env_source(container, name) is None, f"{name} is set as a value, not a file"
+    path = Path(setting(container, f"{name}_FILE"))
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     mounts = [m for m in container["volumeMounts"] if path.parent == Path(m["mountPath"])]
     assert len(mounts) == 1, f"nothing is mounted at {path.parent}"
@@ -478,6 +473,40 @@ def test_worker_reads_the_client_secret_from_a_mounted_secret() -> None:
     secret = volumes[mounts[0]["name"]]["secret"]
     items = {item["path"]: item["key"] for item in secret.get("items", [])}
     assert not items or path.name in items, f"the Secret volume has no file {path.name}"
+
+
+@pytest.mark.parametrize(
+    ("workload", "kind", "needed"),
+    [
+        (
+            WORKER,
+            "Deployment",
+            {"DATABASE_URL", "REDIS_URL", "TOKEN_ENCRYPTION_KEY", "BB_CLIENT_SECRET"},
+        ),
+        (INTAKE, "Deployment", {"INTAKE_KEYS", "REDIS_URL", "DATABASE_URL"}),
+        (MIGRATE, "Job", {"DATABASE_URL"}),
+    ],
+)
+def test_each_workload_reads_its_secrets_from_mounted_files(
+    workload: str, kind: str, needed: set[str]
+) -> None:
+    spec = pod_spec(resource(kind, workload))
+    container = only_container(workload, kind)
+    for name in needed:
+        assert_read_from_mounted_file(spec, container, name)
+
+
+def test_each_workload_gets_its_own_database_role() -> None:
+    """Migrations run as the schema owner, workers and the intake as their own roles."""
+    files = {
+        name: Path(setting(only_container(name, kind), "DATABASE_URL_FILE")).name
+        for name, kind in ((WORKER, "Deployment"), (INTAKE, "Deployment"), (MIGRATE, "Job"))
+    }
+    assert files == {
+        WORKER: "worker-database-url",
+        INTAKE: "intake-database-url",
+        MIGRATE: "owner-database-url",
+    }
 
 
 def test_referenced_secrets_are_the_documented_ones() -> None:
@@ -508,8 +537,8 @@ def test_referenced_secrets_are_the_documented_ones() -> None:
 def test_configmap_holds_valid_settings_only() -> None:
     aliases = {field.alias for field in Settings.model_fields.values()}
     placeholders = {
-        "DATABASE_URL": "postgresql://bbingest@db:5432/bbingest",
-        "REDIS_URL": "redis://redis:6379/0",
+        "DATABASE_URL": "postgresql://bbingest@db:5432/bbingest?sslmode=verify-full",
+        "REDIS_URL": "rediss://redis:6379/0",
     }
     for name, data in config_maps().items():
         unknown = set(data) - aliases

@@ -62,7 +62,9 @@ async def connect_intake() -> AsyncIterator[Connect]:
 
 
 @pytest.fixture(scope="session")
-async def shared_intake() -> AsyncIterator[httpx.AsyncClient]:
+async def shared_intake(
+    migrated: str,  # noqa: F811 - the fixture: events look up the connection they name
+) -> AsyncIterator[httpx.AsyncClient]:
     """One intake app for the session: its lifespan (Redis, Postgres) opens once."""
     app = build_app(intake_settings())
     async with (

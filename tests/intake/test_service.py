@@ -72,9 +72,17 @@ async def test_openapi_documents_bodies_answers_and_signatures(intake: httpx.Asy
     }
     assert schema["additionalProperties"] is False
     assert {"202", "200", "400", "401", "413", "415", "422"} <= set(connect["responses"])
-    assert connect["security"] == [{"timestamp": [], "signature": []}]
+    assert connect["security"] == [
+        {"key": [], "timestamp": [], "nonce": [], "signature": []},  # v2
+        {"timestamp": [], "signature": []},  # v1, until INTAKE_V1_UNTIL
+    ]
     schemes = document["components"]["securitySchemes"]
-    assert {s["name"] for s in schemes.values()} == {"X-Bbingest-Timestamp", "X-Bbingest-Signature"}
+    assert {s["name"] for s in schemes.values()} == {
+        "X-Bbingest-Key",
+        "X-Bbingest-Timestamp",
+        "X-Bbingest-Nonce",
+        "X-Bbingest-Signature",
+    }
     for path, ops in document["paths"].items():
         for op in ops.values():
             assert bool(op["security"]) == path.startswith("/v1/"), path

@@ -67,7 +67,10 @@ async def test_postgres_restarted_mid_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-async def test_a_replica_outwaited_by_redis_exits_non_zero(migrated: str, tmp_path: Path) -> None:
+async def test_a_replica_outwaited_by_redis_exits_non_zero(
+    pool: asyncpg.Pool,  # an empty database: a worker refuses tokens sealed under other keys
+    tmp_path: Path,
+) -> None:
     (tmp_path / "redis").mkdir()
     async with (
         private_redis(tmp_path / "redis") as redis,

@@ -2,7 +2,14 @@ import base64
 
 import pytest
 
-from worker.crypto import DecryptionError, TokenCipher, generate_key
+from worker.crypto import (
+    DecryptionError,
+    KeyMissing,
+    TokenCipher,
+    generate_key,
+    key_id_of,
+    uncovered,
+)
 from worker.errors import ConfigError
 
 
@@ -59,3 +66,27 @@ def test_reseal_moves_a_value_to_the_active_key_once() -> None:
     assert TokenCipher.from_setting(f"k2:{new_key}").decrypt(moved, context="c1/refresh") == "RT"
     assert both.reseal(moved, context="c1/refresh") is None  # already under the active key
     assert both.reseal(None, context="c1/refresh") is None
+
+
+def test_a_decrypt_only_key_decrypts_but_never_encrypts() -> None:
+    old, new = "k1:" + generate_key(), "k2:" + generate_key()
+    rolled_out = TokenCipher.from_setting(old, decrypt_only=new)
+    active_new = TokenCipher.from_setting(f"{new},{old}")
+
+    assert rolled_out.active_key_id == "k1"
+    assert rolled_out.key_ids == {"k1", "k2"}
+    sealed = active_new.encrypt("refresh", context="c/refresh")
+    assert key_id_of(sealed) == "k2"
+    assert rolled_out.decrypt(sealed, context="c/refresh") == "refresh"
+    assert key_id_of(rolled_out.encrypt("x", context="c")) == "k1"
+
+
+def test_a_missing_key_is_its_own_error() -> None:
+    sealed = TokenCipher.from_setting("k2:" + generate_key()).encrypt("t", context="c")
+    lacking = TokenCipher.from_setting("k1:" + generate_key())
+
+    with pytest.raises(KeyMissing) as missing:
+        lacking.decrypt(sealed, context="c")
+    assert missing.value.key_id == "k2"
+    assert "k2" in (uncovered({"k1", "k2"}, lacking) or "")
+    assert uncovered({"k1"}, lacking) is None

@@ -8,6 +8,7 @@ import respx
 from tests.unit.fakes import RecordingBudget
 from worker import errors
 from worker.bluebutton.client import BlueButtonClient, build_http_client
+from worker.bluebutton.endpoints import remove_dot_segments
 from worker.bluebutton.fhir import iter_pages, query_for
 
 BASE = "https://sandbox.bluebutton.cms.gov"
@@ -101,6 +102,9 @@ async def test_a_401_that_survives_refresh_needs_reconsent(client: BlueButtonCli
         FIRST.replace(BASE, "https://evil.example.com"),  # a "repeat", but of another host
         "http://sandbox.bluebutton.cms.gov/v2/fhir/ExplanationOfBenefit?x=1",
         f"{BASE}/v2/o/token/",
+        f"{BASE}/v2/fhir/../o/token/",
+        f"{BASE}/v2/fhir/ExplanationOfBenefit/%2E%2E/%2e%2e/o/token/",
+        f"{BASE}/v2/fhir/./..",
     ],
 )
 async def test_next_link_leaving_base_is_refused(
@@ -171,3 +175,18 @@ async def test_next_links_without_end_stop_at_the_page_cap(
     with pytest.raises(errors.ProtocolError, match="go on past 5 pages"):
         await collect(client, Tokens())
     assert route.call_count == 5
+
+
+@pytest.mark.parametrize(
+    ("path", "resolved"),
+    [
+        ("/v2/fhir/../x", "/v2/x"),
+        ("/v2/fhir/a/./b", "/v2/fhir/a/b"),
+        ("/v2/fhir/a/..", "/v2/fhir/"),
+        ("/../../v2/fhir/", "/v2/fhir/"),
+        ("/v2/fhir/%2e%2E/o", "/v2/o"),
+        ("/v2/fhir/ExplanationOfBenefit/", "/v2/fhir/ExplanationOfBenefit/"),
+    ],
+)
+def test_dot_segments_resolve_as_a_server_would(path: str, resolved: str) -> None:
+    assert remove_dot_segments(path) == resolved

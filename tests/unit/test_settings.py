@@ -1,9 +1,17 @@
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from worker.errors import ConfigError
-from worker.settings import BASE_URLS, is_loopback_host, load_settings
+from worker.settings import (
+    BASE_URLS,
+    SECRET_SETTINGS,
+    Settings,
+    is_loopback_host,
+    load_settings,
+    mask_dsn,
+)
 
 
 def test_defaults() -> None:
@@ -63,3 +71,51 @@ def test_unreadable_secret_file() -> None:
 )
 def test_loopback(host: str, loopback: bool) -> None:
     assert is_loopback_host(host) is loopback
+
+
+# Every secret setting, a value for it, and how the settings give it back.
+SECRET_CASES: list[tuple[str, str, Callable[[Settings], str]]] = [
+    ("BB_CLIENT_SECRET", "s3cret", lambda s: s.bb_client_secret.get_secret_value()),
+    ("TOKEN_ENCRYPTION_KEY", "k1:abc", lambda s: s.token_encryption_key.get_secret_value()),
+    ("INTAKE_SECRET", "x" * 40, lambda s: s.intake_secret.get_secret_value()),
+    ("INTAKE_KEYS", "a:b:" + "x" * 40, lambda s: s.intake_keys.get_secret_value()),
+    (
+        "TOKEN_DECRYPT_ONLY_KEYS",
+        "k2:abc",
+        lambda s: s.token_decrypt_only_keys.get_secret_value(),
+    ),
+    ("DATABASE_URL", "postgresql://u:pw@127.0.0.1/db", lambda s: s.database_url),
+    ("REDIS_URL", "redis://:pw@127.0.0.1:6379/3", lambda s: s.redis_url),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "read"), SECRET_CASES)
+def test_every_secret_is_read_from_its_file(
+    tmp_path: Path, name: str, value: str, read: Callable[[Settings], str]
+) -> None:
+    path = tmp_path / name.lower()
+    path.write_text(value + "\n")
+    assert read(load_settings({f"{name}_FILE": str(path)})) == value
+    with pytest.raises(ConfigError, match=f"{name} or {name}_FILE"):
+        load_settings({f"{name}_FILE": str(path), name: value})
+
+
+def test_every_secret_setting_is_tested_and_a_settings_field() -> None:
+    aliases = {field.alias for field in Settings.model_fields.values()}
+    assert set(SECRET_SETTINGS) <= aliases
+    assert {name for name, _, _ in SECRET_CASES} == set(SECRET_SETTINGS)
+
+
+def test_repr_and_str_never_show_a_password() -> None:
+    settings = load_settings(
+        {
+            "DATABASE_URL": "postgresql://bbingest:pg-pass-123@127.0.0.1:5432/db",
+            "REDIS_URL": "redis://default:redis-pass-456@127.0.0.1:6379/0",
+            "TOKEN_ENCRYPTION_KEY": "key-material-789",
+        }
+    )
+    for shown in (repr(settings), str(settings)):
+        for secret in ("pg-pass-123", "redis-pass-456", "key-material-789"):
+            assert secret not in shown
+        assert "bbingest:***@127.0.0.1" in shown
+    assert mask_dsn("postgresql://u@h/db") == "postgresql://u@h/db"

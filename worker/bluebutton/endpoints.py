@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -23,13 +24,33 @@ SCOPE_PROFILE: Final = "profile"
 REQUESTED_SCOPES: Final = (SCOPE_PATIENT, SCOPE_COVERAGE, SCOPE_EOB, SCOPE_PROFILE)
 
 
+def remove_dot_segments(path: str) -> str:
+    """``path`` as a server resolves it (RFC 3986, 5.2.4), percent-encoded dots included:
+    ``/v2/fhir/../o/token/`` is ``/v2/o/token/``."""
+    segments = re.sub("%2e", ".", path, flags=re.IGNORECASE).split("/")
+    kept: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if len(kept) > 1:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in {".", ".."}:
+        kept.append("")  # "/a/b/.." is the directory "/a/"
+    return "/".join(kept)
+
+
 def is_fhir_url(url: str, base_url: str) -> bool:
-    """True when ``url`` is a FHIR URL on the configured BB2 host (same scheme and port)."""
+    """True when ``url`` is a FHIR URL on the configured BB2 host (same scheme and port).
+
+    BB2's next links are absolute URLs on its own host under /v2/fhir/ (FACTS.md, "FHIR searches");
+    the path is checked as the server would resolve it, so dot segments cannot step out.
+    """
     target, base = urlsplit(url), urlsplit(base_url)
     return (
         target.scheme == base.scheme
         and target.netloc.lower() == base.netloc.lower()
-        and target.path.startswith(FHIR_PATH)
+        and remove_dot_segments(target.path).startswith(FHIR_PATH)
         and not target.username
     )
 

@@ -13,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from worker.intake.accesslog import AccessLog
+from worker.intake.auth import Policy
 from worker.intake.backends import OpenBackends, open_backends
+from worker.intake.callers import parse_callers
 from worker.intake.errors import ApiError, api_error, http_error
 from worker.intake.openapi import openapi_document
 from worker.intake.routes import Guard, routes
@@ -23,11 +25,15 @@ log = structlog.get_logger(__name__)
 
 
 def build_app(settings: Settings, backends: OpenBackends = open_backends) -> Starlette:
-    """The app; a ConfigError now (not at the first request) when INTAKE_SECRET is unusable.
+    """The app; a ConfigError now (not at the first request) when INTAKE_KEYS or
+    INTAKE_SECRET is unusable.
 
     ``backends`` opens Redis and Postgres when the app starts and closes them when it stops.
     """
-    guard = Guard(key=settings.intake_key(), max_skew=settings.intake_max_skew)
+    callers = parse_callers(
+        settings.intake_keys.get_secret_value(), settings.intake_secret.get_secret_value()
+    )
+    guard = Guard(Policy(callers, settings.intake_max_skew, settings.intake_v1_until))
     document = openapi_document()
 
     async def openapi(_: Request) -> Response:

@@ -7,7 +7,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
-from worker.intake.auth import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from worker.intake.auth import KEY_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from worker.intake.body import MAX_BODY_BYTES
 from worker.intake.models import (
     EVENT_KINDS,
@@ -22,13 +22,22 @@ from worker.intake.models import (
 from worker.intake.routes import CONNECTION_PATH
 
 _REF: Final = "#/components/schemas/{model}"
-_SIGNED: Final[list[dict[str, list[str]]]] = [{"timestamp": [], "signature": []}]
+# Alternatives: signature v2 (key name and nonce too), or v1 until INTAKE_V1_UNTIL.
+_SIGNED: Final[list[dict[str, list[str]]]] = [
+    {"key": [], "timestamp": [], "nonce": [], "signature": []},
+    {"timestamp": [], "signature": []},
+]
 _SIGNING: Final = (
-    f"Every /v1/ request carries `{TIMESTAMP_HEADER}: <unix seconds>` and "
-    f"`{SIGNATURE_HEADER}: sha256=<hex>`, the HMAC-SHA256 with INTAKE_SECRET of "
-    '`f"{timestamp}.{METHOD}.{path}.".encode() + raw_body` (path exactly as sent, '
-    "percent-encoded, without the query string; empty body for GET). The timestamp must be "
-    "within INTAKE_MAX_SKEW seconds (default 300) of the server's clock."
+    f"Every /v1/ request is signed. Version 2: `{KEY_HEADER}: <key name>`, "
+    f"`{TIMESTAMP_HEADER}: <unix seconds>`, `{NONCE_HEADER}: <16-64 of [A-Za-z0-9_-], fresh "
+    f"per request>` and `{SIGNATURE_HEADER}: v2=<hex>`, the HMAC-SHA256 with that key's secret "
+    "(INTAKE_KEYS) of the lines `bbingest-v2`, key name, METHOD, path (exactly as sent, "
+    "percent-encoded, without the query string), timestamp, nonce and the hex sha256 of the "
+    "raw body (empty for GET), joined by newlines. A nonce is accepted once. Version 1 "
+    f"(until INTAKE_V1_UNTIL): `{SIGNATURE_HEADER}: sha256=<hex>` over "
+    '`f"{timestamp}.{METHOD}.{path}.".encode() + raw_body`. The timestamp must be within '
+    "INTAKE_MAX_SKEW seconds (default 300) of the server's clock. A caller reaches only its "
+    "apps' connections: any other answers 404."
 )
 
 
@@ -78,7 +87,9 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "schemas": schemas.components,
             "securitySchemes": {
+                "key": _header_scheme(KEY_HEADER, "v2: the caller's key name (INTAKE_KEYS)."),
                 "timestamp": _header_scheme(TIMESTAMP_HEADER, "Unix seconds of the request."),
+                "nonce": _header_scheme(NONCE_HEADER, "v2: fresh per request, accepted once."),
                 "signature": _header_scheme(SIGNATURE_HEADER, _SIGNING),
             },
         },

@@ -13,16 +13,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from worker.intake.access import Owner, Refusal, may_read, may_send
 from worker.intake.accesslog import note
-from worker.intake.auth import Unauthorized, verify
+from worker.intake.auth import Policy, Unauthorized, Verified, verify
 from worker.intake.backends import Backends
 from worker.intake.body import decode_json, read_body
+from worker.intake.callers import Caller
 from worker.intake.errors import ApiError, invalid_payload, json_response
 from worker.intake.events import accept
 from worker.intake.models import EVENT_KINDS, Duplicate, EventKind, Health, Queued
+from worker.intake.nonces import first_use
 from worker.jobs.payloads import ConnectionId
 from worker.ops import readiness
 from worker.status import load_status
+from worker.store import connections
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 CONNECTION_PATH = "/v1/connections/{connection_id}"
@@ -33,20 +37,34 @@ _CHALLENGE = {"WWW-Authenticate": 'Bbingest-HMAC-SHA256 realm="intake"'}
 
 @dataclass(frozen=True)
 class Guard:
-    """Checks the signature of every /v1/ request with the intake key."""
+    """Checks the signature of every /v1/ request against the callers' keys."""
 
-    key: bytes
-    max_skew: int
+    policy: Policy
 
-    async def signed_body(self, request: Request) -> bytes:
-        """The raw body of a correctly signed request; 413 or 401 otherwise."""
+    async def signed_body(self, request: Request) -> tuple[Caller, bytes]:
+        """Who signed the request, and its raw body; 413, 401 (or 503) otherwise."""
         body = await read_body(request)
         signed = (request.method, signed_path(request), body)
         try:
-            verify(self.key, request.headers, signed, max_skew=self.max_skew)
+            verified = verify(self.policy, request.headers, signed)
         except Unauthorized as exc:
             raise ApiError.plain(401, str(exc), headers=_CHALLENGE) from None
-        return body
+        if verified.nonce is not None and not await self._first_use(request, verified):
+            raise ApiError.plain(401, "invalid signature", headers=_CHALLENGE)
+        note(request, caller=verified.caller.name)
+        return verified.caller, body
+
+    async def _first_use(self, request: Request, verified: Verified) -> bool:
+        assert verified.nonce is not None
+        try:
+            return await first_use(
+                backends_of(request).events,
+                verified.caller.name,
+                verified.nonce,
+                max_skew=self.policy.max_skew,
+            )
+        except (RedisError, OSError):
+            raise ApiError.plain(503, "queue unavailable; retry the request") from None
 
 
 def signed_path(request: Request) -> str:
@@ -68,12 +86,14 @@ def event_endpoint(kind: EventKind, guard: Guard) -> Endpoint:
     """POST handler queueing one kind of event."""
 
     async def endpoint(request: Request) -> Response:
-        data = decode_json(request, await guard.signed_body(request))
+        caller, body = await guard.signed_body(request)
+        data = decode_json(request, body)
         try:
             event_id, job = kind.parse(data)
         except ValidationError as exc:
             raise invalid_payload(exc) from None
         backends = backends_of(request)
+        _raise(may_send(caller, job, await _owner(backends.pool, job.connection_id)))
         note(request, event_id=event_id)
         try:
             accepted = await accept(backends.events, backends.queue, event_id, job)
@@ -91,14 +111,29 @@ def status_endpoint(guard: Guard) -> Endpoint:
     """GET handler answering a connection's status and stored counts."""
 
     async def endpoint(request: Request) -> Response:
-        await guard.signed_body(request)
+        caller, _ = await guard.signed_body(request)
         connection_id = request.path_params["connection_id"]
         found = await _load(backends_of(request).pool, connection_id)
-        if found is None:
-            raise ApiError.plain(404, "unknown connection")
+        owner = None if found is None else Owner(app=found["app"], status=found["status"])
+        _raise(may_read(caller, owner))
         return JSONResponse(found)
 
     return endpoint
+
+
+def _raise(refusal: Refusal | None) -> None:
+    if refusal is not None:
+        raise ApiError.plain(refusal.status, refusal.message)
+
+
+async def _owner(pool: asyncpg.Pool, connection_id: str) -> Owner | None:
+    """The app and status of the stored connection (None when there is none)."""
+    try:
+        async with pool.acquire() as conn:
+            found = await connections.get(conn, connection_id)
+    except (OSError, asyncpg.PostgresError):
+        raise ApiError.plain(503, "database unavailable; retry later") from None
+    return None if found is None else Owner(app=found.app, status=found.status)
 
 
 async def _load(pool: asyncpg.Pool, connection_id: str) -> dict[str, Any] | None:

@@ -1,5 +1,6 @@
 """The nightly cron: queue the resyncs that are due (within each app's budget), purge
-dormant data, and retry revocations CMS still owes us, all in the bulk lane.
+dormant and long-failed connections (worker.retention), and retry revocations CMS still
+owes us, all in the bulk lane.
 
 arq runs it on exactly one replica per fire time (``unique=True``), however many run.
 """
@@ -19,6 +20,7 @@ from worker.jobs.capacity import plan_night, requests_per_resync
 from worker.jobs.payloads import ResyncJob, UnlinkJob
 from worker.jobs.queue import enqueue
 from worker.jobs.services import Services
+from worker.retention import due_for_purge
 from worker.store import apps, connections, revocations
 from worker.store.db import Conn
 
@@ -65,17 +67,15 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         chosen, due = await _choose_resyncs(
             conn, services, now - timedelta(hours=settings.resync_cadence_hours)
         )
-        dormant = await connections.dormant(
-            conn,
-            now - timedelta(days=settings.dormant_retention_days),
-            # An app CMS made inactive stops the clock: nobody could re-consent through it.
-            except_apps=sorted(await pauses.paused_since(services.redis)),
-        )
+        # An app CMS made inactive stops the clock: nobody could re-consent through it.
+        paused = sorted(await pauses.paused_since(services.redis))
+        due_purge = await due_for_purge(conn, settings, now, paused_apps=paused)
+        dormant = [purge.connection_id for purge in due_purge]
         owed = await revocations.unlinked_with_owed(conn)
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
-    # Unlinking purges a dormant connection's data, and tries again a revocation an
-    # unlink's tries could not complete (the job is idempotent).
+    # Unlinking purges a dormant (or long failed) connection's data, and tries again a
+    # revocation an unlink's tries could not complete (the job is idempotent).
     for connection_id in sorted({*dormant, *owed}):
         await enqueue(queue, UnlinkJob(connection_id=connection_id), lane=QUEUE_BULK)
     log.info(

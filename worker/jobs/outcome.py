@@ -19,8 +19,8 @@ from arq import Retry
 
 from worker import errors, pauses
 from worker.constants import APP_PAUSE_PROBE_SECONDS, JOB_MAX_TRIES
-from worker.crypto import DecryptionError
-from worker.jobs.retrying import retry_later
+from worker.crypto import DecryptionError, KeyMissing
+from worker.jobs.retrying import key_missing_retry, retry_later
 from worker.jobs.services import Services
 from worker.jobs.sync import SyncResult, sync_connection
 from worker.store import audit, connections, sync_runs
@@ -122,6 +122,9 @@ async def run_sync(
         return {"status": await _fail(services, connection, "error", reason)}
     except errors.ReconsentRequired as exc:
         return {"status": await _fail(services, connection, "needs_reauth", str(exc))}
+    except KeyMissing as exc:
+        # This replica lacks a key another one sealed with: not the connection's fault.
+        raise key_missing_retry(exc, job_try) from exc
     except (errors.PermanentError, errors.AppUnavailable, DecryptionError) as exc:
         return {"status": await _fail(services, connection, "error", str(exc))}
     log.info(

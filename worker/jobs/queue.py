@@ -11,6 +11,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from worker.constants import QUEUE_INTERACTIVE
 from worker.jobs.payloads import JobPayload
 from worker.outages import redis_retry_options
+from worker.transport import redis_tls_options
 
 
 def serialize(data: Any) -> bytes:
@@ -24,8 +25,11 @@ def deserialize(data: bytes) -> Any:
 
 
 def redis_settings(redis_url: str) -> RedisSettings:
-    """arq's connection settings from ``REDIS_URL``, riding out a dropped connection."""
-    return replace(RedisSettings.from_dsn(redis_url), **redis_retry_options())
+    """arq's connection settings from ``REDIS_URL``, riding out a dropped connection, and on
+    ``rediss://`` checking the server's certificate and hostname."""
+    return replace(
+        RedisSettings.from_dsn(redis_url), **redis_retry_options(), **redis_tls_options(redis_url)
+    )
 
 
 async def open_queue(redis_url: str) -> ArqRedis:

@@ -11,6 +11,8 @@ from arq import Retry
 from worker import errors
 from worker.bluebutton.retry import job_retry_delay
 from worker.constants import JOB_MAX_TRIES
+from worker.crypto import KeyMissing
+from worker.metrics import DECRYPT_KEY_MISSING
 from worker.outages import outage_retry_delay, unavailable
 
 log = structlog.get_logger(__name__)
@@ -35,4 +37,14 @@ def retry_for_outage(error: BaseException, job_try: int) -> Retry | None:
     if outage is None:
         return None
     log.warning("job_deferred", reason=str(outage), job_try=job_try)
+    return Retry(defer=outage_retry_delay(job_try))
+
+
+def key_missing_retry(error: KeyMissing, job_try: int) -> Retry:
+    """A Retry for a job whose stored value is sealed under a key this replica lacks, with an
+    alert (log and ``bbingest_decrypt_key_missing_total``). Always a retry, never a final
+    error: another replica may hold the key, or the deployment gets fixed; when arq's tries
+    run out the job ends failed with the connection's status untouched."""
+    DECRYPT_KEY_MISSING.labels(key_id=error.key_id).inc()
+    log.error("decrypt_key_missing", key_id=error.key_id, job_try=job_try)
     return Retry(defer=outage_retry_delay(job_try))

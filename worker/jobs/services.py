@@ -11,12 +11,14 @@ from worker.apps import DEFAULT_APP, App, default_app, issued_by
 from worker.bluebutton.client import BlueButtonClient
 from worker.bluebutton.clients import AppClients, BlueButtonClients, Lane
 from worker.constants import BUDGET_WINDOW_SECONDS
-from worker.crypto import TokenCipher
+from worker.crypto import TokenCipher, cipher_for, uncovered
+from worker.errors import ConfigError
 from worker.outages import open_redis
 from worker.settings import Settings
 from worker.store import apps
 from worker.store.connections import Connection
 from worker.store.db import create_pool
+from worker.store.keys import stored_key_ids
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,24 @@ class Services:
         return await self.clients.client(app, self.lane)
 
 
+async def _check_keys_cover(pool: asyncpg.Pool, cipher: TokenCipher) -> None:
+    async with pool.acquire() as conn:
+        problem = uncovered(await stored_key_ids(conn), cipher)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
 async def open_services(settings: Settings, *, concurrency: int) -> Services:
-    """Validate the encryption key, then connect to everything a job needs."""
-    cipher = TokenCipher.from_setting(settings.token_encryption_key.get_secret_value())
-    redis = open_redis(settings.redis_url)
+    """Validate the encryption key, then connect to everything a job needs; ConfigError
+    when a stored value is sealed under a key this replica lacks (worker.crypto)."""
+    cipher = cipher_for(settings)
     pool = await create_pool(settings.database_url, max_size=concurrency + 2)
+    try:
+        await _check_keys_cover(pool, cipher)
+    except BaseException:
+        await pool.close()
+        raise
+    redis = open_redis(settings.redis_url)
     clients = AppClients(
         redis,
         timeout=settings.bb_http_timeout,

@@ -11,7 +11,7 @@ import asyncpg
 
 from worker.constants import MAX_ERROR_CHARS
 from worker.crypto import TokenCipher
-from worker.errors import UnknownConnection
+from worker.errors import GrantConflict, UnknownConnection
 from worker.store import revocations, sync_runs
 from worker.store.db import Conn
 
@@ -123,17 +123,33 @@ async def list_all(
     return [_row(record) for record in records]
 
 
+def grant_conflict(current: Connection | None, grant: Grant) -> str | None:
+    """Why ``grant`` may not be stored on ``current``: a live (not revoked) connection never
+    moves to another app or another patient without an unlink first."""
+    if current is None or current.status == "revoked":
+        return None
+    if current.app != grant.app:
+        return f"connection belongs to app {current.app!r}: unlink it before connecting another"
+    if current.patient_id is not None and current.patient_id != grant.patient_id:
+        return "connection holds another beneficiary's grant: unlink it before connecting another"
+    return None
+
+
 async def save_grant(
     conn: Conn, cipher: TokenCipher, connection_id: str, grant: Grant, *, seen_at: datetime
 ) -> bool:
     """Store what a code exchange gave, tokens encrypted, and mark the connection pending;
     False (nothing written) when it was unlinked after ``seen_at``, its status change the
-    exchange started from: the unlink is the later word.
+    exchange started from: the unlink is the later word. GrantConflict (nothing written)
+    when the grant would move a live connection to another app or patient.
 
     Tokens it replaces (a relink) are owed a revocation: of those tokens only when the new
     grant is the same one at CMS (same client and patient), of their grant otherwise.
     Call inside a transaction.
     """
+    conflict = grant_conflict(await get(conn, connection_id), grant)
+    if conflict is not None:
+        raise GrantConflict(conflict)
     old = await conn.fetchrow(
         """SELECT access_token_enc, refresh_token_enc, app, client_id, patient_id
            FROM connections WHERE connection_id = $1 AND status <> 'revoked'
@@ -292,9 +308,12 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
                 client_id=record["client_id"],
                 patient_id=record["patient_id"],
             )
+        # Nothing that identifies the person stays (CONTRACT.md, unlink): not the patient
+        # id, nor what they consented to and until when, nor the code's fingerprint.
         await conn.execute(
             """UPDATE connections SET status = 'revoked', access_token_enc = NULL,
                    refresh_token_enc = NULL, access_expires_at = NULL, code_sha256 = NULL,
+                   patient_id = NULL, scopes = '{}', consent_expires_at = NULL,
                    last_error = NULL, updated_at = now(), status_changed_at = now()
                WHERE connection_id = $1""",
             connection_id,
@@ -328,19 +347,40 @@ async def count_due(conn: Conn, synced_before: datetime) -> dict[str, int]:
     return {record["app"]: int(record["n"]) for record in records}
 
 
-async def dormant(
-    conn: Conn, needs_reauth_before: datetime, *, except_apps: Sequence[str] = ()
-) -> list[str]:
-    """Connections waiting for a re-consent since before ``needs_reauth_before``, but for
-    those of ``except_apps``."""
+@dataclass(frozen=True)
+class Purgeable:
+    """A connection the retention rules send through the unlink path."""
+
+    connection_id: str
+    status: Status
+    since: datetime
+    resources: int
+
+
+async def purgeable(
+    conn: Conn,
+    *,
+    needs_reauth_before: datetime,
+    error_before: datetime,
+    except_apps: Sequence[str] = (),
+) -> list[Purgeable]:
+    """Connections waiting for a re-consent since before ``needs_reauth_before``, or in
+    ``error`` since before ``error_before``, with how many resources each still stores;
+    none of ``except_apps`` (apps CMS holds inactive: nobody could re-consent through them)."""
     records = await conn.fetch(
-        """SELECT connection_id FROM connections
-           WHERE status = 'needs_reauth' AND status_changed_at < $1
-             AND NOT (app = ANY($2::text[])) ORDER BY connection_id""",
+        """SELECT c.connection_id, c.status, c.status_changed_at AS since,
+                  (SELECT count(*) FROM fhir_resources r
+                   WHERE r.connection_id = c.connection_id) AS resources
+           FROM connections c
+           WHERE ((c.status = 'needs_reauth' AND c.status_changed_at < $1)
+              OR (c.status = 'error' AND c.status_changed_at < $2))
+             AND NOT (c.app = ANY($3::text[]))
+           ORDER BY c.connection_id""",
         needs_reauth_before,
+        error_before,
         list(except_apps),
     )
-    return [record["connection_id"] for record in records]
+    return [Purgeable(**dict(record)) for record in records]
 
 
 async def count_by_app_and_status(conn: Conn) -> dict[tuple[str, str], int]:

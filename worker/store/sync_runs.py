@@ -99,9 +99,10 @@ async def skip_type(conn: Conn, run_id: int, resource_type: str, cursor: Cursor 
 
 
 async def finish(conn: Conn, run_id: int) -> None:
-    """Close the run as succeeded."""
+    """Close the run as succeeded, dropping its cursor (a next link names the patient)."""
     await conn.execute(
-        """UPDATE sync_runs SET status = 'succeeded', finished_at = now()
+        """UPDATE sync_runs SET status = 'succeeded', finished_at = now(),
+               cursor_type = NULL, cursor_url = NULL
            WHERE run_id = $1 AND status = 'running'""",
         run_id,
     )
@@ -109,10 +110,12 @@ async def finish(conn: Conn, run_id: int) -> None:
 
 async def fail_running(conn: Conn, connection_id: str, error: str) -> None:
     """Close the connection's unfinished run (if any) as failed with ``error``, forgetting
-    the ids it had seen: a failed run is never resumed, and they may name the patient."""
+    the ids it had seen and its cursor: a failed run is never resumed, and they may name
+    the patient."""
     await conn.execute(
         """WITH failed AS (
-               UPDATE sync_runs SET status = 'failed', error = $2, finished_at = now()
+               UPDATE sync_runs SET status = 'failed', error = $2, finished_at = now(),
+                   cursor_type = NULL, cursor_url = NULL
                WHERE connection_id = $1 AND status = 'running' RETURNING run_id)
            DELETE FROM sync_seen s USING failed WHERE s.run_id = failed.run_id""",
         connection_id,

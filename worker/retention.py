@@ -1,0 +1,28 @@
+"""How long data is kept: connections waiting for a re-consent (DORMANT_RETENTION_DAYS) or
+in ``error`` (ERROR_RETENTION_DAYS) go through the unlink path, which deletes their data,
+ends the grant at CMS and keeps nothing that identifies the person. The nightly cron and
+``bbingest purge`` both use :func:`due_for_purge`, so ``--dry-run`` shows what the next
+nightly run deletes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from worker.settings import Settings
+from worker.store import connections
+from worker.store.connections import Purgeable
+from worker.store.db import Conn
+
+
+async def due_for_purge(
+    conn: Conn, settings: Settings, now: datetime, *, paused_apps: Sequence[str] = ()
+) -> list[Purgeable]:
+    """The connections whose retention period has run out at ``now``; none of an app CMS
+    holds inactive (``paused_apps``): nobody could re-consent through it meanwhile."""
+    return await connections.purgeable(
+        conn,
+        needs_reauth_before=now - timedelta(days=settings.dormant_retention_days),
+        error_before=now - timedelta(days=settings.error_retention_days),
+        except_apps=paused_apps,
+    )
