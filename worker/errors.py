@@ -20,6 +20,7 @@ outage failure carries a :class:`Decision` that tells the job what to do next::
         ├── ReconsentRequired        RECONSENT: the grant is gone; the beneficiary must log in again
         └── PermanentError           GIVE_UP: repeating the same request cannot help
             ├── AuthorizationFailed  the code exchange was refused (bad code, verifier or redirect)
+            ├── CodeExpired          the code outlived its 60 s before its turn: never sent
             ├── ClientRejected       our client id or secret is wrong (invalid_client)
             ├── BadRequest           400: a parameter BB2 does not accept
             ├── Forbidden            403: a scope was not granted, or data is withheld
@@ -144,6 +145,11 @@ class PermanentError(BlueButtonError):
 
 class AuthorizationFailed(PermanentError):
     """The authorization code exchange was refused."""
+
+
+class CodeExpired(PermanentError):
+    """The authorization code was too old to send when its budget slot came (it lives 60 s
+    at CMS, FACTS.md): the request was not sent, and the beneficiary must authorize again."""
 
 
 class ClientRejected(PermanentError):

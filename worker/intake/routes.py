@@ -14,13 +14,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.intake.accesslog import note
+from worker.intake.admission import ExchangeGate
 from worker.intake.auth import Unauthorized, verify
 from worker.intake.backends import Backends
 from worker.intake.body import decode_json, read_body
 from worker.intake.errors import ApiError, invalid_payload, json_response
 from worker.intake.events import accept
 from worker.intake.models import EVENT_KINDS, Duplicate, EventKind, Health, Queued
-from worker.jobs.payloads import ConnectionId
+from worker.jobs.payloads import ConnectionId, ExchangeJob
 from worker.ops import readiness
 from worker.status import load_status
 
@@ -76,6 +77,9 @@ def event_endpoint(kind: EventKind, guard: Guard) -> Endpoint:
         backends = backends_of(request)
         note(request, event_id=event_id)
         try:
+            if isinstance(job, ExchangeJob):
+                gate: ExchangeGate = request.app.state.exchange_gate
+                job = await gate.admit(backends.events, backends.pool, job)
             accepted = await accept(backends.events, backends.queue, event_id, job)
         except (RedisError, OSError):
             raise ApiError.plain(503, "queue unavailable; retry the event") from None
