@@ -141,9 +141,9 @@ async def _end(
     log.warning("code_exchange_failed", outcome=outcome, reason=reason, changed=failed)
 
 
-async def _start(services: Services, code: _Code) -> exchanges.Exchange | None:
-    """The code's row, marked started; None when there is nothing to send (the reason is
-    logged), ``Exchange.started_at`` set when an earlier run had sent it."""
+async def _open(services: Services, code: _Code) -> exchanges.Exchange | None:
+    """The code's row (and the connection's, ``pending`` if new); None when there is
+    nothing to send (the reason is logged). ``started_at`` is set if a run had sent it."""
     job = code.job
     received = datetime.fromtimestamp(code.arrival, UTC)
     async with services.pool.acquire() as conn, conn.transaction():
@@ -158,9 +158,12 @@ async def _start(services: Services, code: _Code) -> exchanges.Exchange | None:
             # code is spent for sure.
             log.info("code_already_spent")
             return None
-        if row.started_at is None:
-            await exchanges.mark_started(conn, job.connection_id, code.fingerprint)
     return row
+
+
+async def _mark_started(services: Services, code: _Code) -> None:
+    async with services.pool.acquire() as conn:
+        await exchanges.mark_started(conn, code.job.connection_id, code.fingerprint)
 
 
 async def _already_exchanged(services: Services, code: _Code) -> bool:
@@ -191,13 +194,15 @@ async def _exchange(services: Services, code: _Code, job_try: int) -> Step:
     if await _already_exchanged(services, code):
         log.info("code_already_exchanged")  # a redelivered job: the code is spent
         return "sync"
+    row = await _open(services, code)
+    if row is None:
+        return "done"
     if code.age() > code.lifetime:
         await _end(services, code, "expired", EXPIRED, "code_expired")
         return "done"
-    row = await _start(services, code)
-    if row is None:
-        return "sync" if await _already_exchanged(services, code) else "done"
     sent_before = row.started_at is not None
+    if not sent_before:
+        await _mark_started(services, code)
     try:
         # The app named by the job: its client issued the code, whatever app served the
         # connection before (a re-consent may come through another organisation's app).
