@@ -30,7 +30,8 @@ from tests.integration.support import (
 from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
-from worker.jobs.payloads import ConnectJob
+from worker.jobs.exchange import LOST_IN_FLIGHT
+from worker.jobs.payloads import ConnectJob, ExchangeJob
 from worker.local import authorize_beneficiaries, enqueue_all, start_workers, worker_environment
 from worker.store.db import connection
 
@@ -84,6 +85,7 @@ class Live:
     env: dict[str, str]
     processes: list[asyncio.subprocess.Process]
     restart: Any = None  # the private server the disruption restarts
+    beneficiaries: int = 0
 
 
 async def run_scenario(scenario: Scenario, target: Target, workdir: Path, size: Size) -> Report:
@@ -105,6 +107,7 @@ async def run_scenario(scenario: Scenario, target: Target, workdir: Path, size: 
         jobs = await _prepare(scenario, emulator, target, size)
         live = await _start(scenario, target, emulator, workdir, size)
         live.restart = server
+        live.beneficiaries = size.beneficiaries
         problems = await _disrupt(live, sum(map(pages_of_one_pass, served.values())))
         problems += await _wait(live)
         return await _judge(live, state, jobs, served, problems)
@@ -135,7 +138,8 @@ async def _prepare(
         for index in range(size.beneficiaries):
             expiry = {"patient_id": patient_id(index), "after_requests": 2}
             await emulator_post(emulator.base_url, "/_emulator/tokens/expire", expiry)
-    await enqueue_all(target.redis_url, jobs)
+    queued = [ExchangeJob(**job.model_dump()) for job in jobs] if scenario.via_exchange else jobs
+    await enqueue_all(target.redis_url, queued)
     return jobs
 
 
@@ -162,16 +166,18 @@ async def _start(
 
 
 async def _disrupt(live: Live, pages: int) -> list[str]:
-    """Strike once STRIKE_AT of the pages are stored; what went wrong on the way."""
-    if live.scenario.disruption == "none":
+    """Strike once STRIKE_AT of the pages are stored (or, mid-exchange, once a few codes
+    are exchanged); what went wrong on the way."""
+    disruption = live.scenario.disruption
+    if disruption == "none":
         return []
-    # A kill between a code exchange and the save of its tokens loses them (the code is
-    # spent): that is not "mid-pagination", so the kill waits for every exchange in flight.
-    between_exchange_and_save = live.scenario.disruption == "sigkill"
-    target = max(3, round(pages * STRIKE_AT))
-    if not await _pages_stored(live, target, settled=between_exchange_and_save):
+    if disruption == "sigkill-exchanges":
+        reached = await _reached(live, _EXCHANGED, max(1, live.beneficiaries // 10))
+    else:
+        reached = await _reached(live, _STORED, max(3, round(pages * STRIKE_AT)))
+    if not reached:
         return ["the run ended before the disruption"]
-    if live.scenario.disruption == "sigkill":
+    if disruption in ("sigkill", "sigkill-exchanges"):
         doomed = live.processes.pop(0)
         doomed.send_signal(signal.SIGKILL)
         await doomed.wait()
@@ -182,17 +188,15 @@ async def _disrupt(live: Live, pages: int) -> list[str]:
 
 
 _STORED = "SELECT coalesce(sum(pages), 0) FROM sync_runs"
-# Pages stored, or 0 while a connection awaits the tokens of its code exchange.
-_STORED_SETTLED = f"""SELECT CASE WHEN EXISTS (SELECT 1 FROM connections
-    WHERE status = 'pending' AND refresh_token_enc IS NULL) THEN 0 ELSE ({_STORED}) END"""
+# The mid-exchange kill strikes once a tenth of the codes are exchanged.
+_EXCHANGED = "SELECT count(*) FROM code_exchanges WHERE outcome IS NOT NULL"
 
 
-async def _pages_stored(live: Live, pages: int, *, settled: bool = False) -> bool:
-    """Wait until ``pages`` pages are stored (and, if ``settled``, no code exchange is
-    awaiting its save); False if every worker ended first."""
+async def _reached(live: Live, query: str, target: int) -> bool:
+    """Wait until ``query`` counts ``target``; False if every worker ended first."""
     conn = await asyncpg.connect(live.target.database_url)
     try:
-        while await conn.fetchval(_STORED_SETTLED if settled else _STORED) < pages:
+        while await conn.fetchval(query) < target:
             if all(process.returncode is not None for process in live.processes):
                 return False
             await asyncio.sleep(0.01)
@@ -226,7 +230,10 @@ async def _judge(
         problems.append(f"no {evidence} in the logs: the scenario missed its aim")
     if "Traceback" in "".join(lines):
         problems.append("a traceback in the logs")
-    reasons = sorted(str(c.last_error) for c in connections if c.recorded_error)
+    lost = [c for c in connections if c.recorded_error and c.last_error == LOST_IN_FLIGHT]
+    if len(lost) > live.scenario.lost_in_flight_allowed:
+        problems.append(f"{len(lost)} exchanges lost in flight, at most one replica's expected")
+    reasons = sorted(str(c.last_error) for c in connections if c.recorded_error and c not in lost)
     if len(reasons) != live.scenario.expected_errors:
         problems.append(
             f"{len(reasons)} recorded errors, {live.scenario.expected_errors} expected:"
