@@ -50,12 +50,6 @@ return {0, 0}
 """
 
 
-def capacity(rate: float, lifetime: float, *, cooldown: float = 0.0) -> int:
-    """Codes an app can have waiting and still exchange each in time (pure): one a slot
-    at ``rate``/s, within the code's ``lifetime`` less a margin and any cool-down."""
-    return max(0, math.floor(rate * (lifetime - EXCHANGE_MARGIN_SECONDS - cooldown)))
-
-
 @dataclass(frozen=True)
 class Admission:
     """Whether a code was admitted to the backlog; if not, why and when to come back."""
