@@ -50,6 +50,7 @@ from worker.local import (
     emulator_stats,
     enqueue_all,
     start_workers,
+    wait_for_replicas,
     worker_environment,
 )
 from worker.settings import Settings, load_settings
@@ -227,19 +228,6 @@ async def exchanges_in_flight(database_url: str) -> int:
         return count
     finally:
         await conn.close()
-
-
-async def wait_for_replicas(redis_url: str, count: int) -> None:
-    """Until ``count`` replicas have announced themselves (their lanes are polling)."""
-    redis: Redis = Redis.from_url(redis_url)
-    try:
-        for _ in range(600):
-            if len([k async for k in redis.scan_iter(match="bbingest:replica:*")]) >= count:
-                return
-            await asyncio.sleep(0.1)
-        raise RuntimeError("the replicas did not start")
-    finally:
-        await redis.aclose()
 
 
 async def storm(

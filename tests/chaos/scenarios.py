@@ -76,7 +76,10 @@ SCENARIOS: tuple[Scenario, ...] = (
         "replica SIGKILLed mid-exchange",
         disruption="sigkill-exchanges",
         via_exchange=True,
-        lost_in_flight_allowed=4,
+        # One exchange at a time per replica, each waiting a while for its slot: the kill
+        # strikes while both replicas hold one.
+        worker_env={"WORKER_EXCHANGE_CONCURRENCY": "1", "BB_RATE_LIMIT": "4"},
+        lost_in_flight_allowed=1,
         evidence='"job_try": 2',
     ),
     Scenario("Redis restarted mid-run", disruption="redis", evidence='"redis_reconnected"'),
