@@ -1,8 +1,10 @@
 """The code exchange: the most urgent request in the system.
 
 An authorization code lives 60 s at CMS from the beneficiary's consent (FACTS.md,
-Authorization: django-oauth-toolkit's default, which BB2 keeps), is single use, and is
-lost for good when not exchanged in time. So the exchange is its own job (``exchange``, on
+Authorization; BB2's ``apps/pkce/oauth2_validators.py`` sets a grant's ``expires`` from
+django-oauth-toolkit's ``AUTHORIZATION_CODE_EXPIRE_SECONDS``, whose default of 60 its
+``OAUTH2_PROVIDER`` settings keep), is single use, and is lost for good when not exchanged
+in time. So the exchange is its own job (``exchange``, on
 its own queue with worker slots reserved on every replica and a 5 s lease), its token
 request takes the app's next budget slot ahead of every other request, and the first sync
 follows as a job of its own (:mod:`worker.jobs.first_sync`).
