@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,10 +18,10 @@ from rich.progress import Progress
 
 from worker.apps import DEFAULT_APP
 from worker.apps_cli import add_commands as add_app_commands
-from worker.cliargs import Parser, fail, positive
+from worker.cliargs import Parser, connect_secrets, fail, positive
 from worker.crypto import generate_key
 from worker.errors import ConfigError, InvalidJob, ServiceUnavailable
-from worker.jobs.payloads import ConnectJob, ResyncJob, UnlinkJob, parse_payload
+from worker.jobs.payloads import ExchangeJob, ResyncJob, UnlinkJob, parse_payload
 from worker.log import configure_logging
 from worker.settings import Settings, load_settings
 from worker.store.db import connection
@@ -52,6 +53,34 @@ async def _enqueue(settings: Settings, args: argparse.Namespace) -> int:
         fail(str(exc))
     queue = await jobqueue.open_queue(settings.redis_url)
     try:
+        job_id = await jobqueue.enqueue(queue, job)
+    finally:
+        await queue.aclose()
+    print("queued" if job_id else "already queued (duplicate event)")
+    return 0
+
+
+async def _enqueue_connect(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.jobs import backlog
+    from worker.jobs import queue as jobqueue
+
+    code, verifier = connect_secrets(args)
+    fields = {
+        "connection_id": args.connection_id,
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": args.redirect_uri,
+        "app": args.app,
+        "received_at": time.time(),
+    }
+    try:
+        job = parse_payload(ExchangeJob, (), fields)
+    except InvalidJob as exc:
+        fail(str(exc))
+    queue = await jobqueue.open_queue(settings.redis_url)
+    try:
+        assert job.received_at is not None
+        await backlog.enter(queue, job.app, job.job_id(), job.received_at)
         job_id = await jobqueue.enqueue(queue, job)
     finally:
         await queue.aclose()
@@ -233,15 +262,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     enqueue = commands.add_parser("enqueue", help="queue a job")
     jobs = enqueue.add_subparsers(dest="job", required=True, parser_class=Parser)
-    connect = jobs.add_parser("connect", help="exchange a code and fetch everything")
+    connect = jobs.add_parser(
+        "connect",
+        help="exchange a code (within its minute) and fetch everything",
+        description="Code and verifier come from arguments, files (- is stdin) or --stdin:"
+        " files and stdin keep them off the command line (and a verifier may begin with"
+        " '-', which as a separate argument would read as an option: --code-verifier=-abc).",
+    )
     connect.add_argument("connection_id", metavar="ID")
-    connect.add_argument("--code", required=True)
-    connect.add_argument("--code-verifier", required=True)
+    code = connect.add_mutually_exclusive_group()
+    code.add_argument("--code")
+    code.add_argument("--code-file", metavar="FILE", help="read the code from FILE (- : stdin)")
+    verifier = connect.add_mutually_exclusive_group()
+    verifier.add_argument("--code-verifier")
+    verifier.add_argument(
+        "--code-verifier-file", metavar="FILE", help="read the verifier from FILE (- : stdin)"
+    )
+    connect.add_argument(
+        "--stdin",
+        action="store_true",
+        help='read {"code": ..., "code_verifier": ...} as JSON from stdin',
+    )
     connect.add_argument("--redirect-uri", required=True)
     connect.add_argument(
         "--app", default=DEFAULT_APP, help="the app that issued the code (bbingest apps list)"
     )
-    connect.set_defaults(run=_enqueue, payload=ConnectJob)
+    connect.set_defaults(run=_enqueue_connect)
     unlink = jobs.add_parser("unlink", help="revoke at CMS and delete everything stored")
     unlink.add_argument("connection_id", metavar="ID")
     unlink.set_defaults(run=_enqueue, payload=UnlinkJob)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
+
+import orjson
 
 EXIT_INVALID = 2
 
@@ -36,3 +39,50 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def read_secret(path: str) -> str:
+    """The text of ``path`` (``-``: stdin) without its surrounding whitespace; exit 2 when
+    it cannot be read."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    return text.strip()
+
+
+def _from_stdin() -> tuple[str, str]:
+    try:
+        data = orjson.loads(sys.stdin.buffer.read())
+    except orjson.JSONDecodeError:
+        fail("--stdin: not a JSON object")
+    if not isinstance(data, dict) or set(data) != {"code", "code_verifier"}:
+        fail('--stdin: expected {"code": ..., "code_verifier": ...}')
+    code, verifier = data["code"], data["code_verifier"]
+    if not isinstance(code, str) or not isinstance(verifier, str):
+        fail("--stdin: code and code_verifier must be strings")
+    return code, verifier
+
+
+def connect_secrets(args: argparse.Namespace) -> tuple[str, str]:
+    """The code and verifier of ``enqueue connect``, from exactly one source each:
+    ``--code``/``--code-file`` and ``--code-verifier``/``--code-verifier-file``, or both
+    from ``--stdin``; exit 2 otherwise. Files and stdin keep them out of the process list."""
+    given = [args.code, args.code_file, args.code_verifier, args.code_verifier_file]
+    if args.stdin:
+        if any(value is not None for value in given):
+            fail("--stdin replaces --code, --code-file, --code-verifier and --code-verifier-file")
+        return _from_stdin()
+    if args.code_file == "-" and args.code_verifier_file == "-":
+        fail("only one of --code-file and --code-verifier-file can be - (stdin): use --stdin")
+    if args.code is None and args.code_file is None:
+        fail("one of --code, --code-file or --stdin is required")
+    if args.code_verifier is None and args.code_verifier_file is None:
+        fail("one of --code-verifier, --code-verifier-file or --stdin is required")
+    code = args.code if args.code is not None else read_secret(args.code_file)
+    verifier = (
+        args.code_verifier
+        if args.code_verifier is not None
+        else read_secret(args.code_verifier_file)
+    )
+    return code, verifier

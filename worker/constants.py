@@ -11,6 +11,8 @@ BUDGET_TAT_KEY: Final = REDIS_PREFIX + ":budget:{client}:tat"
 BUDGET_COOLDOWN_KEY: Final = REDIS_PREFIX + ":budget:{client}:cooldown"
 BUDGET_SERVER_LIMIT_KEY: Final = REDIS_PREFIX + ":budget:{client}:server-limit"
 BUDGET_WAITING_KEY: Final = REDIS_PREFIX + ":budget:{client}:interactive-waiting"
+# Code exchanges waiting for a slot: interactive and bulk requests yield to them.
+BUDGET_URGENT_KEY: Final = REDIS_PREFIX + ":budget:{client}:urgent-waiting"
 # How long a lower limit announced by BB2 holds before the configured one is tried again.
 BUDGET_SERVER_LIMIT_TTL: Final = 60
 # The server counts a sliding one-second window; spacing grants over a slightly longer
@@ -22,6 +24,22 @@ BUDGET_WINDOW_SECONDS: Final = 1.0
 # queue, so upstream services that enqueue with arq's defaults land there.
 QUEUE_INTERACTIVE: Final = "arq:queue"
 QUEUE_BULK: Final = REDIS_PREFIX + ":queue:bulk"
+# The code exchange: a code lives 60 s at CMS (FACTS.md, Authorization), so exchanges have
+# a queue, worker slots and budget priority of their own; the first sync follows as its own
+# job in the interactive lane.
+QUEUE_EXCHANGE: Final = REDIS_PREFIX + ":queue:exchange"
+JOB_EXCHANGE: Final = "exchange"
+JOB_FIRST_SYNC: Final = "first_sync"
+# A dead replica holds an exchange for at most this long (other jobs: JOB_LEASE_SECONDS).
+EXCHANGE_LEASE_SECONDS: Final = 5.0
+# An exchange cannot outlive its code by much: a minute, plus BB2's answer time.
+EXCHANGE_TIMEOUT_SECONDS: Final = 300
+# An exchange job (code and verifier) leaves Redis this long after its code could be used.
+EXCHANGE_PAYLOAD_GRACE_SECONDS: Final = 300
+# Exchanges waiting, per app: a sorted set of job ids scored by their event's arrival.
+EXCHANGE_BACKLOG_KEY: Final = REDIS_PREFIX + ":exchange:{app}:backlog"
+# The intake admits a code only if it can be exchanged this long before it expires.
+EXCHANGE_MARGIN_SECONDS: Final = 5.0
 JOB_CONNECT: Final = "connect"
 JOB_UNLINK: Final = "unlink"
 JOB_RESYNC: Final = "resync"

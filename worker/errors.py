@@ -31,6 +31,7 @@ outage failure carries a :class:`Decision` that tells the job what to do next::
         │                            the token): the grant lives, the new token never came
         └── PermanentError           GIVE_UP: repeating the same request cannot help
             ├── AuthorizationFailed  the code exchange was refused (bad code, verifier or redirect)
+            ├── CodeExpired          the code outlived its 60 s before its turn: never sent
             ├── ClientRejected       our client id or secret is wrong (invalid_client)
             ├── BadRequest           400: a parameter BB2 does not accept
             │   └── CursorPastEnd    400 "startIndex ... must be less than": restart the type
@@ -192,6 +193,11 @@ class PermanentError(BlueButtonError):
 
 class AuthorizationFailed(PermanentError):
     """The authorization code exchange was refused."""
+
+
+class CodeExpired(PermanentError):
+    """The authorization code was too old to send when its budget slot came (it lives 60 s
+    at CMS, FACTS.md): the request was not sent, and the beneficiary must authorize again."""
 
 
 class ClientRejected(PermanentError):

@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from redis.asyncio import Redis
 
 from worker.apps import DEFAULT_APP
 from worker.bluebutton import oauth
@@ -159,3 +160,18 @@ async def emulator_stats(base_url: str, *, reset: bool = False) -> dict[str, Any
         response.raise_for_status()
         stats: dict[str, Any] = response.json()
         return stats
+
+
+async def wait_for_replicas(redis_url: str, count: int) -> None:
+    """Until ``count`` worker replicas have announced themselves (their lanes are polling);
+    TimeoutError after a minute."""
+    from worker.ops import REPLICA_KEY
+
+    pattern = REPLICA_KEY.format(replica="*")
+    redis: Redis = Redis.from_url(redis_url)
+    try:
+        async with asyncio.timeout(60):
+            while len([key async for key in redis.scan_iter(match=pattern)]) < count:  # noqa: ASYNC110 - polling another process
+                await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()

@@ -67,3 +67,29 @@ APP_PAUSED = Gauge(
     ["app"],
     namespace=NAMESPACE,
 )
+CODE_AGE_AT_EXCHANGE = Histogram(
+    "code_age_at_exchange_seconds",
+    "Age of an authorization code (from its event's arrival) when BB2 answered its exchange.",
+    ["app"],
+    namespace=NAMESPACE,
+    buckets=(0.5, 1, 2, 5, 10, 15, 20, 30, 40, 50, 55, 60, 90),
+)
+CODES_EXPIRED = Counter(
+    "codes_expired",
+    "Authorization codes that died waiting for their exchange (never sent), by app.",
+    ["app"],
+    namespace=NAMESPACE,
+)
+CODE_EXCHANGES = Counter(
+    "code_exchanges",
+    "Code exchanges ended, by app and outcome (exchanged, expired, refused, lost_in_flight,"
+    " failed).",
+    ["app", "outcome"],
+    namespace=NAMESPACE,
+)
+EXCHANGE_BACKLOG = Gauge(
+    "exchange_backlog",
+    "Authorization codes waiting for their exchange, by app.",
+    ["app"],
+    namespace=NAMESPACE,
+)

@@ -26,7 +26,8 @@ from starlette.routing import Route
 
 from worker import metrics, pauses
 from worker.apps import DEFAULT_APP
-from worker.constants import QUEUE_BULK, QUEUE_INTERACTIVE, REDIS_PREFIX
+from worker.constants import QUEUE_BULK, QUEUE_EXCHANGE, QUEUE_INTERACTIVE, REDIS_PREFIX
+from worker.jobs import backlog
 from worker.store import connections
 from worker.store.connections import Status
 
@@ -55,6 +56,7 @@ class Heartbeat:
     last_beat: float = field(default=0.0)
     next_count: float = field(default=0.0)
     apps_counted: set[str] = field(default_factory=lambda: {DEFAULT_APP})
+    code_lifetime: float = 60.0  # BB_CODE_LIFETIME: older codes no longer count as waiting
 
     def alive(self) -> bool:
         """Beaten within the TTL: the event loop runs and Redis answers."""
@@ -64,7 +66,7 @@ class Heartbeat:
         """Announce this replica in Redis and refresh the queue, pause and connection gauges."""
         key = REPLICA_KEY.format(replica=self.replica)
         await self.redis.set(key, int(time.time()), ex=REPLICA_TTL_SECONDS)
-        for queue in (QUEUE_INTERACTIVE, QUEUE_BULK):
+        for queue in (QUEUE_EXCHANGE, QUEUE_INTERACTIVE, QUEUE_BULK):
             metrics.QUEUE_DEPTH.labels(queue).set(await self.redis.zcard(queue))
         # The pause flags are shared: every replica reports them, not only the one that met
         # CMS's refusal (or its end).
@@ -72,6 +74,10 @@ class Heartbeat:
         self.apps_counted |= set(paused)
         for app in self.apps_counted:
             metrics.APP_PAUSED.labels(app).set(1 if app in paused else 0)
+        for app, count in (
+            await backlog.waiting(self.redis, time.time(), self.code_lifetime)
+        ).items():
+            metrics.EXCHANGE_BACKLOG.labels(app).set(count)
         # Liveness is the event loop and Redis: a slow Postgres must not fail the probe.
         self.last_beat = now = time.monotonic()
         if now >= self.next_count:

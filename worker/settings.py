@@ -89,6 +89,8 @@ class Settings(BaseModel):
     token_decrypt_only_keys: SecretStr = Field(SecretStr(""), alias="TOKEN_DECRYPT_ONLY_KEYS")
     metrics_port: int = Field(DEFAULT_METRICS_PORT, alias="METRICS_PORT", ge=0, le=65535)
     worker_concurrency: int = Field(8, alias="WORKER_CONCURRENCY", ge=1, le=256)
+    worker_exchange_concurrency: int = Field(4, alias="WORKER_EXCHANGE_CONCURRENCY", ge=1, le=64)
+    bb_code_lifetime: float = Field(60, alias="BB_CODE_LIFETIME", gt=0, le=3600)
     worker_shutdown_grace: float = Field(25, alias="WORKER_SHUTDOWN_GRACE", ge=0, le=3600)
     job_lease_seconds: float = Field(60, alias="JOB_LEASE_SECONDS", ge=1, le=3600)
     redis_outage_seconds: float = Field(300, alias="REDIS_OUTAGE_SECONDS", gt=0, le=86400)

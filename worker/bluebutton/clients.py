@@ -14,10 +14,12 @@ import httpx
 from redis.asyncio import Redis
 
 from worker.apps import App
-from worker.bluebutton.budget import RequestBudget
+from worker.bluebutton.budget import BULK, INTERACTIVE, URGENT, RequestBudget
 from worker.bluebutton.client import BlueButtonClient, build_http_client, warm_up
 
-Lane = Literal["interactive", "bulk"]
+Lane = Literal["exchange", "interactive", "bulk"]
+# Code exchanges go before everything (a code lives 60 s), bulk after everything.
+PRIORITIES: dict[Lane, int] = {"exchange": URGENT, "interactive": INTERACTIVE, "bulk": BULK}
 
 
 class BlueButtonClients(Protocol):
@@ -54,13 +56,13 @@ class AppClients:
         key = (app.name, app.base_url, app.client_id, app.rate_limit, lane)
         found = self._clients.get(key)
         if found is None:
-            # Bulk requests yield to interactive ones waiting for the same budget.
+            # Each lane yields to the lanes of higher priority waiting for the same budget.
             budget = RequestBudget(
                 self._redis,
                 app.client_id,
                 app.rate_limit,
                 burst=min(self._burst, app.rate_limit),
-                interactive=lane == "interactive",
+                priority=PRIORITIES[lane],
                 window=self._window,
             )
             found = BlueButtonClient(

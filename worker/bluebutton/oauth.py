@@ -126,11 +126,21 @@ def parse_token_response(body: bytes, now: datetime) -> TokenSet:
 
 
 async def _token_request(
-    client: BlueButtonClient, creds: ClientCredentials, form: dict[str, str], grant: TokenGrant
+    client: BlueButtonClient,
+    creds: ClientCredentials,
+    form: dict[str, str],
+    grant: TokenGrant,
+    *,
+    send_by: float | None = None,
 ) -> TokenSet:
     # A code, and a rolling refresh token, can be spent once: no blind repeat.
     response = await client.request(
-        "POST", endpoints.TOKEN_PATH, data=form, auth=creds.basic_auth(), once=True
+        "POST",
+        endpoints.TOKEN_PATH,
+        data=form,
+        auth=creds.basic_auth(),
+        once=True,
+        send_by=send_by,
     )
     if response.status_code != 200:
         raise token_error(response.status_code, response.content, grant)
@@ -144,15 +154,18 @@ async def exchange_code(
     code: str,
     code_verifier: str,
     redirect_uri: str,
+    send_by: float | None = None,
 ) -> TokenSet:
-    """Trade an authorization code for tokens (single use: never call twice per code)."""
+    """Trade an authorization code for tokens (single use: never call twice per code);
+    not sent at all when its budget slot comes after ``send_by`` (Unix seconds), when
+    the code is dead (:class:`~worker.errors.CodeExpired`)."""
     form = {
         "grant_type": "authorization_code",
         "code": code,
         "code_verifier": code_verifier,
         "redirect_uri": redirect_uri,
     }
-    return await _token_request(client, creds, form, "authorization_code")
+    return await _token_request(client, creds, form, "authorization_code", send_by=send_by)
 
 
 async def _refresh_once(

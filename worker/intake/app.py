@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from worker.intake.accesslog import AccessLog
+from worker.intake.admission import ExchangeGate
 from worker.intake.auth import Policy
 from worker.intake.backends import OpenBackends, open_backends
 from worker.intake.callers import parse_callers
@@ -43,6 +44,7 @@ def build_app(settings: Settings, backends: OpenBackends = open_backends) -> Sta
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with backends(settings) as opened:
             app.state.backends = opened
+            app.state.exchange_gate = ExchangeGate.from_settings(settings)
             log.info("intake_started")
             yield
         # After the connections closed: a clean stop (uvicorn then re-raises SIGTERM/SIGINT).

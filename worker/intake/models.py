@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.jobs.payloads import ConnectJob, JobPayload, ResyncJob, UnlinkJob
+from worker.jobs.payloads import ConnectJob, ExchangeJob, JobPayload, ResyncJob, UnlinkJob
 
 EventId = Annotated[
     str,
@@ -23,7 +23,8 @@ EventId = Annotated[
 
 # An event is its job's payload plus an event id (same strictness: no unknown keys).
 class ConnectEvent(ConnectJob):
-    """A beneficiary authorized the app: exchange the code and fetch everything."""
+    """A beneficiary authorized the app: exchange the code (within its minute) and fetch
+    everything."""
 
     event_id: EventId
 
@@ -61,7 +62,8 @@ class EventKind:
 
 
 EVENT_KINDS: tuple[EventKind, ...] = (
-    EventKind("connect", ConnectEvent, ConnectJob),
+    # A connect event queues the code exchange; its first sync follows as a job of its own.
+    EventKind("connect", ConnectEvent, ExchangeJob),
     EventKind("unlink", UnlinkEvent, UnlinkJob),
     EventKind("resync", ResyncEvent, ResyncJob),
 )

@@ -41,6 +41,15 @@ _SIGNING: Final = (
 )
 
 
+_QUEUE_DOWN = "Redis unavailable: retry the same event."
+# A connect event's code must be exchanged within its minute: refused when it cannot be.
+_UNAVAILABLE = {
+    "connect": _QUEUE_DOWN + " Or the code could not be exchanged in time (too many codes"
+    " waiting, a 429 cool-down, the app inactive at CMS): Retry-After says when to send"
+    " the person's next authorization.",
+}
+
+
 class _Schemas:
     """Collects component schemas; hands out references to them."""
 
@@ -119,7 +128,7 @@ def _event_operation(kind: EventKind, schemas: _Schemas) -> dict[str, Any]:
             "413": schemas.answer(f"Body over {MAX_BODY_BYTES // 1024} KiB.", error),
             "415": schemas.answer("Content type is not application/json.", error),
             "422": schemas.answer("Invalid fields (values are never echoed).", InvalidPayload),
-            "503": schemas.answer("Redis unavailable: retry the same event.", error),
+            "503": schemas.answer(_UNAVAILABLE.get(kind.name, _QUEUE_DOWN), error),
         },
     }
 

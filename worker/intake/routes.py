@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from worker.intake.access import Owner, Refusal, may_read, may_send
 from worker.intake.accesslog import note
+from worker.intake.admission import ExchangeGate
 from worker.intake.auth import Policy, Unauthorized, Verified, verify
 from worker.intake.backends import Backends
 from worker.intake.body import decode_json, read_body
@@ -23,7 +24,7 @@ from worker.intake.errors import ApiError, invalid_payload, json_response
 from worker.intake.events import accept
 from worker.intake.models import EVENT_KINDS, Duplicate, EventKind, Health, Queued
 from worker.intake.nonces import first_use
-from worker.jobs.payloads import ConnectionId
+from worker.jobs.payloads import ConnectionId, ExchangeJob
 from worker.ops import readiness
 from worker.status import load_status
 from worker.store import connections
@@ -96,6 +97,9 @@ def event_endpoint(kind: EventKind, guard: Guard) -> Endpoint:
         _raise(may_send(caller, job, await _owner(backends.pool, job.connection_id)))
         note(request, event_id=event_id)
         try:
+            if isinstance(job, ExchangeJob):
+                gate: ExchangeGate = request.app.state.exchange_gate
+                job = await gate.admit(backends.events, backends.pool, job)
             accepted = await accept(backends.events, backends.queue, event_id, job)
         except (RedisError, OSError):
             raise ApiError.plain(503, "queue unavailable; retry the event") from None

@@ -47,16 +47,17 @@ def _finished(name: str, job_try: int, outcome: str) -> None:
     log.info("job_finished", job=name, job_try=job_try, outcome=outcome)
 
 
-def instrumented(name: str, job: Job) -> Job:
-    """``job`` under a lease, counted in ``bbingest_jobs_total`` and timed in
-    ``bbingest_job_duration_seconds``."""
+def instrumented(name: str, job: Job, *, lease_seconds: float | None = None) -> Job:
+    """``job`` under a lease (``lease_seconds``, else JOB_LEASE_SECONDS), counted in
+    ``bbingest_jobs_total`` and timed in ``bbingest_job_duration_seconds``."""
 
     @functools.wraps(job)
     async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         started = time.monotonic()
         services: Services = ctx["services"]
         try:
-            async with lease(ctx["redis"], ctx["job_id"], services.settings.job_lease_seconds):
+            seconds = lease_seconds or services.settings.job_lease_seconds
+            async with lease(ctx["redis"], ctx["job_id"], seconds):
                 result = await job(ctx, *args, **kwargs)
         except BaseException as exc:
             retry = retry_for_outage(exc, ctx["job_try"])

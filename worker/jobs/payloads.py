@@ -14,7 +14,17 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from worker.apps import APP_NAME_PATTERN, DEFAULT_APP
-from worker.constants import JOB_CONNECT, JOB_RESYNC, JOB_UNLINK, QUEUE_BULK, QUEUE_INTERACTIVE
+from worker.constants import (
+    EXCHANGE_PAYLOAD_GRACE_SECONDS,
+    JOB_CONNECT,
+    JOB_EXCHANGE,
+    JOB_FIRST_SYNC,
+    JOB_RESYNC,
+    JOB_UNLINK,
+    QUEUE_BULK,
+    QUEUE_EXCHANGE,
+    QUEUE_INTERACTIVE,
+)
 from worker.errors import InvalidJob
 from worker.settings import is_loopback_host
 
@@ -29,6 +39,8 @@ ConnectionId = Annotated[
 ]
 MAX_URI_LENGTH: Final = 2048
 VERIFIER_PATTERN: Final = r"^[!-~]+$"
+# A code lives 60 s at CMS (FACTS.md, Authorization: django-oauth-toolkit's default).
+CMS_CODE_LIFETIME_SECONDS: Final = 60
 
 
 def code_fingerprint(code: str) -> str:
@@ -48,6 +60,10 @@ class JobPayload(BaseModel):
     def job_id(self) -> str:
         """A stable arq job id: a repeated event collapses into the job already queued."""
         return f"{self.job_name}:{self.connection_id}"
+
+    def payload_ttl(self) -> float | None:
+        """Seconds the queued job (its arguments) may stay in Redis; None: arq's day."""
+        return None
 
 
 class ConnectJob(JobPayload):
@@ -80,6 +96,30 @@ class ConnectJob(JobPayload):
     def job_id(self) -> str:
         """Includes the code's fingerprint: a new authorization is a new job."""
         return f"{super().job_id()}:{code_fingerprint(self.code)[:16]}"
+
+
+class ExchangeJob(ConnectJob):
+    """``exchange(connection_id, code, code_verifier, redirect_uri, app, received_at)``: the
+    code exchange alone, in its own lane; the first sync follows as its own job."""
+
+    job_name = JOB_EXCHANGE
+    queue_name = QUEUE_EXCHANGE
+    received_at: float | None = Field(
+        None,
+        gt=0,
+        description="When the event arrived (Unix seconds): the code's age counts from it;"
+        " absent: from the job's enqueue time.",
+    )
+
+    def payload_ttl(self) -> float:
+        """The code and verifier leave Redis a few minutes after the code died."""
+        return CMS_CODE_LIFETIME_SECONDS + EXCHANGE_PAYLOAD_GRACE_SECONDS
+
+
+class FirstSyncJob(JobPayload):
+    """``first_sync(connection_id)``: fetch everything after a code exchange."""
+
+    job_name = JOB_FIRST_SYNC
 
 
 class UnlinkJob(JobPayload):

@@ -46,6 +46,10 @@ async def enqueue(queue: ArqRedis, job: JobPayload, *, lane: str | None = None) 
     """Queue ``job`` in its lane (or in ``lane``: housekeeping nobody waits for goes to the
     bulk lane); None when the same event is already queued or running."""
     queued = await queue.enqueue_job(
-        job.job_name, _job_id=job.job_id(), _queue_name=lane or job.queue_name, **job.model_dump()
+        job.job_name,
+        _job_id=job.job_id(),
+        _queue_name=lane or job.queue_name,
+        _expires=job.payload_ttl(),
+        **job.model_dump(),
     )
     return None if queued is None else queued.job_id

@@ -11,11 +11,20 @@ from typing import Any
 
 import orjson
 
-from worker.constants import JOB_CONNECT, JOB_RESYNC, JOB_UNLINK
-from worker.jobs.payloads import ConnectJob, JobPayload, ResyncJob, UnlinkJob
+from worker.constants import JOB_CONNECT, JOB_EXCHANGE, JOB_FIRST_SYNC, JOB_RESYNC, JOB_UNLINK
+from worker.jobs.payloads import (
+    ConnectJob,
+    ExchangeJob,
+    FirstSyncJob,
+    JobPayload,
+    ResyncJob,
+    UnlinkJob,
+)
 
 PAYLOADS: dict[str, type[JobPayload]] = {
     JOB_CONNECT: ConnectJob,
+    JOB_EXCHANGE: ExchangeJob,
+    JOB_FIRST_SYNC: FirstSyncJob,
     JOB_UNLINK: UnlinkJob,
     JOB_RESYNC: ResyncJob,
 }

@@ -32,6 +32,10 @@ class Services:
     cipher: TokenCipher
     lane: Lane = "interactive"
 
+    def exchange_lane(self) -> Services:
+        """The same services for code exchanges, whose requests go before all others."""
+        return replace(self, lane="exchange")
+
     def bulk_lane(self) -> Services:
         """The same services for bulk work, whose requests yield to interactive ones."""
         return replace(self, lane="bulk")

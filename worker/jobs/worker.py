@@ -1,8 +1,10 @@
 """arq workers: JSON job serializer (never pickle), one worker loop per lane, shared services.
 
-A replica runs two arq workers in one process, one per queue (arq has no priorities; lanes
-are separate queues): the interactive lane (connect, unlink) and the bulk lane (resync, and
-the nightly run's unlinks). Both share one set of connections to Postgres, Redis and BB2.
+A replica runs three arq workers in one process, one per queue (arq has no priorities; lanes
+are separate queues): the exchange lane (code exchanges, whose codes die within a minute:
+their own reserved slots, WORKER_EXCHANGE_CONCURRENCY, and a 5 s lease), the interactive
+lane (connect, first syncs, unlink) and the bulk lane (resync, and the nightly run's
+unlinks). They share one set of connections to Postgres, Redis and BB2.
 """
 
 from __future__ import annotations
@@ -18,17 +20,24 @@ from arq.worker import Function, func
 
 from worker.apps import default_app
 from worker.constants import (
+    EXCHANGE_LEASE_SECONDS,
+    EXCHANGE_TIMEOUT_SECONDS,
     JOB_CONNECT,
+    JOB_EXCHANGE,
+    JOB_FIRST_SYNC,
     JOB_KEEP_RESULT_SECONDS,
     JOB_MAX_TRIES,
     JOB_RESYNC,
     JOB_TIMEOUT_SECONDS,
     JOB_UNLINK,
     QUEUE_BULK,
+    QUEUE_EXCHANGE,
     QUEUE_INTERACTIVE,
 )
 from worker.errors import AppUnavailable
 from worker.jobs.connect import connect
+from worker.jobs.exchange import exchange
+from worker.jobs.first_sync import first_sync
 from worker.jobs.instrument import instrumented
 from worker.jobs.nightly import nightly
 from worker.jobs.queue import deserialize, open_queue, serialize
@@ -42,8 +51,19 @@ from worker.settings import Settings
 log = structlog.get_logger(__name__)
 
 LANES: dict[str, list[Function]] = {
+    QUEUE_EXCHANGE: [
+        func(
+            instrumented(JOB_EXCHANGE, exchange, lease_seconds=EXCHANGE_LEASE_SECONDS),
+            name=JOB_EXCHANGE,
+            max_tries=JOB_MAX_TRIES,
+            timeout=EXCHANGE_TIMEOUT_SECONDS,
+        ),
+    ],
     QUEUE_INTERACTIVE: [
         func(instrumented(JOB_CONNECT, connect), name=JOB_CONNECT, max_tries=JOB_MAX_TRIES),
+        func(
+            instrumented(JOB_FIRST_SYNC, first_sync), name=JOB_FIRST_SYNC, max_tries=JOB_MAX_TRIES
+        ),
         func(instrumented(JOB_UNLINK, unlink), name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
     ],
     # Unlinks queued by the nightly run (dormant data, revocations still owed) wait here.
@@ -92,29 +112,41 @@ def build_worker(
 async def run_replica(
     settings: Settings, *, burst: bool = False, concurrency: int | None = None
 ) -> None:
-    """One replica: both lanes until stopped (or, with ``burst``, until both queues are empty).
+    """One replica: every lane until stopped (or, with ``burst``, until the queues are empty).
 
-    ``concurrency`` caps the jobs of each lane, and the sockets to BB2 of the replica.
+    ``concurrency`` caps the jobs of the interactive and the bulk lane each (the exchange
+    lane has WORKER_EXCHANGE_CONCURRENCY of its own), and the sockets to BB2 of the replica.
     """
     max_jobs = concurrency or settings.worker_concurrency
+    exchanges = settings.worker_exchange_concurrency
     # Pages are parsed and hashed in threads; a 1 ms switch interval (5 ms by default) lets
     # the event loop send a granted request promptly while a thread holds the GIL.
     sys.setswitchinterval(0.001)
-    services = await open_services(settings, concurrency=2 * max_jobs)
+    services = await open_services(settings, concurrency=2 * max_jobs + exchanges)
     redis = await open_queue(settings.redis_url)  # one Redis pool for both lanes
     await _open_default_app(services)
     workers = [
-        build_worker(settings, services, queue, redis, burst=burst, max_jobs=max_jobs)
+        build_worker(
+            settings,
+            services,
+            queue,
+            redis,
+            burst=burst,
+            max_jobs=exchanges if queue == QUEUE_EXCHANGE else max_jobs,
+        )
         for queue in LANES
     ]
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _stop, workers, signum, stopping)
-    log.info("worker_started", concurrency=max_jobs, burst=burst)
+    log.info("worker_started", concurrency=max_jobs, exchanges=exchanges, burst=burst)
     try:
-        async with operations(Heartbeat(services.redis, services.pool), settings.metrics_port):
-            await asyncio.gather(*(worker.async_run() for worker in workers))
+        heartbeat = Heartbeat(
+            services.redis, services.pool, code_lifetime=settings.bb_code_lifetime
+        )
+        async with operations(heartbeat, settings.metrics_port):
+            await _run_lanes(workers, redis, burst=burst)
     except asyncio.CancelledError:
         if not stopping.is_set():
             raise
@@ -127,6 +159,18 @@ async def run_replica(
         await redis.aclose()
         await close_services(services)
         log.info("worker_stopped")
+
+
+async def _run_lanes(workers: list[Worker], redis: ArqRedis, *, burst: bool) -> None:
+    """Every lane until stopped; in burst mode, rounds until every queue is empty, since
+    one lane's jobs queue another's (an exchange queues its first sync)."""
+    while True:
+        await asyncio.gather(*(worker.async_run() for worker in workers))
+        if not burst:
+            return
+        depths = [await redis.zcard(worker.queue_name) for worker in workers]
+        if not any(depths):
+            return
 
 
 async def _open_default_app(services: Services) -> None:

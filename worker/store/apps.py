@@ -204,3 +204,9 @@ async def rekey_all(conn: Conn, cipher: TokenCipher) -> int:
                 )
                 changed += 1
     return changed
+
+
+async def budget_of(conn: Conn, name: str) -> tuple[str, int] | None:
+    """The client id and rate limit of registered app ``name`` (its budget), or None."""
+    record = await conn.fetchrow("SELECT client_id, rate_limit FROM apps WHERE name = $1", name)
+    return None if record is None else (record["client_id"], int(record["rate_limit"]))

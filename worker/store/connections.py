@@ -463,3 +463,20 @@ async def rekey_all(conn: Conn, cipher: TokenCipher) -> int:
         ):
             changed += 1
     return changed
+
+
+async def fail_exchange(conn: Conn, connection_id: str, code_sha256: str, reason: str) -> bool:
+    """Move the connection to ``error`` for a failed code exchange, unless it already holds
+    the tokens of that very code (a duplicate run's refusal must never undo a success) or
+    was unlinked; False when nothing changed."""
+    result = await conn.execute(
+        """UPDATE connections SET status = 'error', last_error = $3, updated_at = now(),
+               status_changed_at = CASE WHEN status = 'error' THEN status_changed_at
+                                        ELSE now() END
+           WHERE connection_id = $1 AND status <> 'revoked'
+             AND NOT (code_sha256 IS NOT DISTINCT FROM $2 AND refresh_token_enc IS NOT NULL)""",
+        connection_id,
+        code_sha256,
+        reason[:MAX_ERROR_CHARS],
+    )
+    return bool(result == "UPDATE 1")

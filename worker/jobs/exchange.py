@@ -1,0 +1,348 @@
+"""The code exchange: the most urgent request in the system.
+
+An authorization code lives 60 s at CMS from the beneficiary's consent (FACTS.md,
+Authorization; BB2's ``apps/pkce/oauth2_validators.py`` sets a grant's ``expires`` from
+django-oauth-toolkit's ``AUTHORIZATION_CODE_EXPIRE_SECONDS``, whose default of 60 its
+``OAUTH2_PROVIDER`` settings keep), is single use, and is lost for good when not exchanged
+in time. So the exchange is its own job (``exchange``, on
+its own queue with worker slots reserved on every replica and a 5 s lease), its token
+request takes the app's next budget slot ahead of every other request, and the first sync
+follows as a job of its own (:mod:`worker.jobs.first_sync`).
+
+The code's age counts from its event's arrival (``received_at``, or the job's enqueue
+time). A code older than ``BB_CODE_LIFETIME`` when its slot comes is not sent, and the
+connection ends in ``error`` saying so. Before the request leaves, the code's row in
+``code_exchanges`` is marked started: a re-run (the replica died, or its lease lapsed on a
+busy machine) that finds the mark, and whose code BB2 then refuses, records the exchange as
+lost in flight. A refusal never undoes a success: a connection already holding this code's
+tokens stays as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+import structlog
+from arq import Retry
+
+from worker import errors, metrics
+from worker.apps import App
+from worker.bluebutton import oauth
+from worker.bluebutton.retry import job_retry_delay
+from worker.constants import GRANT_SAVE_PATIENCE_SECONDS, JOB_MAX_TRIES, OUTAGE_RETRY_BASE_SECONDS
+from worker.jobs import backlog
+from worker.jobs.payloads import (
+    ConnectJob,
+    ExchangeJob,
+    FirstSyncJob,
+    code_fingerprint,
+    parse_payload,
+)
+from worker.jobs.queue import enqueue
+from worker.jobs.revocation import settle_owed
+from worker.jobs.services import Services
+from worker.outages import unavailable
+from worker.store import audit, connections, exchanges, revocations
+from worker.store.connections import Grant, Tokens
+from worker.store.db import Conn
+
+log = structlog.get_logger(__name__)
+
+# A grant without access_grant_expiration lapses 13 months after authorization.
+_DEFAULT_GRANT_DAYS = 396
+EXPIRED: Final = "the authorization code expired before it could be exchanged: authorize again"
+LOST_IN_FLIGHT: Final = (
+    "the code exchange was lost in flight (its worker stopped while BB2 answered): authorize again"
+)
+# A retry needs at least this much of the code's life left to be worth queueing.
+_MIN_LIFE_FOR_RETRY: Final = 1.0
+
+Step = Literal["sync", "done"]
+
+
+# Pure decisions
+
+
+def arrival_of(received_at: float | None, enqueued_at: datetime | None, now: float) -> float:
+    """When the code's event arrived (Unix seconds): the intake's receipt, else the job's
+    enqueue time (arq), else now."""
+    if received_at is not None:
+        return received_at
+    return enqueued_at.timestamp() if enqueued_at is not None else now
+
+
+def retry_delay(retry_after: float | None, job_try: int, life_left: float) -> float | None:
+    """Seconds until a failed exchange (BB2 could not answer) is tried again, never past
+    the code's life; None when no try or too little life is left."""
+    if job_try >= JOB_MAX_TRIES or life_left < _MIN_LIFE_FOR_RETRY:
+        return None
+    return min(job_retry_delay(job_try, retry_after), life_left - _MIN_LIFE_FOR_RETRY)
+
+
+def refusal_reason(error: errors.IngestError, sent_before: bool) -> str:
+    """Why the code exchange failed, for ``last_error``: a code refused after an earlier run
+    had sent it was spent by that run, whose tokens died with it."""
+    if isinstance(error, errors.AuthorizationFailed) and sent_before:
+        return LOST_IN_FLIGHT
+    return str(error)
+
+
+def grant_from(app: App, tokens: oauth.TokenSet, code: str, now: datetime) -> Grant:
+    """The connection's new grant from a token response of ``app``'s client."""
+    return Grant(
+        app=app.name,
+        client_id=app.client_id,
+        environment=app.environment,
+        tokens=Tokens(tokens.access_token, tokens.refresh_token, tokens.expires_at),
+        patient_id=tokens.patient_id,
+        scopes=tuple(sorted(tokens.scopes)),
+        consent_expires_at=tokens.grant_expires_at or now + timedelta(days=_DEFAULT_GRANT_DAYS),
+        code_sha256=code_fingerprint(code),
+    )
+
+
+# The exchange
+
+
+@dataclass(frozen=True)
+class _Code:
+    """One code's exchange while it runs."""
+
+    job: ConnectJob
+    fingerprint: str
+    arrival: float
+    lifetime: float
+
+    def age(self) -> float:
+        return time.time() - self.arrival
+
+    def life_left(self) -> float:
+        return self.arrival + self.lifetime - time.time()
+
+
+async def _end(
+    services: Services, code: _Code, outcome: exchanges.Outcome, reason: str, event: str
+) -> None:
+    """Record a code exchange that ended without tokens (the connection goes to ``error``,
+    unless it already holds this code's tokens)."""
+    async with services.pool.acquire() as conn, conn.transaction():
+        failed = await connections.fail_exchange(
+            conn, code.job.connection_id, code.fingerprint, reason
+        )
+        await exchanges.finish(conn, code.job.connection_id, code.fingerprint, outcome, code.age())
+        if failed:
+            await audit.record(conn, code.job.connection_id, event, outcome=outcome)
+    metrics.CODE_EXCHANGES.labels(code.job.app, outcome).inc()
+    if outcome == "expired":
+        metrics.CODES_EXPIRED.labels(code.job.app).inc()
+    log.warning("code_exchange_failed", outcome=outcome, reason=reason, changed=failed)
+
+
+async def _open(services: Services, code: _Code) -> exchanges.Exchange | None:
+    """The code's row (and the connection's, ``pending`` if new); None when there is
+    nothing to send (the reason is logged). ``started_at`` is set if a run had sent it."""
+    job = code.job
+    received = datetime.fromtimestamp(code.arrival, UTC)
+    async with services.pool.acquire() as conn, conn.transaction():
+        connection = await connections.create_pending(conn, job.connection_id, job.app)
+        row = await exchanges.note(conn, code.fingerprint, job.connection_id, job.app, received)
+        if connection.status == "revoked" and received < connection.status_changed_at:
+            # An event from before the unlink, processed after it: the latest word was unlink.
+            log.info("connect_older_than_unlink")
+            return None
+        if row.outcome == "exchanged":
+            # A duplicate run after a success whose tokens are gone since (an unlink): the
+            # code is spent for sure.
+            log.info("code_already_spent")
+            return None
+    return row
+
+
+async def _mark_started(services: Services, code: _Code) -> None:
+    async with services.pool.acquire() as conn:
+        await exchanges.mark_started(conn, code.job.connection_id, code.fingerprint)
+
+
+async def _already_exchanged(services: Services, code: _Code) -> bool:
+    async with services.pool.acquire() as conn:
+        connection = await connections.get(conn, code.job.connection_id)
+    return (
+        connection is not None
+        and connection.code_sha256 == code.fingerprint
+        and connection.has_tokens
+    )
+
+
+async def _send(services: Services, code: _Code, app: App) -> oauth.TokenSet:
+    job = code.job
+    return await oauth.exchange_code(
+        await services.bluebutton(app),
+        app.credentials,
+        code=job.code,
+        code_verifier=job.code_verifier,
+        redirect_uri=job.redirect_uri,
+        send_by=code.arrival + code.lifetime,
+    )
+
+
+async def _exchange(services: Services, code: _Code, job_try: int) -> Step:
+    """Exchange the code unless a run already did; ``sync`` when the connection now holds
+    its tokens. Raises Retry when BB2 could not answer and the code has life left."""
+    if await _already_exchanged(services, code):
+        log.info("code_already_exchanged")  # a redelivered job: the code is spent
+        return "sync"
+    row = await _open(services, code)
+    if row is None:
+        return "done"
+    if code.age() > code.lifetime:
+        await _end(services, code, "expired", EXPIRED, "code_expired")
+        return "done"
+    sent_before = row.started_at is not None
+    if not sent_before:
+        await _mark_started(services, code)
+    try:
+        # The app named by the job: its client issued the code, whatever app served the
+        # connection before (a re-consent may come through another organisation's app).
+        app = await services.app(code.job.app)
+        tokens = await _send(services, code, app)
+    except errors.CodeExpired:
+        await _end(services, code, "expired", EXPIRED, "code_expired")
+        return "done"
+    except errors.AuthorizationFailed as exc:
+        outcome: exchanges.Outcome = "lost_in_flight" if sent_before else "refused"
+        await _end(
+            services, code, outcome, refusal_reason(exc, sent_before), "authorization_failed"
+        )
+        return "done"
+    except (
+        errors.AppPaused,  # a code lives 60 s: it cannot wait for CMS to reactivate the app
+        errors.ClientRejected,
+        errors.ProtocolError,
+        errors.AppUnavailable,
+    ) as exc:
+        await _end(services, code, "failed", str(exc), "authorization_failed")
+        return "done"
+    except errors.RetryableError as exc:
+        delay = retry_delay(exc.retry_after, job_try, code.life_left())
+        if delay is None and job_try >= JOB_MAX_TRIES:
+            await _end(services, code, "failed", str(exc), "authorization_failed")
+            return "done"
+        if delay is None:
+            await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
+            return "done"
+        log.warning("code_exchange_deferred", reason=str(exc), defer=round(delay, 2))
+        raise Retry(defer=delay) from exc
+    metrics.CODE_AGE_AT_EXCHANGE.labels(code.job.app).observe(code.age())
+    return await _keep(services, code, app, tokens)
+
+
+async def _keep(services: Services, code: _Code, app: App, tokens: oauth.TokenSet) -> Step:
+    """Store the tokens (or, if they may not be stored, owe their revocation)."""
+    kept = await _save_grant(services, code, app, tokens)
+    async with services.pool.acquire() as conn:
+        await exchanges.finish(
+            conn, code.job.connection_id, code.fingerprint, "exchanged", code.age()
+        )
+    metrics.CODE_EXCHANGES.labels(code.job.app, "exchanged").inc()
+    return "sync" if kept else "done"
+
+
+async def _save_grant(services: Services, code: _Code, app: App, tokens: oauth.TokenSet) -> bool:
+    """Store the new grant (False: it may not be stored, and its tokens are owed a
+    revocation instead), waiting out a Postgres restart: the code is spent, so these tokens
+    exist nowhere else."""
+    deadline = time.monotonic() + GRANT_SAVE_PATIENCE_SECONDS
+    while True:
+        try:
+            async with services.pool.acquire() as conn, conn.transaction():
+                return await _store_grant(conn, services, code, app, tokens)
+        except Exception as exc:
+            outage = unavailable(exc)
+            if outage is None or time.monotonic() > deadline:
+                raise
+            log.warning("grant_save_deferred", reason=str(outage))
+            await asyncio.sleep(OUTAGE_RETRY_BASE_SECONDS)
+
+
+async def _store_grant(
+    conn: Conn, services: Services, code: _Code, app: App, tokens: oauth.TokenSet
+) -> bool:
+    connection_id = code.job.connection_id
+    grant = grant_from(app, tokens, code.job.code, datetime.now(UTC))
+    seen_at = datetime.fromtimestamp(code.arrival, UTC)
+    try:
+        if await connections.save_grant(
+            conn, services.cipher, connection_id, grant, seen_at=seen_at
+        ):
+            await audit.record(conn, connection_id, "authorized", scopes=sorted(tokens.scopes))
+            return True
+        # Unlinked while the code was exchanged: the unlink stands, and the new grant ends.
+        end_grant, event = True, "grant_dropped_after_unlink"
+    except errors.GrantConflict as exc:
+        # Another app's (or person's) live connection is never moved (nothing was written):
+        # these tokens are revoked, not their grant, which other connections may share.
+        end_grant, event = False, "grant_refused"
+        log.warning("grant_refused", reason=str(exc))
+    await revocations.owe(
+        conn,
+        connection_id,
+        revocations.seal(services.cipher, connection_id, tokens.access_token, tokens.refresh_token),
+        end_grant=end_grant,
+        app=app.name,
+        client_id=app.client_id,
+        patient_id=tokens.patient_id,
+    )
+    await audit.record(conn, connection_id, event)
+    return False
+
+
+async def exchange_step(services: Services, job: ConnectJob, ctx: dict[str, Any]) -> Step:
+    """Exchange ``job``'s code through the urgent lane of the budget; ``sync`` when the
+    connection holds its tokens and its first sync should follow. Shared by the
+    ``exchange`` job and the ``connect`` job of the contract."""
+    received_at = job.received_at if isinstance(job, ExchangeJob) else None
+    code = _Code(
+        job=job,
+        fingerprint=code_fingerprint(job.code),
+        arrival=arrival_of(received_at, ctx.get("enqueue_time"), time.time()),
+        lifetime=services.settings.bb_code_lifetime,
+    )
+    step = await _exchange(services.exchange_lane(), code, ctx["job_try"])
+    await backlog.leave(services.redis, job.app, job.job_id())
+    return step
+
+
+async def settle_after_exchange(services: Services, connection_id: str) -> None:
+    """Revoke what an exchange left owed (tokens a relink replaced, a grant dropped after an
+    unlink, tokens refused for another app's connection) in the caller's lane, never in
+    the urgent one, which is for codes. A failure is recorded and stays owed."""
+    with contextlib.suppress(errors.RetryableError):
+        await settle_owed(services, connection_id)
+
+
+async def status_of(services: Services, connection_id: str) -> str:
+    """The connection's status as a job's result."""
+    async with services.pool.acquire() as conn:
+        found = await connections.get(conn, connection_id)
+    return found.status if found else "unknown"
+
+
+async def exchange(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """arq job ``exchange(connection_id, code, code_verifier, redirect_uri, app,
+    received_at)``: the code exchange, then the first sync queued as a job of its own."""
+    job = parse_payload(ExchangeJob, args, kwargs)
+    services: Services = ctx["services"]
+    with structlog.contextvars.bound_contextvars(
+        job="exchange", connection_id=job.connection_id, app=job.app
+    ):
+        if await exchange_step(services, job, ctx) == "sync":
+            # The first sync settles what the relink left owed, in its own lane.
+            await enqueue(ctx["redis"], FirstSyncJob(connection_id=job.connection_id))
+            return {"status": "exchanged"}
+        await settle_after_exchange(services, job.connection_id)
+        return {"status": await status_of(services, job.connection_id)}

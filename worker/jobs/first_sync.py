@@ -1,0 +1,26 @@
+"""The ``first_sync`` job: fetch everything of a connection whose code was just exchanged.
+
+Queued by the ``exchange`` job in the interactive lane; it may wait its turn, since the
+tokens, unlike the code, live for an hour and refresh.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from worker.jobs.exchange import settle_after_exchange
+from worker.jobs.outcome import load, run_sync
+from worker.jobs.payloads import FirstSyncJob, parse_payload
+from worker.jobs.services import Services
+
+
+async def first_sync(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """arq job ``first_sync(connection_id)``."""
+    job = parse_payload(FirstSyncJob, args, kwargs)
+    services: Services = ctx["services"]
+    with structlog.contextvars.bound_contextvars(job="first_sync", connection_id=job.connection_id):
+        await settle_after_exchange(services, job.connection_id)
+        connection = await load(services, job.connection_id)
+        return await run_sync(services, connection, "connect", job_try=ctx["job_try"])
