@@ -12,6 +12,7 @@ import httpx
 import pytest
 import respx
 from arq import Retry
+from arq.constants import retry_key_prefix
 from redis.asyncio import Redis
 
 from tests.emulator.sdk_support import sdk_authorization, sdk_client
@@ -27,7 +28,7 @@ from tests.integration.support import (
 )
 from worker.bluebutton import oauth
 from worker.bluebutton.endpoints import REVOKE_GRANT_PATH
-from worker.constants import APP_PAUSED_KEY, APP_PROBE_KEY, MAX_GRANT_REFUSALS
+from worker.constants import APP_PAUSED_KEY, APP_PROBE_KEY, JOB_MAX_TRIES, MAX_GRANT_REFUSALS
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
 from worker.jobs.outcome import run_sync
@@ -182,6 +183,23 @@ async def test_an_inactive_app_changes_no_status_and_no_row_and_resumes(
     assert (await resync(ctx(services, job_try=3), "conn-1"))["status"] == "active"
     assert not await redis.exists(APP_PAUSED_KEY.format(app="default"))
     assert await stored_resources(pool, "conn-1") == served_resources(CONFIG, 1)
+
+
+async def test_waiting_for_an_inactive_app_spends_no_try(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    # However long CMS keeps the app inactive, a job keeps its tries for real failures: on
+    # what would be its last try it waits again, and arq's count of that try is given back.
+    emulator, _, services = await connected(start, CONFIG)
+    await emulator_post(
+        emulator.base_url, "/_emulator/apps/inactive", {"client_id": CLIENT_ID, "inactive": True}
+    )
+    await redis.set(retry_key_prefix + "resync:conn-1", JOB_MAX_TRIES)  # as arq counted it
+    last_try = {**ctx(services, job_try=JOB_MAX_TRIES), "job_id": "resync:conn-1"}
+    with pytest.raises(Retry):
+        await resync(last_try, "conn-1")
+    assert int(await redis.get(retry_key_prefix + "resync:conn-1")) == JOB_MAX_TRIES - 1
+    assert await pool.fetchval("SELECT status FROM connections") == "active"
 
 
 async def test_an_edges_html_403_during_a_full_pass_changes_nothing(

@@ -32,4 +32,6 @@ async def connect(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, A
         if step != "sync":
             return {"status": await status_of(services, job.connection_id)}
         connection = await load(services, job.connection_id)
-        return await run_sync(services, connection, "connect", job_try=ctx["job_try"])
+        return await run_sync(
+            services, connection, "connect", job_try=ctx["job_try"], job_id=ctx.get("job_id")
+        )

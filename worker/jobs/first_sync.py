@@ -23,4 +23,6 @@ async def first_sync(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str
     with structlog.contextvars.bound_contextvars(job="first_sync", connection_id=job.connection_id):
         await settle_after_exchange(services, job.connection_id)
         connection = await load(services, job.connection_id)
-        return await run_sync(services, connection, "connect", job_try=ctx["job_try"])
+        return await run_sync(
+            services, connection, "connect", job_try=ctx["job_try"], job_id=ctx.get("job_id")
+        )

@@ -18,9 +18,9 @@ import structlog
 from arq import Retry
 
 from worker import errors, pauses
-from worker.constants import APP_PAUSE_PROBE_SECONDS, JOB_MAX_TRIES
+from worker.constants import APP_PAUSE_PROBE_SECONDS
 from worker.crypto import DecryptionError, KeyMissing
-from worker.jobs.retrying import key_missing_retry, retry_later
+from worker.jobs.retrying import give_back_try, key_missing_retry, retry_later
 from worker.jobs.services import Services
 from worker.jobs.sync import SyncResult, sync_connection
 from worker.store import audit, connections, sync_runs
@@ -49,15 +49,15 @@ async def _fail(
 
 
 async def _wait_for_app(
-    services: Services, connection: connections.Connection, job_try: int
-) -> str:
+    services: Services, connection: connections.Connection, job_id: str | None
+) -> Retry:
     """CMS made the app inactive: nothing about this connection changes; the job comes
-    back in about a minute (a probe), its run and cursor kept."""
+    back in about a minute (a probe), its run and cursor kept, and the wait spends none of
+    its tries (``job_id``: arq's, to give the try back)."""
     await pauses.mark_paused(services.redis, connection.app)
-    if job_try < JOB_MAX_TRIES:
-        raise Retry(defer=APP_PAUSE_PROBE_SECONDS)
-    log.warning("sync_waits_for_app", job_try=job_try)
-    return connection.status
+    if job_id is not None:
+        await give_back_try(services.redis, job_id)
+    return Retry(defer=APP_PAUSE_PROBE_SECONDS)
 
 
 async def _succeed(services: Services, connection_id: str, result: SyncResult) -> int:
@@ -94,10 +94,12 @@ async def run_sync(
     kind: Kind,
     *,
     job_try: int,
+    job_id: str | None = None,
     plan: Plan = FULL,
 ) -> dict[str, Any]:
     """Sync the connection (as the job just read it) and record the outcome; raises
-    ``Retry`` to come back later."""
+    ``Retry`` to come back later (``job_id``: arq's, so that waiting for an app CMS holds
+    inactive spends no try)."""
     connection_id = connection.connection_id
     if connection.status == "revoked" or not connection.has_tokens:
         log.info("sync_not_needed", status=connection.status)
@@ -112,8 +114,8 @@ async def run_sync(
     except ConnectionRevoked:
         log.info("sync_stopped_by_unlink")
         return {"status": "revoked"}
-    except errors.AppPaused:
-        return {"status": await _wait_for_app(services, connection, job_try)}
+    except errors.AppPaused as exc:
+        raise await _wait_for_app(services, connection, job_id) from exc
     except errors.RetryableError as exc:
         if retry := retry_later(exc, job_try):
             log.warning("sync_deferred", reason=str(exc), job_try=job_try)

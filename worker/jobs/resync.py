@@ -45,4 +45,11 @@ async def resync(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, An
             full_every=timedelta(days=settings.resync_full_every_days),
             margin=timedelta(hours=settings.resync_margin_hours),
         )
-        return await run_sync(services, connection, "resync", job_try=ctx["job_try"], plan=plan)
+        return await run_sync(
+            services,
+            connection,
+            "resync",
+            job_try=ctx["job_try"],
+            job_id=ctx.get("job_id"),
+            plan=plan,
+        )

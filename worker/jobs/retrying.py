@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import structlog
 from arq import Retry
+from arq.constants import retry_key_prefix
+from redis.asyncio import Redis
 
 from worker import errors
 from worker.bluebutton.retry import job_retry_delay
@@ -48,3 +50,10 @@ def key_missing_retry(error: KeyMissing, job_try: int) -> Retry:
     DECRYPT_KEY_MISSING.labels(key_id=error.key_id).inc()
     log.error("decrypt_key_missing", key_id=error.key_id, job_try=job_try)
     return Retry(defer=outage_retry_delay(job_try))
+
+
+async def give_back_try(redis: Redis, job_id: str) -> None:
+    """Make the try that is ending free: arq counts a job's tries in its retry key, raised
+    as each try starts, so a job that only waits (for an app CMS holds inactive) keeps its
+    tries for real failures however long the wait lasts."""
+    await redis.decr(retry_key_prefix + job_id)
