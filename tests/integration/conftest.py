@@ -113,8 +113,10 @@ def env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def start() -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
-    """Start an emulator with the given config, and worker services pointed at it."""
+async def start(redis: Redis) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
+    """Start an emulator with the given config, and worker services pointed at it, on an
+    empty Redis: shared state an earlier test left (an app's pause flag, a budget) must
+    not reach this one."""
     async with AsyncExitStack() as stack:
 
         async def _start(config: EmulatorConfig | None = None, **settings: str) -> Stack:
