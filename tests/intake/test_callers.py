@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.intake.conftest import VERIFIER, Connect, intake_settings, now
-from worker.constants import QUEUE_BULK, QUEUE_INTERACTIVE
+from worker.constants import QUEUE_BULK, QUEUE_EXCHANGE, QUEUE_INTERACTIVE
 from worker.errors import ConfigError
 from worker.intake.auth import sign, sign_v2
 from worker.intake.callers import Caller, parse_callers
@@ -99,8 +99,10 @@ async def get_v2(client: httpx.AsyncClient, caller: Caller, path: str) -> httpx.
 
 
 async def queued(redis: Redis) -> list[bytes]:
-    jobs: list[bytes] = await redis.zrange(QUEUE_INTERACTIVE, 0, -1)
-    return jobs + await redis.zrange(QUEUE_BULK, 0, -1)
+    jobs: list[bytes] = []
+    for queue in (QUEUE_EXCHANGE, QUEUE_INTERACTIVE, QUEUE_BULK):
+        jobs += await redis.zrange(queue, 0, -1)
+    return jobs
 
 
 def connect_event(connection_id: str, app: str) -> dict[str, str]:
@@ -155,7 +157,7 @@ async def test_a_connect_cannot_take_another_apps_connection(
     assert wrong_app.status_code == 403
     assert move.status_code == 409
     assert fresh.status_code == 202
-    assert [job.split(b":")[:2] for job in await queued(redis)] == [[b"connect", b"c-new"]]
+    assert [job.split(b":")[:2] for job in await queued(redis)] == [[b"exchange", b"c-new"]]
     async with pool.acquire() as conn:
         beta = await connections.get(conn, "c-beta")
     assert beta is not None

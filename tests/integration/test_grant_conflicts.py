@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.conftest import Start, connected, ctx
 from tests.integration.support import authorized_job
+from tests.integration.test_cms_events import grants_at_cms
 from worker.crypto import TokenCipher
 from worker.emulator.config import EmulatorConfig
 from worker.errors import GrantConflict
@@ -77,9 +78,16 @@ async def test_a_connect_job_for_another_beneficiary_changes_nothing(
     before = await pool.fetchrow("SELECT * FROM connections WHERE connection_id = 'conn-1'")
     other = await authorized_job(emulator.base_url, 2, connection_id="conn-1")
 
-    with pytest.raises(GrantConflict, match="another beneficiary"):
-        await connect(ctx(services), **other.model_dump())
+    result = await connect(ctx(services), **other.model_dump())
+
     after = await pool.fetchrow("SELECT * FROM connections WHERE connection_id = 'conn-1'")
     assert before is not None
     assert after is not None
     assert dict(after) == dict(before)
+    assert result == {"status": "active"}
+    events = await pool.fetch("SELECT event FROM audit_log ORDER BY at")
+    assert "grant_refused" in [row["event"] for row in events]
+    # The tokens the refused code brought are revoked at CMS, not kept or forgotten.
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+    [grant] = await grants_at_cms(emulator.base_url, 2)
+    assert (grant["live_access_tokens"], grant["live_refresh_tokens"]) == (0, 0)
