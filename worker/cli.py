@@ -27,7 +27,6 @@ from worker.store.db import connection
 
 async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from worker.store.migrate import migrate
-
     from worker.store.partitioning import is_partitioned
 
     async with connection(settings.database_url) as conn:

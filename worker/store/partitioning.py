@@ -19,7 +19,7 @@ BATCH: Final = 1000
 async def is_partitioned(conn: Conn) -> bool:
     """Whether ``fhir_resources`` is the partitioned table yet."""
     kind = await conn.fetchval(
-        "SELECT relkind FROM pg_class WHERE oid = 'fhir_resources'::regclass"
+        "SELECT relkind::text FROM pg_class WHERE oid = 'fhir_resources'::regclass"
     )
     return bool(kind == "p")
 
