@@ -59,8 +59,10 @@ async def _partition_resources(settings: Settings, args: argparse.Namespace) -> 
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.gctune import tune_gc
     from worker.jobs.worker import run_replica
 
+    tune_gc()
     await run_replica(settings, burst=args.burst, concurrency=args.concurrency)
     return 0
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.bluebutton.bundle import parse_search_page
+from worker.gctune import tune_gc
 from worker.jobs.sync import rows_of
 from worker.store import connections, resources, sync_runs
 from worker.store.db import create_pool
@@ -91,7 +95,7 @@ class Timings:
 
 def eob(template: dict[str, Any], patient_id: str, seq: int) -> dict[str, Any]:
     """A copy of a template claim as this beneficiary's claim number ``seq``."""
-    claim = orjson.loads(orjson.dumps(template))
+    claim: dict[str, Any] = orjson.loads(orjson.dumps(template))
     claim["id"] = f"{template['id'].split('-')[0]}-{patient_id[1:]}{seq:04d}"
     claim["patient"] = {"reference": f"Patient/{patient_id}"}
     claim["meta"] = {**claim.get("meta", {}), "lastUpdated": "2024-03-01T12:00:00.000+00:00"}
@@ -241,55 +245,105 @@ def backend_cpu(pids: list[int]) -> float:
     return total / ticks
 
 
-async def backends(pool: asyncpg.Pool) -> list[int]:
-    """The pool's server processes (the server runs on this machine, as the bench needs)."""
-    rows = await pool.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        " AND backend_type = 'client backend'"
-    )
-    return [row["pid"] for row in rows]
+async def pool_pids(pool: asyncpg.Pool, size: int) -> list[int]:
+    """The server processes behind the pool's ``size`` connections (the server runs on this
+    machine, as the bench needs)."""
+    held = [await pool.acquire() for _ in range(size)]
+    try:
+        return [conn.get_server_pid() for conn in held]
+    finally:
+        for conn in held:
+            await pool.release(conn)
 
 
 @dataclass(frozen=True)
 class Pass:
-    """One pass over every page: wall time and the CPU each side used."""
+    """One process's pass over its pages: when it ran and the CPU each side used."""
 
     timings: Timings
-    seconds: float
+    started: float
+    ended: float
     worker_cpu: float
     postgres_cpu: float
 
 
-async def timed_pass(pool: asyncpg.Pool, people: list[Beneficiary], concurrency: int) -> Pass:
-    """Store every page once, measuring the worker's CPU and the Postgres backends'."""
-    await asyncio.gather(*(pool.fetchval("SELECT 1") for _ in range(concurrency)))
-    pids = await backends(pool)
-    pg_before, cpu_before, start = backend_cpu(pids), time.process_time(), time.perf_counter()
-    timings = await store_all(pool, people, concurrency)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_before
-    pids = sorted(set(pids) | set(await backends(pool)))
-    return Pass(timings, seconds, cpu, backend_cpu(pids) - pg_before)
+async def timed_pass(dsn: str, people: list[Beneficiary], concurrency: int, start: Barrier) -> Pass:
+    """Store every page once, measuring this process's CPU and its Postgres backends'."""
+    pool = await create_pool(dsn, max_size=concurrency)
+    try:
+        pids = await pool_pids(pool, concurrency)
+        await asyncio.to_thread(start.wait)
+        pg_before, cpu_before, began = backend_cpu(pids), time.process_time(), time.monotonic()
+        timings = await store_all(pool, people, concurrency)
+        ended, cpu = time.monotonic(), time.process_time() - cpu_before
+        return Pass(timings, began, ended, cpu, backend_cpu(pids) - pg_before)
+    finally:
+        await pool.close()
 
 
-def rate_row(label: str, run: Pass, eobs: int, json_mb: float) -> list[str]:
+def run_share(args: tuple[str, list[Beneficiary], int, Barrier, Queue[Pass]]) -> None:
+    """A worker process's share of a pass (its own event loop and pool, as a replica)."""
+    dsn, people, concurrency, start, results = args
+    tune_gc()  # as `bbingest worker` does
+    results.put(asyncio.run(timed_pass(dsn, people, concurrency, start)))
+
+
+def one_pass(dsn: str, people: list[Beneficiary], concurrency: int, processes: int) -> Pass:
+    """Every page stored once by ``processes`` worker processes started together, each
+    taking its share of the beneficiaries; their figures added up."""
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Barrier(processes), ctx.Queue()
+    workers = [
+        ctx.Process(
+            target=run_share, args=((dsn, people[n::processes], concurrency, start, results),)
+        )
+        for n in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    shares = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    total = Timings()
+    for share in shares:
+        total.parse += share.timings.parse
+        total.rows += share.timings.rows
+        total.db += share.timings.db
+        total.pages += share.timings.pages
+        for key, value in share.timings.counts.items():
+            total.counts[key] += value
+    return Pass(
+        total,
+        min(share.started for share in shares),
+        max(share.ended for share in shares),
+        sum(share.worker_cpu for share in shares),
+        sum(share.postgres_cpu for share in shares),
+    )
+
+
+def rate_row(label: str, run: Pass, eobs: int, json_mb: float, processes: int) -> list[str]:
     """A row of the table: rates, stage times, CPU per EOB, and the ceiling on two cores."""
     t = run.timings
+    seconds = run.ended - run.started
     per_page = 1000 / max(t.pages, 1)
     worker_ms, pg_ms = 1000 * run.worker_cpu / eobs, 1000 * run.postgres_cpu / eobs
-    # One worker process runs on one core at most (the GIL); Postgres takes the rest.
-    ceiling = min(1000 / worker_ms, 2000 / (worker_ms + pg_ms))
+    # A worker process uses one core at most (the GIL); Postgres and the others share the rest.
+    ceiling = min(processes * 1000 / worker_ms, 2000 / (worker_ms + pg_ms))
     return [
         label,
-        f"{eobs / run.seconds:,.0f}",
-        f"{json_mb / run.seconds:,.1f}",
+        f"{eobs / seconds:,.0f}",
+        f"{json_mb / seconds:,.1f}",
         f"{t.parse * per_page:.1f} / {t.rows * per_page:.1f} / {t.db * per_page:.1f}",
         f"{worker_ms:.2f} / {pg_ms:.2f}",
         f"{ceiling:,.0f}",
-        f"{t.counts['inserted']}/{t.counts['unchanged']}",
+        f"{t.counts['inserted']} / {t.counts['unchanged']}",
     ]
 
 
-async def main(dsn: str, count: int, claims: int, concurrency: int, layouts: list[str]) -> None:
+def main(
+    dsn: str, count: int, claims: int, concurrency: int, processes: int, only: list[str]
+) -> None:
+    """Build the pages, then store them twice in each layout, printing one table."""
     began = time.perf_counter()
     console = Console()
     people = beneficiaries(count, claims)
@@ -298,25 +352,22 @@ async def main(dsn: str, count: int, claims: int, concurrency: int, layouts: lis
     json_mb = json_bytes / 1e6
     console.print(
         f"store bench: {eobs:,} EOBs in {eobs // PAGE_SIZE:,} pages, {json_mb:,.0f} MB of JSON"
-        f" (mean {json_bytes / eobs / 1000:.1f} KB an EOB); {concurrency} pages at once;"
-        f" {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start"
+        f" (mean {json_bytes / eobs / 1000:.1f} KB an EOB); {processes} worker processes storing"
+        f" {concurrency} pages at once each; {os.cpu_count()} cores, load average"
+        f" {os.getloadavg()[0]:.1f} at the start"
     )
     table = Table(title="store path: parse, hash, upsert (one transaction a page)")
     for column in ("layout, pass", "EOBs/s", "MB/s", "ms a page: parse / hash / db",
                    "CPU ms an EOB: worker / postgres", "EOBs/s ceiling, 2 free cores",
                    "inserted / unchanged", "size MB", "stored as"):  # fmt: skip
         table.add_column(column)
-    for layout in (lay for lay in LAYOUTS if lay.name in layouts or not layouts):
-        await prepare(dsn, layout, people)
-        pool = await create_pool(dsn, max_size=concurrency)
-        try:
-            for label in ("new", "unchanged"):
-                run = await timed_pass(pool, people, concurrency)
-                size, method = await table_size(dsn)
-                row = rate_row(f"{layout.name}, {label}", run, eobs, json_mb)
-                table.add_row(*row, f"{size / 1e6:,.0f}", method)
-        finally:
-            await pool.close()
+    for layout in (lay for lay in LAYOUTS if lay.name in only or not only):
+        asyncio.run(prepare(dsn, layout, people))
+        for label in ("new", "unchanged"):
+            run = one_pass(dsn, people, concurrency, processes)
+            size, method = asyncio.run(table_size(dsn))
+            row = rate_row(f"{layout.name}, {label}", run, eobs, json_mb, processes)
+            table.add_row(*row, f"{size / 1e6:,.0f}", method)
     console.print(table)
     console.print(
         f"store bench took {time.perf_counter() - began:.0f} s;"
@@ -326,10 +377,18 @@ async def main(dsn: str, count: int, claims: int, concurrency: int, layouts: lis
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--beneficiaries", type=int, default=200)
+    parser.add_argument("--beneficiaries", type=int, default=300)
     parser.add_argument("--claims", type=int, default=30, help="EOBs each (pages of 10)")
-    parser.add_argument("--concurrency", type=int, default=4, help="pages stored at once")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes (replicas)")
+    parser.add_argument("--concurrency", type=int, default=4, help="pages each stores at once")
     parser.add_argument("--layout", action="append", default=[], help="only these layouts")
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1/bbingest_bench")
-    asyncio.run(main(database_url, args.beneficiaries, args.claims, args.concurrency, args.layout))
+    main(
+        database_url,
+        args.beneficiaries,
+        args.claims,
+        args.concurrency,
+        args.processes,
+        args.layout,
+    )
