@@ -85,7 +85,12 @@ async def upsert(
     resource_type: str,
     resources: Iterable[ResourceRow],
 ) -> UpsertCounts:
-    """Insert new resources, rewrite changed ones, and leave identical ones alone."""
+    """Insert new resources, rewrite changed ones, and leave identical ones alone.
+
+    The stored hashes are read first, so identical resources are not even sent. The counts
+    follow that read: one sync writes a connection at a time (its lease), so nothing else
+    inserts the page's rows in between; if something did, only the counts would be off.
+    """
     rows = unique_by_id(resources)
     if not rows:
         return UpsertCounts()
