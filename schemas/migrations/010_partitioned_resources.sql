@@ -53,10 +53,12 @@ BEGIN
     END LOOP;
 END $$;
 
--- Creates `name` with the columns, defaults, checks and indexes of fhir_resources, hash-
--- partitioned by connection_id into `name`_p00, _p01, ... with `method` compression.
+-- Creates `name` with the columns, defaults, checks, indexes and grants of fhir_resources,
+-- hash-partitioned by connection_id into `name`_p00, _p01, ... with `method` compression.
 CREATE FUNCTION fhir_resources_create_partitioned(name text, partitions int, method text)
 RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    g record;
 BEGIN
     EXECUTE format('CREATE TABLE %I (LIKE fhir_resources INCLUDING ALL)'
                    ' PARTITION BY HASH (connection_id)', name);
@@ -65,6 +67,12 @@ BEGIN
                    ' FOREIGN KEY (connection_id) REFERENCES connections ON DELETE CASCADE', name);
     -- Partitions take the compression their parent has when they are created.
     EXECUTE format('ALTER TABLE %I ALTER COLUMN resource SET COMPRESSION %s', name, method);
+    -- LIKE copies no privileges: a restricted application role keeps its grants.
+    FOR g IN SELECT a.grantee, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = 'fhir_resources'::regclass AND a.grantee <> c.relowner LOOP
+        EXECUTE format('GRANT %s ON %I TO %s', g.privilege_type, name,
+                       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::regrole::text END);
+    END LOOP;
     FOR i IN 0 .. partitions - 1 LOOP
         EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
                        name || '_p' || lpad(i::text, 2, '0'), name, partitions, i);

@@ -170,9 +170,23 @@ async def test_migrate_says_so_and_the_command_moves_the_table(
     monkeypatch.setenv("DATABASE_URL", f"{DATABASE_URL}?search_path={schema}")
     await conn.execute("INSERT INTO connections (connection_id) VALUES ('c1')")
     await resources.upsert(conn, "c1", EOB, [row("a", 1), row("b", 2)])
-    assert await run_cli("migrate") == 0
-    assert "bbingest partition-resources" in capsys.readouterr().out
-    assert await run_cli("partition-resources", "--batch", "1") == 0
+    role = f"{schema}_reader"  # a role is cluster-wide: named after the test's own schema
+    await conn.execute(f"CREATE ROLE {role}")
+    try:
+        await conn.execute(f"GRANT SELECT, INSERT ON fhir_resources TO {role}")
+        assert await run_cli("migrate") == 0
+        assert "bbingest partition-resources" in capsys.readouterr().out
+        assert await run_cli("partition-resources", "--batch", "1") == 0
+        grants = await conn.fetchval(
+            "SELECT array_agg(privilege_type::text ORDER BY privilege_type)"
+            " FROM pg_class c, aclexplode(c.relacl) a"
+            " WHERE c.oid = 'fhir_resources'::regclass AND a.grantee = $1::regrole",
+            role,
+        )
+        assert grants == ["INSERT", "SELECT"]  # the application role keeps its grants
+    finally:
+        await conn.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {role}")
+        await conn.execute(f"DROP ROLE {role}")
     out = capsys.readouterr().out
     assert "copied 2 rows" in out
     assert "fhir_resources_unpartitioned" in out
