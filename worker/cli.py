@@ -29,16 +29,42 @@ from worker.store.db import connection
 
 async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from worker.store.migrate import migrate
+    from worker.store.partitioning import is_partitioned
 
     async with connection(settings.database_url) as conn:
         applied = await migrate(conn)
+        partitioned = await is_partitioned(conn)
     print(f"applied {', '.join(applied)}" if applied else "database is up to date")
+    if not partitioned:
+        print(
+            "fhir_resources held rows, so it is not partitioned yet:"
+            " move it online with `bbingest partition-resources`"
+        )
+    return 0
+
+
+async def _partition_resources(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.store.partitioning import move_online
+
+    async with connection(settings.database_url) as conn:
+        copied = await move_online(
+            conn, batch=args.batch, progress=lambda n: print(f"copied {n} rows", flush=True)
+        )
+    if copied is None:
+        print("fhir_resources is partitioned already")
+    else:
+        print(
+            f"fhir_resources is partitioned ({copied} rows copied); the old table is kept as"
+            " fhir_resources_unpartitioned: drop it once checked"
+        )
     return 0
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.gctune import tune_gc
     from worker.jobs.worker import run_replica
 
+    tune_gc()
     await run_replica(settings, burst=args.burst, concurrency=args.concurrency)
     return 0
 
@@ -341,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--dry-run", action="store_true", help="show it, queue nothing")
     purge.set_defaults(run=_purge)
+    move = commands.add_parser(
+        "partition-resources",
+        help="move a populated fhir_resources into hash partitions, online (after migrate)",
+    )
+    move.add_argument("--batch", type=positive, default=1000, help="rows copied a transaction")
+    move.set_defaults(run=_partition_resources)
     add_app_commands(commands)
 
     demo = commands.add_parser("demo", help="the whole flow on the local emulator")

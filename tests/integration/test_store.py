@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import orjson
 import pytest
 
 from tests.integration.conftest import DATABASE_URL
@@ -136,3 +137,39 @@ async def test_a_full_pass_deletes_unseen_rows_only_of_the_types_it_read(
         assert await sync_runs.delete_unseen(conn, run.run_id, "c") == 1
     left = await pool.fetch("SELECT resource_type FROM fhir_resources")
     assert [row["resource_type"] for row in left] == ["Patient"]
+
+
+async def test_a_stored_resource_is_the_json_bb2_sent(pool: asyncpg.Pool) -> None:
+    """Sent once as canonical JSON (sorted keys), stored as jsonb: the same document."""
+    raw = b'{"resourceType":"Coverage","id":"part-a","z":[1.5,{"b":null,"a":"\\u00e9"}],"meta":{}}'
+    resource = orjson.loads(raw)
+    async with pool.acquire() as conn:
+        await connections.create_pending(conn, "c1", "default")
+        await resources.upsert(conn, "c1", "Coverage", [ResourceRow("part-a", resource, T0)])
+        assert await conn.fetchval(
+            "SELECT resource = $1::text::jsonb FROM fhir_resources", raw.decode()
+        )
+        assert await conn.fetchval("SELECT resource FROM fhir_resources") == resource
+
+
+async def test_the_same_id_under_two_types_is_two_resources(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await connections.create_pending(conn, "c1", "default")
+        await resources.upsert(conn, "c1", "Coverage", [row("a", 1)])
+        counts = await resources.upsert(conn, "c1", "ExplanationOfBenefit", [row("a", 1)])
+        assert (counts.inserted, counts.updated, counts.unchanged) == (1, 0, 0)
+        again = await resources.upsert(conn, "c1", "Coverage", [row("a", 2), row("b", 1)])
+        assert (again.inserted, again.updated, again.unchanged) == (1, 1, 0)
+
+
+async def test_a_page_of_unchanged_resources_writes_nothing(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        await connections.create_pending(conn, "c1", "default")
+        page = [row(f"r{n}", n) for n in range(10)]
+        await resources.upsert(conn, "c1", "ExplanationOfBenefit", page)
+        before = await conn.fetch("SELECT resource_id, xmin::text FROM fhir_resources ORDER BY 1")
+        # Duplicates within the page too: the last of each id counts.
+        counts = await resources.upsert(conn, "c1", "ExplanationOfBenefit", [row("r0", 5), *page])
+        assert (counts.inserted, counts.updated, counts.unchanged) == (0, 0, 10)
+        after = await conn.fetch("SELECT resource_id, xmin::text FROM fhir_resources ORDER BY 1")
+        assert after == before

@@ -12,17 +12,26 @@ import orjson
 
 from worker.store.db import Conn
 
+# Which of a page's resources are stored already, and with what hash: unchanged ones are
+# then not even sent (most of a resync), and the rest are known to be new or changed.
+_STORED_HASHES: Final = """
+SELECT resource_id, content_hash FROM fhir_resources
+WHERE connection_id = $1 AND resource_type = $2 AND resource_id = ANY($3::text[])
+"""
+
+# The documents travel as the canonical JSON already built for the hash (serialised once);
+# Postgres parses the text into jsonb, as it would parse jsonb's binary form. The hash compare
+# stays as a guard, so a row changed to the same content meanwhile is still not rewritten.
 _UPSERT: Final = """
 INSERT INTO fhir_resources AS t
     (connection_id, resource_type, resource_id, resource, content_hash, last_updated, fetched_at)
-SELECT $1, $2, r.id, r.resource, r.hash, r.last_updated, now()
-FROM unnest($3::text[], $4::jsonb[], $5::bytea[], $6::timestamptz[])
-    AS r(id, resource, hash, last_updated)
+SELECT $1, $2, r.id, convert_from(r.doc, 'UTF8')::jsonb, r.hash, r.last_updated, now()
+FROM unnest($3::text[], $4::bytea[], $5::bytea[], $6::timestamptz[])
+    AS r(id, doc, hash, last_updated)
 ON CONFLICT (connection_id, resource_type, resource_id) DO UPDATE
 SET resource = EXCLUDED.resource, content_hash = EXCLUDED.content_hash,
     last_updated = EXCLUDED.last_updated, fetched_at = EXCLUDED.fetched_at
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
-RETURNING (xmax = 0) AS inserted
 """
 
 
@@ -33,11 +42,14 @@ class ResourceRow:
     resource_id: str
     resource: dict[str, Any]
     last_updated: datetime
+    # The canonical JSON, built once: hashed, and sent as the stored document.
+    canonical: bytes = field(init=False, repr=False)
     content_hash: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         # Hashing a page is CPU work: build rows off the event loop (asyncio.to_thread).
-        object.__setattr__(self, "content_hash", content_hash(self.resource))
+        object.__setattr__(self, "canonical", canonical_json(self.resource))
+        object.__setattr__(self, "content_hash", hashlib.sha256(self.canonical).digest())
 
 
 @dataclass(frozen=True)
@@ -49,9 +61,11 @@ class UpsertCounts:
     unchanged: int = 0
 
 
-def content_hash(resource: dict[str, Any]) -> bytes:
-    """sha256 of the resource's canonical JSON (sorted keys), stable across key order."""
-    return hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).digest()
+def canonical_json(resource: dict[str, Any]) -> bytes:
+    """The resource as JSON with sorted keys: the same bytes whatever BB2's key order.
+
+    Storing these rather than BB2's own bytes changes nothing: jsonb keeps no key order."""
+    return orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
 
 
 def unique_by_id(rows: Iterable[ResourceRow]) -> list[ResourceRow]:
@@ -60,28 +74,43 @@ def unique_by_id(rows: Iterable[ResourceRow]) -> list[ResourceRow]:
     return [by_id[rid] for rid in sorted(by_id)]
 
 
+def to_write(rows: list[ResourceRow], stored: dict[str, bytes]) -> list[ResourceRow]:
+    """The rows whose content differs from what is stored (``stored``: id to hash)."""
+    return [row for row in rows if stored.get(row.resource_id) != row.content_hash]
+
+
 async def upsert(
     conn: Conn,
     connection_id: str,
     resource_type: str,
     resources: Iterable[ResourceRow],
 ) -> UpsertCounts:
-    """Insert new resources, rewrite changed ones, and leave identical ones alone."""
+    """Insert new resources, rewrite changed ones, and leave identical ones alone.
+
+    The stored hashes are read first, so identical resources are not even sent. The counts
+    follow that read: one sync writes a connection at a time (its lease), so nothing else
+    inserts the page's rows in between; if something did, only the counts would be off.
+    """
     rows = unique_by_id(resources)
     if not rows:
         return UpsertCounts()
-    written = await conn.fetch(
-        _UPSERT,
-        connection_id,
-        resource_type,
-        [row.resource_id for row in rows],
-        [row.resource for row in rows],
-        [row.content_hash for row in rows],
-        [row.last_updated for row in rows],
-    )
-    inserted = sum(1 for record in written if record["inserted"])
+    ids = [row.resource_id for row in rows]
+    records = await conn.fetch(_STORED_HASHES, connection_id, resource_type, ids)
+    stored = {record["resource_id"]: record["content_hash"] for record in records}
+    changed = to_write(rows, stored)
+    if changed:
+        await conn.execute(
+            _UPSERT,
+            connection_id,
+            resource_type,
+            [row.resource_id for row in changed],
+            [row.canonical for row in changed],
+            [row.content_hash for row in changed],
+            [row.last_updated for row in changed],
+        )
+    inserted = sum(1 for row in changed if row.resource_id not in stored)
     return UpsertCounts(
-        inserted=inserted, updated=len(written) - inserted, unchanged=len(rows) - len(written)
+        inserted=inserted, updated=len(changed) - inserted, unchanged=len(rows) - len(changed)
     )
 
 

@@ -117,7 +117,8 @@ async def fail_running(conn: Conn, connection_id: str, error: str) -> None:
                UPDATE sync_runs SET status = 'failed', error = $2, finished_at = now(),
                    cursor_type = NULL, cursor_url = NULL
                WHERE connection_id = $1 AND status = 'running' RETURNING run_id)
-           DELETE FROM sync_seen s USING failed WHERE s.run_id = failed.run_id""",
+           DELETE FROM sync_seen s USING failed
+           WHERE s.connection_id = $1 AND s.run_id = failed.run_id""",
         connection_id,
         error[:MAX_ERROR_CHARS],
     )
@@ -128,8 +129,9 @@ async def remember_seen(
 ) -> None:
     """Note ids a full pass has seen (inside the page's transaction)."""
     await conn.execute(
-        """INSERT INTO sync_seen (run_id, resource_type, resource_id)
-           SELECT $1, $2, unnest($3::text[]) ON CONFLICT DO NOTHING""",
+        """INSERT INTO sync_seen (connection_id, run_id, resource_type, resource_id)
+           SELECT r.connection_id, $1, $2, unnest($3::text[]) FROM sync_runs r
+           WHERE r.run_id = $1 ON CONFLICT DO NOTHING""",
         run_id,
         resource_type,
         resource_ids,
@@ -142,7 +144,7 @@ async def delete_unseen(conn: Conn, run_id: int, connection_id: str) -> int:
     deleted = await conn.fetchval(
         """WITH gone AS (
                DELETE FROM fhir_resources r WHERE r.connection_id = $2 AND NOT EXISTS (
-                   SELECT 1 FROM sync_seen s WHERE s.run_id = $1
+                   SELECT 1 FROM sync_seen s WHERE s.connection_id = $2 AND s.run_id = $1
                    AND s.resource_type = r.resource_type AND s.resource_id = r.resource_id)
                AND NOT r.resource_type = ANY(
                    SELECT unnest(skipped_types) FROM sync_runs WHERE run_id = $1)
@@ -151,7 +153,9 @@ async def delete_unseen(conn: Conn, run_id: int, connection_id: str) -> int:
         run_id,
         connection_id,
     )
-    await conn.execute("DELETE FROM sync_seen WHERE run_id = $1", run_id)
+    await conn.execute(
+        "DELETE FROM sync_seen WHERE connection_id = $1 AND run_id = $2", connection_id, run_id
+    )
     return int(deleted)
 
 
