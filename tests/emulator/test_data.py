@@ -16,7 +16,7 @@ from worker.emulator.claims import CLAIM_TYPES
 from worker.emulator.config import EmulatorConfig, add_arguments, config_from_args
 from worker.emulator.data import Dataset
 
-SAMPLES = Path("/work/shared/bluebutton/samples")
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "bluebutton" / "samples"
 
 
 def test_bbuser00000_is_the_sandbox_user_with_52_carrier_and_outpatient_eobs() -> None:
