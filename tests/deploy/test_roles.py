@@ -1,13 +1,15 @@
 """deploy/postgres/roles.sql on the real local Postgres: each role can do its job and no
 more, and the audit log is append-only (migration 008) for every role, the owner included.
 
-Runs in a scratch database of its own (``<test database>_roles``), dropped afterwards; the
+Runs in a scratch database of its own (``<test database>_roles_<pid>``, so that two test
+runs on one server never share it), dropped afterwards; the
 roles are cluster-wide and the file is idempotent, so a second run finds them in place.
 Roles are taken with SET ROLE, so no password or pg_hba entry is needed.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -26,7 +28,7 @@ ROLES_SQL = Path(__file__).resolve().parents[2] / "deploy" / "postgres" / "roles
 
 def _scratch_dsn() -> tuple[str, str]:
     parts = urlsplit(DATABASE_URL)
-    name = parts.path.lstrip("/") + "_roles"
+    name = f"{parts.path.lstrip('/')}_roles_{os.getpid()}"
     return name, urlunsplit(parts._replace(path="/" + name))
 
 
