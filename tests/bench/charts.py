@@ -16,14 +16,13 @@ no global state shared between charts, the same bytes on a server as on a laptop
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from itertools import pairwise
 from pathlib import Path
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-BENCH_DIR = Path("bench")
+BENCH_DIR = Path(__file__).resolve().parents[2] / "bench"  # committed; the README shows them
 # Small files that read well embedded in the README on GitHub (800 x 450 px).
 SIZE_INCHES = (8.0, 4.5)
 DPI = 100
@@ -53,14 +52,21 @@ def since(series: Series, origin: float) -> list[Point]:
     return [(t - origin, value) for t, value in series]
 
 
-def rate_of(samples: Sequence[Point]) -> list[Point]:
-    """The per-second rate of a cumulative counter sampled at (t, value), at each sample's end.
+def rate_of(samples: Series, window: float = 0.0) -> list[Point]:
+    """The per-second rate of a cumulative counter sampled at (t, value): at each sample, the
+    increase since the latest sample at least ``window`` seconds earlier (by default the one
+    before), over the time between them, as Prometheus's ``rate()`` looks back over a range.
 
-    A counter that went down (a process restarted) restarts from zero, as Prometheus's
-    ``rate()`` treats a reset.
+    A counter that went down (a process restarted) restarts from zero, as ``rate()`` treats a
+    reset.
     """
     rates = []
-    for (t0, v0), (t1, v1) in pairwise(samples):
+    start = 0
+    for end in range(1, len(samples)):
+        t1, v1 = samples[end]
+        while start + 1 < end and samples[start + 1][0] <= t1 - window:
+            start += 1
+        t0, v0 = samples[start]
         if t1 > t0:
             increase = v1 - v0 if v1 >= v0 else v1
             rates.append((t1, increase / (t1 - t0)))

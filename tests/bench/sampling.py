@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -42,27 +43,43 @@ def _free(port: int) -> bool:
         return True
 
 
-def metric_sum(exposition: str, family: str) -> float:
-    """The sum of every sample of ``family`` (all labels) in a Prometheus text exposition: the
-    samples named ``family`` (a gauge) or ``family_total`` (a counter); a counter's
-    ``_created`` samples are timestamps, not counts, and are left out."""
+def metric_sum(exposition: str, family: str, match: Mapping[str, str] | None = None) -> float:
+    """The sum of the samples of ``family`` in a Prometheus text exposition whose labels
+    include ``match`` (all of them by default): the samples named ``family`` (a gauge) or
+    ``family_total`` (a counter); a counter's ``_created`` samples are timestamps, not counts,
+    and are left out."""
     names = {family, family + "_total"}
+    wanted = (match or {}).items()
     return sum(
         sample.value
         for metric in text_string_to_metric_families(exposition)
         for sample in metric.samples
-        if sample.name in names
+        if sample.name in names and wanted <= sample.labels.items()
     )
+
+
+def rss_bytes(pid: int) -> float:
+    """The resident memory of a process now (Linux: VmRSS of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmRSS:"):
+            return float(line.split()[1]) * 1024  # reported in kB
+    raise LookupError(f"no VmRSS for process {pid}")
 
 
 @dataclass
 class ReplicaSampler:
-    """Polls ``family`` on each replica's metrics port every ``interval`` seconds while
-    running; ``samples[i]`` holds replica i's (epoch time, value) points. A replica that does
-    not answer (still starting, or killed) is skipped for that round."""
+    """Polls ``family`` (its samples matching ``match``, summed) on each replica's metrics
+    port every ``interval`` seconds while running; ``samples[i]`` holds replica i's (epoch
+    time, value) points. A replica that does not answer (still starting, or killed) is
+    skipped for that round.
+
+    E.g. the 429s each replica met: ``ReplicaSampler(ports, match={"status": "429"})``, then
+    ``charts.rate_of``; an app's budget rate (a gauge): ``family="bbingest_budget_rate"``.
+    """
 
     ports: Sequence[int]
     family: str = REQUESTS_METRIC
+    match: Mapping[str, str] | None = None
     interval: float = 1.0
     samples: list[list[Point]] = field(default_factory=list)
 
@@ -77,6 +94,6 @@ class ReplicaSampler:
                         response = await http.get(f"http://127.0.0.1:{port}/metrics")
                     except httpx.TransportError:
                         continue
-                    value = metric_sum(response.text, self.family)
+                    value = metric_sum(response.text, self.family, self.match)
                     self.samples[index].append((time.time(), value))
                 await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))

@@ -3,6 +3,7 @@ compute what the charts claim, and a chart is a real PNG of the agreed size."""
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tests.bench.charts import (
     rate_of,
     since,
 )
-from tests.bench.sampling import metric_sum
+from tests.bench.sampling import metric_sum, rss_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -43,6 +44,18 @@ def test_rate_of_a_counter_treats_a_drop_as_a_restart() -> None:
     assert rate_of([(5.0, 1.0)]) == []
 
 
+def test_rate_of_over_a_window_looks_back_that_far() -> None:
+    samples = [(float(t), float(10 * t)) for t in range(6)]
+    samples[3] = (3.0, 40.0)  # a burst between 2 and 3, paid back between 3 and 4
+    assert rate_of(samples, window=2.0) == [
+        (1.0, 10.0),  # nothing 2 s back yet: from the first sample
+        (2.0, 10.0),
+        (3.0, 15.0),  # (40 - 10) / 2
+        (4.0, 10.0),
+        (5.0, 5.0),
+    ]
+
+
 def test_since_moves_the_origin() -> None:
     assert since([(100.5, 1.0), (102.0, 2.0)], 100.0) == [(0.5, 1.0), (2.0, 2.0)]
 
@@ -60,6 +73,13 @@ def test_metric_sum_adds_every_label_set_and_skips_created() -> None:
     assert metric_sum(exposition, "bbingest_bb2_requests") == 5.0
     assert metric_sum(exposition, "bbingest_queue_depth") == 7.0
     assert metric_sum(exposition, "bbingest_absent") == 0.0
+    assert metric_sum(exposition, "bbingest_bb2_requests", {"status": "429"}) == 2.0
+    assert metric_sum(exposition, "bbingest_bb2_requests", {"status": "500"}) == 0.0
+
+
+def test_rss_of_this_process_is_read() -> None:
+    # Whatever the exact figure, a Python process with matplotlib loaded holds megabytes.
+    assert rss_bytes(os.getpid()) > 10 * 1024 * 1024
 
 
 @pytest.mark.parametrize("steps", [True, False])
