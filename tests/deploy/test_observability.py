@@ -41,6 +41,18 @@ _KEYWORDS = {"and", "or", "unless", "bool", "offset", "group_left", "group_right
 _LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][\w:]*)\s*,")
 
 
+def balanced(expr: str) -> bool:
+    """Every bracket closes, in order (strings aside): the syntax error a hand edit makes most."""
+    closing = {")": "(", "]": "[", "}": "{"}
+    stack: list[str] = []
+    for char in _STRING.sub('""', expr):
+        if char in "([{":
+            stack.append(char)
+        elif char in closing and (not stack or stack.pop() != closing[char]):
+            return False
+    return not stack
+
+
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression selects: label matchers, strings, ranges and
     grouping clauses removed, then every identifier that is neither a function (followed by an
@@ -108,6 +120,9 @@ def test_the_parser_finds_metric_names_and_only_them() -> None:
         "[$__rate_interval]))) / on (app) group_left b > 0.2 and absent(c) or d offset 1h"
     )
     assert metric_names(expr) == {"a_bucket", "b", "c", "d"}
+    assert balanced(expr)
+    assert not balanced("sum(rate(x[5m])")
+    assert not balanced('rate(x{a="b"]) ')
 
 
 def test_the_metrics_module_is_read() -> None:
@@ -119,6 +134,7 @@ def test_the_metrics_module_is_read() -> None:
 
 @pytest.mark.parametrize(("title", "expr"), dashboard_queries())
 def test_dashboard_queries_name_only_defined_metrics(title: str, expr: str) -> None:
+    assert balanced(expr), f"{title}: unbalanced brackets in {expr!r}"
     names = metric_names(expr)
     assert names, f"{title}: no metric in {expr!r}"
     assert names <= defined_series(), f"{title}: unknown {names - defined_series()}"
@@ -162,6 +178,7 @@ def test_alert_rules_are_complete_and_name_only_defined_metrics() -> None:
         assert rule["labels"]["severity"] in SEVERITIES, where
         assert rule["annotations"]["summary"].strip(), where
         assert rule["annotations"]["description"].strip(), where
+        assert balanced(rule["expr"]), f"{where}: unbalanced brackets"
         found = metric_names(rule["expr"])
         assert found, f"{where}: no metric"
         assert found <= defined_series(), f"{where}: unknown {found - defined_series()}"
