@@ -35,7 +35,8 @@ typecheck: $(STAMP)
 test: lint typecheck services
 	$(BIN)/pytest
 
-# Benchmarks print figures (README quotes them); tests never check wall-clock time.
+# Benchmarks print figures (README quotes them) and draw charts into bench/ (the README shows
+# them); tests never check wall-clock time.
 # They own their database and Redis database 13, and empty both first.
 BENCH_ENV = DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bbingest_bench \
 	REDIS_URL=redis://127.0.0.1:6379/13 TOKEN_ENCRYPTION_KEY=$$(cat .demo/token.key) \

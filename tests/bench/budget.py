@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import asyncpg
 from rich.console import Console
 from rich.table import Table
 
+from tests.bench.charts import BENCH_DIR, line_chart, per_second, rate_of, since
+from tests.bench.sampling import ReplicaSampler, free_port_range
 from tests.integration.support import reset_stores
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import running_emulator
@@ -35,6 +38,8 @@ from worker.settings import Settings, load_settings
 
 LOG_DIR = Path(".bench")
 WARM_UP = 4.0
+CODE_LIFETIME_SECONDS = 3600
+REPLICA_RATE_WINDOW = 5.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class Outcome:
     active: int
     beneficiaries: int
     wall: float
+    replica_counts: list[list[tuple[float, float]]]  # each replica's (epoch, requests so far)
 
     @property
     def admitted(self) -> int:
@@ -112,27 +118,69 @@ async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replic
     that three processes importing at once on two cores do not disturb the measurement.
     """
     await reset_stores(settings.database_url, settings.redis_url)
-    config = EmulatorConfig(beneficiaries=beneficiaries, rate_limit=scenario.server_limit)
+    # All the connect jobs are queued at once and wait their turn for the budget (800 requests
+    # at 10/s): codes would die of old age (60 s from the enqueue, BB_CODE_LIFETIME; the storm
+    # bench measures that clock). Here they live an hour, at the emulator too: the budget is
+    # measured, not the code's life.
+    config = EmulatorConfig(
+        beneficiaries=beneficiaries,
+        rate_limit=scenario.server_limit,
+        code_lifetime=CODE_LIFETIME_SECONDS,
+    )
     async with running_emulator(config) as emulator:
         jobs = await authorize_beneficiaries(emulator.base_url, beneficiaries, "bench-")
         env = worker_environment(
             settings,
             emulator.base_url,
             BB_RATE_LIMIT=str(scenario.worker_limit),
+            BB_CODE_LIFETIME=str(CODE_LIFETIME_SECONDS),
             WORKER_CONCURRENCY="8",
         )
-        workers = await start_workers(env, replicas, LOG_DIR / scenario.name, burst=False)
+        first_port = free_port_range(replicas)
+        workers = await start_workers(
+            env, replicas, LOG_DIR / scenario.name, metrics_port=first_port, burst=False
+        )
         await asyncio.sleep(WARM_UP)
         await emulator_stats(emulator.base_url, reset=True)
+        sampler = ReplicaSampler(range(first_port, first_port + replicas))
+        sampling = asyncio.create_task(sampler.run())
         started = time.monotonic()
         await enqueue_all(settings.redis_url, jobs)
         await _wait_until_synced(settings, beneficiaries)
         wall = time.monotonic() - started
         stats = await emulator_stats(emulator.base_url)
+        sampling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampling
         for worker in workers:
             worker.terminate()
             await worker.wait()
-    return Outcome(scenario, stats, await _active(settings), beneficiaries, wall)
+    active = await _active(settings)
+    return Outcome(scenario, stats, active, beneficiaries, wall, sampler.samples)
+
+
+def chart(outcome: Outcome) -> Path:
+    """Requests per second at the server over the run (every arrival, 429s included), and each
+    replica's own count of what it sent (its bbingest_bb2_requests_total, sampled every
+    second, as a mean over the last few seconds: a replica's share jitters from second to
+    second), against the limit."""
+    start = int(outcome.stats["first_request_at"])
+    series = {"at the server (all replicas)": per_second(outcome.stats["by_second"], start)}
+    for index, samples in enumerate(outcome.replica_counts):
+        rates = rate_of(samples, window=REPLICA_RATE_WINDOW)
+        series[f"replica {index + 1} (its own count, {REPLICA_RATE_WINDOW:.0f} s mean)"] = since(
+            rates, start
+        )
+    scenario = outcome.scenario
+    return line_chart(
+        BENCH_DIR / f"budget-limit-{scenario.server_limit}-told-{scenario.worker_limit}.png",
+        f"Shared budget: BB2 admits {scenario.server_limit}/s,"
+        f" {len(outcome.replica_counts)} replicas told {scenario.worker_limit}/s",
+        series,
+        y_label="requests per second",
+        limit=scenario.server_limit,
+        limit_label=f"BB2's limit ({scenario.server_limit}/s)",
+    )
 
 
 def report(outcomes: list[Outcome]) -> None:
@@ -168,6 +216,8 @@ async def main(beneficiaries: int, replicas: int) -> None:
     ]
     outcomes = [await run(s, settings, beneficiaries, replicas) for s in scenarios]
     report(outcomes)
+    for outcome in outcomes:
+        print(f"chart: {chart(outcome)}")
 
 
 if __name__ == "__main__":

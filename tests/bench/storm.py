@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
+from tests.bench.charts import BENCH_DIR, distribution_chart
 from tests.integration.support import reset_stores
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
@@ -395,7 +396,18 @@ async def main(size: StormSize) -> None:
     )
     kills = (None, size.kill_after or 5.0)
     results = await run_storms(settings, size, kills, LOG_DIR)
-    console.print(render(size, ["storm", "storm, replica SIGKILLed"], results))
+    labels = ["storm", "storm, replica SIGKILLed"]
+    console.print(render(size, labels, results))
+    chart = distribution_chart(
+        BENCH_DIR / "code-age-at-exchange.png",
+        f"Code age at exchange: {size.codes} codes, {size.bulk} resyncs queued,"
+        f" {size.rate} requests/s",
+        {label: f.ages for label, f in zip(labels, results, strict=True)},
+        x_label="seconds from the connect event's arrival to BB2's answer",
+        limit=size.code_lifetime,
+        limit_label=f"a code's life ({size.code_lifetime:.0f} s)",
+    )
+    console.print(f"chart: {chart}")
 
 
 if __name__ == "__main__":
