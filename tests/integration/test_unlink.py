@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,9 +28,11 @@ from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
 from worker.jobs.payloads import UnlinkJob
 from worker.jobs.queue import enqueue, open_queue
+from worker.jobs.revocation import settle_owed
 from worker.jobs.unlink import unlink
 from worker.jobs.worker import run_replica
 from worker.local import CLIENT_ID, emulator_stats
+from worker.store import connections
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60)
 
@@ -160,3 +163,18 @@ async def test_an_unlink_queued_in_the_bulk_lane_runs_there(
     assert await pool.fetchval("SELECT status FROM connections") == "revoked"
     assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
     assert emulator.state.grant(CLIENT_ID, patient_id(1)) is None
+
+
+async def test_two_jobs_settling_the_same_owed_revocation_take_turns(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start, CONFIG)
+    async with pool.acquire() as conn:
+        await connections.unlink(conn, "conn-1")
+    await emulator_stats(emulator.base_url, reset=True)
+    # An unlink job and a retry of it (or a resync) settle the owed row at the same moment.
+    results = await asyncio.gather(settle_owed(services, "conn-1"), settle_owed(services, "conn-1"))
+    assert sorted(results) == [[], ["grant ended at CMS"]]
+    assert (await emulator_stats(emulator.base_url))["by_endpoint"] == {"revoke": 1}
+    settled = await pool.fetchval("SELECT count(*) FROM audit_log WHERE event = 'revoked_at_cms'")
+    assert settled == 1

@@ -4,7 +4,9 @@ A refresh spends the connection's rolling refresh token (FACTS.md, Authorization
 refresh returns a new one and the old one dies), so two replicas must not spend it at once.
 The lock is a Redis key, not a Postgres row lock: a refresh may wait minutes for its budget
 slot in a 429 cool-down, and a row lock would pin a pooled connection and every page write of
-that connection for as long.
+that connection for as long. The settling of a connection's owed revocations, which spends
+their refresh tokens too, takes turns under a lock of the same kind
+(:func:`worker.jobs.revocation.settle_owed`).
 
 - **Renewed while held**: a task extends the key every third of its lifetime, so a slow
   refresh keeps it; a replica that dies lets it lapse within ``REFRESH_LOCK_SECONDS``.

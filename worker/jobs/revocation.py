@@ -32,6 +32,7 @@ from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
 from worker.constants import MAX_GRANT_REFUSALS
+from worker.jobs.refresh_lock import RefreshLock
 from worker.jobs.services import Services
 from worker.store import audit, revocations
 from worker.store.revocations import Owed
@@ -143,7 +144,13 @@ async def _settle_one(services: Services, owed: Owed) -> str:
 
 async def settle_owed(services: Services, connection_id: str) -> list[str]:
     """Settle every revocation the connection is owed, the oldest first; what happened to
-    each. A RetryableError is raised again (after it is recorded) for the job to retry."""
-    async with services.pool.acquire() as conn:
-        owed = await revocations.owed_of(conn, services.cipher, connection_id)
-    return [await _settle_one(services, row) for row in owed]
+    each. A RetryableError is raised again (after it is recorded) for the job to retry.
+
+    An unlink, a relink's exchange and a resync may settle the same rows at once: a renewed
+    Redis lock per connection (no Postgres lock across the requests) makes them take turns,
+    and each reads the rows afresh once it has the lock, so an owed refresh token is spent
+    once and a settled row is not settled twice."""
+    async with RefreshLock(services.redis, f"{connection_id}:owed").hold():
+        async with services.pool.acquire() as conn:
+            owed = await revocations.owed_of(conn, services.cipher, connection_id)
+        return [await _settle_one(services, row) for row in owed]
