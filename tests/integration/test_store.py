@@ -8,9 +8,10 @@ import orjson
 import pytest
 
 from tests.integration.conftest import DATABASE_URL
-from worker.crypto import DecryptionError, TokenCipher, generate_key
+from worker.crypto import TokenCipher, generate_key
+from worker.errors import ConnectionRevoked, DecryptionError
 from worker.store import connections, resources, sync_runs
-from worker.store.connections import ConnectionRevoked, Grant, Tokens
+from worker.store.connections import Grant, Tokens
 from worker.store.migrate import Migration, load_migrations, migrate
 from worker.store.resources import ResourceRow
 

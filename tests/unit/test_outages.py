@@ -43,7 +43,7 @@ def _raised_inside(error: Exception, outer: Exception) -> Exception:
 def test_postgres_going_away_is_a_database_outage(error: Exception) -> None:
     found = unavailable(error)
     assert isinstance(found, errors.DatabaseUnavailable)
-    assert found.decision is errors.Decision.RETRY
+    assert found.decision is errors.Decision.RETRY_SOON
     assert str(found).startswith("Postgres unavailable (")
     assert not is_redis_outage(error)
 

@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from worker import errors
 from worker.bluebutton.retry import job_retry_delay
 from worker.constants import JOB_MAX_TRIES
-from worker.crypto import KeyMissing
 from worker.metrics import DECRYPT_KEY_MISSING
 from worker.outages import outage_retry_delay, unavailable
 
@@ -42,7 +41,7 @@ def retry_for_outage(error: BaseException, job_try: int) -> Retry | None:
     return Retry(defer=outage_retry_delay(job_try))
 
 
-def key_missing_retry(error: KeyMissing, job_try: int) -> Retry:
+def key_missing_retry(error: errors.KeyMissing, job_try: int) -> Retry:
     """A Retry for a job whose stored value is sealed under a key this replica lacks, with an
     alert (log and ``bbingest_decrypt_key_missing_total``). Always a retry, never a final
     error: another replica may hold the key, or the deployment gets fixed; when arq's tries

@@ -11,7 +11,7 @@ import asyncpg
 
 from worker.constants import MAX_ERROR_CHARS
 from worker.crypto import TokenCipher
-from worker.errors import GrantConflict, UnknownConnection
+from worker.errors import ConnectionRevoked, GrantConflict, UnknownConnection
 from worker.store import revocations, sync_runs
 from worker.store.db import Conn
 
@@ -20,10 +20,6 @@ Status = Literal["pending", "active", "needs_reauth", "revoked", "error"]
 _COLUMNS: Final = """connection_id, app, client_id, environment, patient_id, status, scopes,
     consent_expires_at, last_synced_at, last_error, access_expires_at, code_sha256,
     status_changed_at, refresh_token_enc IS NOT NULL AS has_tokens"""
-
-
-class ConnectionRevoked(Exception):
-    """The connection was unlinked while a job was working on it: write nothing more."""
 
 
 @dataclass(frozen=True)
