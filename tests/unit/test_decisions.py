@@ -9,6 +9,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from worker import errors
 from worker.decisions import decide
 from worker.errors import Decision
+from worker.jobs.failures import on_failure
 
 RETRY_SOON, RETRY_LATER = Decision.RETRY_SOON, Decision.RETRY_LATER
 
@@ -86,3 +87,20 @@ def test_a_wrapped_outage_is_still_an_outage() -> None:
     wrapped = RuntimeError("while recording")
     wrapped.__cause__ = RedisConnectionError("reset")
     assert decide(wrapped) is RETRY_SOON
+
+
+async def test_the_hook_runs_the_handler_of_the_decision() -> None:
+    async def needs_reauth(error: errors.IngestError) -> str:
+        return f"needs_reauth: {error}"
+
+    error = errors.RefreshInterrupted("CMS failed mid-refresh", status=502)
+    handlers = {Decision.RECONSENT: needs_reauth}
+    assert await on_failure(error, handlers) == "needs_reauth: CMS failed mid-refresh"
+
+
+async def test_the_hook_raises_what_the_job_has_no_handler_for() -> None:
+    async def never(error: errors.IngestError) -> str:
+        raise AssertionError(error)
+
+    with pytest.raises(errors.DatabaseUnavailable):
+        await on_failure(errors.DatabaseUnavailable("away"), {Decision.GIVE_UP: never})

@@ -35,7 +35,9 @@ from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.retry import job_retry_delay
 from worker.constants import GRANT_SAVE_PATIENCE_SECONDS, JOB_MAX_TRIES, OUTAGE_RETRY_BASE_SECONDS
+from worker.errors import Decision
 from worker.jobs import backlog
+from worker.jobs.failures import Handler, on_failure
 from worker.jobs.payloads import (
     ConnectJob,
     ExchangeJob,
@@ -190,6 +192,46 @@ async def _send(services: Services, code: _Code, app: App) -> oauth.TokenSet:
     )
 
 
+def _exchange_failures(
+    services: Services, code: _Code, sent_before: bool, job_try: int
+) -> dict[Decision, Handler[Step]]:
+    """What an exchange does per decision (worker.errors draws the tree)."""
+
+    async def expired(_: errors.IngestError) -> Step:
+        await _end(services, code, "expired", EXPIRED, "code_expired")
+        return "done"
+
+    async def failed(exc: errors.IngestError) -> Step:
+        if isinstance(exc, errors.AuthorizationFailed):
+            outcome: exchanges.Outcome = "lost_in_flight" if sent_before else "refused"
+            reason = refusal_reason(exc, sent_before)
+            await _end(services, code, outcome, reason, "authorization_failed")
+            return "done"
+        # A client CMS rejects, an answer we cannot trust, an app that cannot serve (or
+        # whose secret cannot be read), a paused app: a code lives 60 s, it cannot wait.
+        await _end(services, code, "failed", str(exc), "authorization_failed")
+        return "done"
+
+    async def retry_later(exc: errors.IngestError) -> Step:
+        assert isinstance(exc, errors.RetryableError)
+        delay = retry_delay(exc.retry_after, job_try, code.life_left())
+        if delay is None and job_try >= JOB_MAX_TRIES:
+            await _end(services, code, "failed", str(exc), "authorization_failed")
+            return "done"
+        if delay is None:
+            await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
+            return "done"
+        log.warning("code_exchange_deferred", reason=str(exc), defer=round(delay, 2))
+        raise Retry(defer=delay) from exc
+
+    return {
+        Decision.CODE_EXPIRED: expired,
+        Decision.GIVE_UP: failed,
+        Decision.APP_PAUSED: failed,
+        Decision.RETRY_LATER: retry_later,
+    }
+
+
 async def _exchange(services: Services, code: _Code, job_try: int) -> Step:
     """Exchange the code unless a run already did; ``sync`` when the connection now holds
     its tokens. Raises Retry when BB2 could not answer and the code has life left."""
@@ -210,33 +252,8 @@ async def _exchange(services: Services, code: _Code, job_try: int) -> Step:
         # connection before (a re-consent may come through another organisation's app).
         app = await services.app(code.job.app)
         tokens = await _send(services, code, app)
-    except errors.CodeExpired:
-        await _end(services, code, "expired", EXPIRED, "code_expired")
-        return "done"
-    except errors.AuthorizationFailed as exc:
-        outcome: exchanges.Outcome = "lost_in_flight" if sent_before else "refused"
-        await _end(
-            services, code, outcome, refusal_reason(exc, sent_before), "authorization_failed"
-        )
-        return "done"
-    except (
-        errors.AppPaused,  # a code lives 60 s: it cannot wait for CMS to reactivate the app
-        errors.ClientRejected,
-        errors.ProtocolError,
-        errors.AppUnavailable,
-    ) as exc:
-        await _end(services, code, "failed", str(exc), "authorization_failed")
-        return "done"
-    except errors.RetryableError as exc:
-        delay = retry_delay(exc.retry_after, job_try, code.life_left())
-        if delay is None and job_try >= JOB_MAX_TRIES:
-            await _end(services, code, "failed", str(exc), "authorization_failed")
-            return "done"
-        if delay is None:
-            await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
-            return "done"
-        log.warning("code_exchange_deferred", reason=str(exc), defer=round(delay, 2))
-        raise Retry(defer=delay) from exc
+    except errors.IngestError as exc:
+        return await on_failure(exc, _exchange_failures(services, code, sent_before, job_try))
     metrics.CODE_AGE_AT_EXCHANGE.labels(code.job.app).observe(code.age())
     return await _keep(services, code, app, tokens)
 
