@@ -239,7 +239,7 @@ async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _purge(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.constants import QUEUE_BULK
+    from worker.jobs import lanes
     from worker.jobs import queue as jobqueue
     from worker.pauses import read_paused
     from worker.retention import due_for_purge
@@ -259,7 +259,7 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
     try:
         for item in due:
             job = UnlinkJob(connection_id=item.connection_id)
-            await jobqueue.enqueue(queue, job, lane=QUEUE_BULK)
+            await jobqueue.enqueue(queue, job, lane=lanes.BULK)
     finally:
         await queue.aclose()
     print(f"queued {len(due)} unlinks")

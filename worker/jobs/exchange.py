@@ -36,7 +36,8 @@ from worker.bluebutton import oauth
 from worker.bluebutton.retry import job_retry_delay
 from worker.constants import GRANT_SAVE_PATIENCE_SECONDS, JOB_MAX_TRIES, OUTAGE_RETRY_BASE_SECONDS
 from worker.errors import Decision
-from worker.jobs import backlog
+from worker.jobs import backlog, lanes
+from worker.jobs.context import JobContext
 from worker.jobs.failures import Handler, on_failure
 from worker.jobs.payloads import (
     ConnectJob,
@@ -318,7 +319,7 @@ async def _store_grant(
     return False
 
 
-async def exchange_step(services: Services, job: ConnectJob, ctx: dict[str, Any]) -> Step:
+async def exchange_step(services: Services, job: ConnectJob, ctx: JobContext) -> Step:
     """Exchange ``job``'s code through the urgent lane of the budget; ``sync`` when the
     connection holds its tokens and its first sync should follow. Shared by the
     ``exchange`` job and the ``connect`` job of the contract."""
@@ -329,7 +330,7 @@ async def exchange_step(services: Services, job: ConnectJob, ctx: dict[str, Any]
         arrival=arrival_of(received_at, ctx.get("enqueue_time"), time.time()),
         lifetime=services.settings.bb_code_lifetime,
     )
-    step = await _exchange(services.exchange_lane(), code, ctx["job_try"])
+    step = await _exchange(services.in_lane(lanes.EXCHANGE), code, ctx["job_try"])
     await backlog.leave(services.redis, job.app, job.job_id())
     return step
 
@@ -349,7 +350,7 @@ async def status_of(services: Services, connection_id: str) -> str:
     return found.status if found else "unknown"
 
 
-async def exchange(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+async def exchange(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """arq job ``exchange(connection_id, code, code_verifier, redirect_uri, app,
     received_at)``: the code exchange, then the first sync queued as a job of its own."""
     job = parse_payload(ExchangeJob, args, kwargs)
@@ -361,5 +362,6 @@ async def exchange(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, 
             # The first sync settles what the relink left owed, in its own lane.
             await enqueue(ctx["redis"], FirstSyncJob(connection_id=job.connection_id))
             return {"status": "exchanged"}
-        await settle_after_exchange(services, job.connection_id)
+        # The urgent priority is for codes: what is owed is revoked at interactive priority.
+        await settle_after_exchange(services.in_lane(lanes.INTERACTIVE), job.connection_id)
         return {"status": await status_of(services, job.connection_id)}

@@ -15,6 +15,7 @@ import structlog
 from worker import errors
 from worker.errors import Decision
 from worker.jobs import retrying
+from worker.jobs.context import JobContext
 from worker.jobs.failures import on_failure
 from worker.jobs.payloads import UnlinkJob, parse_payload
 from worker.jobs.revocation import KEPT, settle_owed
@@ -54,7 +55,7 @@ async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -
         return await on_failure(exc, {Decision.RETRY_LATER: retry_later_else_keep})
 
 
-async def unlink(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+async def unlink(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """arq job ``unlink(connection_id)``."""
     job = parse_payload(UnlinkJob, args, kwargs)
     services: Services = ctx["services"]
