@@ -3,16 +3,15 @@ from datetime import UTC, datetime
 import pytest
 
 from worker import errors
+from worker.bluebutton.answers import fhir_error, token_error
 from worker.bluebutton.retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,
     announced_limit,
-    fhir_error,
     is_transient_status,
-    job_retry_delay,
     parse_retry_after,
-    token_error,
 )
+from worker.jobs.retrying import job_retry_delay
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 

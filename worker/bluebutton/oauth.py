@@ -15,8 +15,8 @@ import orjson
 
 from worker import errors
 from worker.bluebutton import endpoints
+from worker.bluebutton.answers import TokenGrant, revoke_error, token_error
 from worker.bluebutton.client import BlueButtonClient
-from worker.bluebutton.retry import TokenGrant, revoke_error, token_error
 
 
 @dataclass(frozen=True)

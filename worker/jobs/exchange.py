@@ -33,7 +33,6 @@ from arq import Retry
 from worker import errors, metrics
 from worker.apps import App
 from worker.bluebutton import oauth
-from worker.bluebutton.retry import job_retry_delay
 from worker.constants import GRANT_SAVE_PATIENCE_SECONDS, JOB_MAX_TRIES, OUTAGE_RETRY_BASE_SECONDS
 from worker.errors import Decision
 from worker.jobs import backlog, lanes
@@ -47,6 +46,7 @@ from worker.jobs.payloads import (
     parse_payload,
 )
 from worker.jobs.queue import enqueue
+from worker.jobs.retrying import job_retry_delay
 from worker.jobs.revocation import settle_owed
 from worker.jobs.services import Services
 from worker.outages import unavailable
