@@ -3,6 +3,7 @@ come from the job specs."""
 
 from __future__ import annotations
 
+from worker.cli import build_parser
 from worker.intake.models import EVENT_KINDS
 from worker.jobs import lanes
 from worker.jobs.payloads import JobPayload
@@ -37,3 +38,15 @@ def test_schemas_and_event_routes_come_from_the_specs() -> None:
     assert {spec.name: spec.payload for spec in SPECS} == PAYLOADS
     routes = {kind.name: kind.job_model.job_name for kind in EVENT_KINDS}
     assert routes == {"connect": "exchange", "unlink": "unlink", "resync": "resync"}
+
+
+def test_the_cli_queues_the_job_of_each_event_kind() -> None:
+    parser = build_parser()
+    queued = {
+        "connect": parser.parse_args(["enqueue", "connect", "c1", "--redirect-uri", "https://x"]),
+        "unlink": parser.parse_args(["enqueue", "unlink", "c1"]),
+        "resync": parser.parse_args(["enqueue", "resync", "--all"]),
+    }
+    assert {kind: args.payload for kind, args in queued.items()} == {
+        kind.name: kind.job_model for kind in EVENT_KINDS
+    }

@@ -1,5 +1,6 @@
 """Each job declared once: from these specs the worker builds its lanes, ``make schemas``
-writes the payload schemas, and the intake finds the job an event queues.
+writes the payload schemas, the intake finds the job an event queues, and ``bbingest
+enqueue`` gets its subcommands (``worker.enqueue_cli``).
 
 A job's name and home lane belong to its payload model (an enqueuer needs nothing else);
 the spec adds what running it takes. ``also_in`` names the other lanes a job may be queued
@@ -47,7 +48,8 @@ class JobSpec:
     timeout: float = JOB_TIMEOUT_SECONDS
     lease: float | None = None  # None: the JOB_LEASE_SECONDS setting
     also_in: tuple[Lane, ...] = ()
-    event: str | None = None  # the intake's event kind that queues this job
+    event: str | None = None  # the intake's event kind (and CLI subcommand) queueing it
+    summary: str = ""  # what the job does, for ``bbingest enqueue --help``
 
     @property
     def name(self) -> str:
@@ -68,12 +70,24 @@ SPECS: Final = (
         timeout=EXCHANGE_TIMEOUT_SECONDS,
         lease=EXCHANGE_LEASE_SECONDS,
         event="connect",
+        summary="exchange a code (within its minute) and fetch everything",
     ),
     # The contract's connect job (enqueued by upstreams with arq): exchange, then sync.
     JobSpec(ConnectJob, connect),
     JobSpec(FirstSyncJob, first_sync),
-    JobSpec(UnlinkJob, unlink, also_in=(lanes.BULK,), event="unlink"),
-    JobSpec(ResyncJob, resync, event="resync"),
+    JobSpec(
+        UnlinkJob,
+        unlink,
+        also_in=(lanes.BULK,),
+        event="unlink",
+        summary="revoke at CMS and delete everything stored",
+    ),
+    JobSpec(
+        ResyncJob,
+        resync,
+        event="resync",
+        summary="fetch what changed (one connection, or --all)",
+    ),
 )
 
 
