@@ -246,6 +246,14 @@ async def save_refreshed(
     )
     if result == "UPDATE 1":
         return True
+    sealed = revocations.seal(cipher, connection_id, tokens.access_token, tokens.refresh_token)
+    await _owe_unstored(conn, connection_id, sealed, app=app, client_id=client_id)
+    return False
+
+
+async def _owe_unstored(
+    conn: Conn, connection_id: str, sealed: revocations.Sealed, *, app: str, client_id: str | None
+) -> None:
     unlinked = await conn.fetchval(
         "SELECT status = 'revoked' OR refresh_token_enc IS NULL FROM connections"
         " WHERE connection_id = $1",
@@ -260,13 +268,12 @@ async def save_refreshed(
     await revocations.owe_hashed(
         conn,
         connection_id,
-        revocations.seal(cipher, connection_id, tokens.access_token, tokens.refresh_token),
-        end_grant=unlinked is not False,
+        sealed,
+        end_grant=unlinked is not False,  # a row gone altogether: end the grant too
         app=app,
         client_id=client_id,
         patient_sha256=patient_sha256,
     )
-    return False
 
 
 async def set_status(
