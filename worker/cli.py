@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,14 +13,13 @@ import asyncpg
 import orjson
 import structlog
 from rich.console import Console
-from rich.progress import Progress
 
-from worker.apps import DEFAULT_APP
 from worker.apps_cli import add_commands as add_app_commands
-from worker.cliargs import Parser, connect_secrets, fail, positive
+from worker.cliargs import Parser, fail, positive
 from worker.crypto import generate_key
-from worker.errors import ConfigError, InvalidJob, ServiceUnavailable
-from worker.jobs.payloads import ExchangeJob, ResyncJob, UnlinkJob, parse_payload
+from worker.enqueue_cli import add_commands as add_enqueue_commands
+from worker.errors import ConfigError, ServiceUnavailable
+from worker.jobs.payloads import UnlinkJob
 from worker.log import configure_logging
 from worker.settings import Settings, load_settings
 from worker.store.db import connection
@@ -66,70 +64,6 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
     tune_gc()
     await run_replica(settings, burst=args.burst, concurrency=args.concurrency)
-    return 0
-
-
-async def _enqueue(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.jobs import queue as jobqueue
-
-    fields = {name: getattr(args, name) for name in args.payload.model_fields}
-    try:
-        job = parse_payload(args.payload, (), fields)
-    except InvalidJob as exc:
-        fail(str(exc))
-    queue = await jobqueue.open_queue(settings.redis_url)
-    try:
-        job_id = await jobqueue.enqueue(queue, job)
-    finally:
-        await queue.aclose()
-    print("queued" if job_id else "already queued (duplicate event)")
-    return 0
-
-
-async def _enqueue_connect(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.jobs import backlog
-    from worker.jobs import queue as jobqueue
-
-    code, verifier = connect_secrets(args)
-    fields = {
-        "connection_id": args.connection_id,
-        "code": code,
-        "code_verifier": verifier,
-        "redirect_uri": args.redirect_uri,
-        "app": args.app,
-        "received_at": time.time(),
-    }
-    try:
-        job = parse_payload(ExchangeJob, (), fields)
-    except InvalidJob as exc:
-        fail(str(exc))
-    queue = await jobqueue.open_queue(settings.redis_url)
-    try:
-        assert job.received_at is not None
-        await backlog.enter(queue, job.app, job.job_id(), job.received_at)
-        job_id = await jobqueue.enqueue(queue, job)
-    finally:
-        await queue.aclose()
-    print("queued" if job_id else "already queued (duplicate event)")
-    return 0
-
-
-async def _enqueue_resync_all(settings: Settings, _args: argparse.Namespace) -> int:
-    from worker.jobs import queue as jobqueue
-    from worker.store.connections import active_ids
-
-    async with connection(settings.database_url) as conn:
-        ids = await active_ids(conn)
-    queue = await jobqueue.open_queue(settings.redis_url)
-    fresh = 0
-    try:
-        with Progress(console=Console(stderr=True), transient=True) as progress:
-            for connection_id in progress.track(ids, description="queueing resyncs"):
-                job = ResyncJob(connection_id=connection_id)
-                fresh += await jobqueue.enqueue(queue, job) is not None
-    finally:
-        await queue.aclose()
-    print(f"queued {fresh} resyncs ({len(ids) - fresh} already queued)")
     return 0
 
 
@@ -239,7 +173,7 @@ async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _purge(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.constants import QUEUE_BULK
+    from worker.jobs import lanes
     from worker.jobs import queue as jobqueue
     from worker.pauses import read_paused
     from worker.retention import due_for_purge
@@ -259,7 +193,7 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
     try:
         for item in due:
             job = UnlinkJob(connection_id=item.connection_id)
-            await jobqueue.enqueue(queue, job, lane=QUEUE_BULK)
+            await jobqueue.enqueue(queue, job, lane=lanes.BULK)
     finally:
         await queue.aclose()
     print(f"queued {len(due)} unlinks")
@@ -286,42 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=positive, help="jobs at once (WORKER_CONCURRENCY)")
     worker.set_defaults(run=_worker)
 
-    enqueue = commands.add_parser("enqueue", help="queue a job")
-    jobs = enqueue.add_subparsers(dest="job", required=True, parser_class=Parser)
-    connect = jobs.add_parser(
-        "connect",
-        help="exchange a code (within its minute) and fetch everything",
-        description="Code and verifier come from arguments, files (- is stdin) or --stdin:"
-        " files and stdin keep them off the command line (and a verifier may begin with"
-        " '-', which as a separate argument would read as an option: --code-verifier=-abc).",
-    )
-    connect.add_argument("connection_id", metavar="ID")
-    code = connect.add_mutually_exclusive_group()
-    code.add_argument("--code")
-    code.add_argument("--code-file", metavar="FILE", help="read the code from FILE (- : stdin)")
-    verifier = connect.add_mutually_exclusive_group()
-    verifier.add_argument("--code-verifier")
-    verifier.add_argument(
-        "--code-verifier-file", metavar="FILE", help="read the verifier from FILE (- : stdin)"
-    )
-    connect.add_argument(
-        "--stdin",
-        action="store_true",
-        help='read {"code": ..., "code_verifier": ...} as JSON from stdin',
-    )
-    connect.add_argument("--redirect-uri", required=True)
-    connect.add_argument(
-        "--app", default=DEFAULT_APP, help="the app that issued the code (bbingest apps list)"
-    )
-    connect.set_defaults(run=_enqueue_connect)
-    unlink = jobs.add_parser("unlink", help="revoke at CMS and delete everything stored")
-    unlink.add_argument("connection_id", metavar="ID")
-    unlink.set_defaults(run=_enqueue, payload=UnlinkJob)
-    resync = jobs.add_parser("resync", help="fetch what changed (one connection, or --all)")
-    which = resync.add_mutually_exclusive_group(required=True)
-    which.add_argument("connection_id", metavar="ID", nargs="?")
-    which.add_argument("--all", action="store_true", help="every active connection")
-    resync.set_defaults(run=_enqueue_resync, payload=ResyncJob)
+    add_enqueue_commands(commands)
 
     status = commands.add_parser("status", help="show connections")
     status.add_argument("connection_id", metavar="ID", nargs="?")
@@ -397,12 +296,6 @@ def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
     from worker.emulator.config import add_arguments
 
     add_arguments(parser)
-
-
-async def _enqueue_resync(settings: Settings, args: argparse.Namespace) -> int:
-    if args.all:
-        return await _enqueue_resync_all(settings, args)
-    return await _enqueue(settings, args)
 
 
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}

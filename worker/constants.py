@@ -59,6 +59,15 @@ REDIS_OUTAGE_POLL_SECONDS: Final = 2.0
 # Postgres before the job gives up on them.
 GRANT_SAVE_PATIENCE_SECONDS: Final = 60.0
 
+# The lock that serialises the refreshes of one connection (worker.jobs.refresh_lock): it
+# lives this long unless its holder renews it (every third of it), and waiters poll it this
+# often. Its fence counter outlives any holder by far, so fences only ever grow.
+REFRESH_LOCK_KEY: Final = REDIS_PREFIX + ":refresh:{connection}:lock"
+REFRESH_FENCE_KEY: Final = REDIS_PREFIX + ":refresh:{connection}:fence"
+REFRESH_LOCK_SECONDS: Final = 10.0
+REFRESH_LOCK_POLL_SECONDS: Final = 0.05
+REFRESH_FENCE_TTL_SECONDS: Final = 86400.0
+
 # Blue Button paging.
 EOB_PAGE_SIZE: Final = 50
 # Far more pages than any beneficiary's claims fill (250,000 EOBs): a server that keeps

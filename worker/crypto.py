@@ -21,26 +21,12 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, DecryptionError, KeyMissing
 from worker.settings import Settings
 
 VERSION: Final = "v1"
 NONCE_BYTES: Final = 12
 KEY_BYTES: Final = 32
-
-
-class DecryptionError(Exception):
-    """A stored token cannot be decrypted: unknown key id, tampering, or another row."""
-
-
-class KeyMissing(DecryptionError):
-    """A stored value is sealed under a key id this replica does not hold: a replica of a
-    rolling key change, or a key dropped too early. Not the token's fault: retry (on a
-    replica that has the key, or once the deployment is fixed) and alert, never give up."""
-
-    def __init__(self, key_id: str) -> None:
-        super().__init__(f"no key for key id {key_id!r} (TOKEN_ENCRYPTION_KEY)")
-        self.key_id = key_id
 
 
 def key_id_of(token: str) -> str:

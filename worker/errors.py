@@ -1,20 +1,27 @@
-"""The one exception tree of bluebutton-ingest.
+"""The one exception tree of bluebutton-ingest, and its decision table.
 
-Every failure that can reach a job is an :class:`IngestError`, and every Blue Button or
-outage failure carries a :class:`Decision` that tells the job what to do next::
+Every failure that can reach a job is an :class:`IngestError`, and every class carries the
+:class:`Decision` that tells the job what to do next (in capitals below); :func:`decide`
+maps any exception, a driver's or a library's included, onto one::
 
-    IngestError
+    IngestError                      GIVE_UP unless a subclass says otherwise
     ├── ConfigError                  a setting is missing or wrong: fix the deployment
     │   └── AppUnavailable           a connection's app is not registered (or lacks its client)
     ├── InvalidJob                   a job payload that can never succeed: give up, record it
     │   └── GrantConflict            a connect would move a live connection to another app or
     │                                patient: give up; the connection must be unlinked first
     ├── UnknownConnection            a job names a connection we do not have: give up
-    ├── ServiceUnavailable           RETRY the job soon: our own Postgres or Redis is away
+    ├── ConnectionRevoked            SUPERSEDED: the connection was unlinked while the job
+    │                                worked on it: write nothing more, stop quietly
+    ├── DecryptionError              a stored token cannot be decrypted (tampered, moved to
+    │   │                            another row, unknown format): give up on the connection
+    │   └── KeyMissing               RETRY_SOON: sealed under a key id this replica lacks (a
+    │                                rolling key change): another replica or a fix helps
+    ├── ServiceUnavailable           RETRY_SOON: our own Postgres or Redis is away
     │   ├── DatabaseUnavailable      Postgres refused, dropped or is starting up
     │   └── RedisUnavailable         Redis refused, dropped, timed out or is loading its data
-    └── BlueButtonError              BB2 refused, failed, or answered nonsense (.decision)
-        ├── RetryableError           RETRY later (.retry_after seconds, if the server said)
+    └── BlueButtonError              BB2 refused, failed, or answered nonsense
+        ├── RetryableError           RETRY_LATER (.retry_after seconds, if the server said)
         │   ├── RateLimited          429 Too Many Requests
         │   ├── ServerError          5xx: BB2 or its backend failed
         │   │   └── EdgeError        5xx that is not BB2's JSON: may never have reached CMS
@@ -31,17 +38,21 @@ outage failure carries a :class:`Decision` that tells the job what to do next::
         │                            the token): the grant lives, the new token never came
         └── PermanentError           GIVE_UP: repeating the same request cannot help
             ├── AuthorizationFailed  the code exchange was refused (bad code, verifier or redirect)
-            ├── CodeExpired          the code outlived its 60 s before its turn: never sent
+            ├── CodeExpired          CODE_EXPIRED: the code outlived its 60 s before its turn:
+            │                        never sent; the beneficiary must authorize again
             ├── ClientRejected       our client id or secret is wrong (invalid_client)
             ├── BadRequest           400: a parameter BB2 does not accept
-            │   └── CursorPastEnd    400 "startIndex ... must be less than": restart the type
+            │   └── CursorPastEnd    RESTART_TYPE: 400 "startIndex ... must be less than": read
+            │                        that type again from its first page (once)
             ├── Forbidden            403 in BB2's JSON on a withholdable type: data is withheld
             ├── NotFound             404: no such resource for this beneficiary
             └── ProtocolError        a response we cannot trust: bad JSON, bad Bundle, bad link
 
+    anything else                    RETRY_SOON when it stands for an outage of Postgres or
+                                     Redis (worker.outages.unavailable), else GIVE_UP (a bug)
+
 Messages never contain a token, code, secret or personal data: they are stored in
-``connections.last_error`` and shown to operators. ``worker.outages`` maps the driver
-exceptions of Postgres and Redis onto ``ServiceUnavailable``.
+``connections.last_error`` and shown to operators.
 """
 
 from __future__ import annotations
@@ -50,17 +61,23 @@ import enum
 
 
 class Decision(enum.Enum):
-    """What a job does after a Blue Button failure."""
+    """What a job does after a failure (the capitals of the tree above)."""
 
-    RETRY = "retry"
+    RETRY_SOON = "retry_soon"  # our own service is away: back in seconds (worker.outages)
+    RETRY_LATER = "retry_later"  # BB2 may pass: back later, growing delays; error at the end
     REFRESH = "refresh"
-    RECONSENT = "reconsent"
-    APP_PAUSED = "app_paused"
-    GIVE_UP = "give_up"
+    RECONSENT = "reconsent"  # needs_reauth
+    APP_PAUSED = "app_paused"  # wait for CMS to make the app active again; no try spent
+    SUPERSEDED = "superseded"  # a later word (an unlink) stands: stop quietly
+    RESTART_TYPE = "restart_type"
+    CODE_EXPIRED = "code_expired"
+    GIVE_UP = "give_up"  # error, the reason recorded
 
 
 class IngestError(Exception):
     """Base of every error this service raises on purpose."""
+
+    decision: Decision = Decision.GIVE_UP
 
 
 class ConfigError(IngestError):
@@ -86,10 +103,32 @@ class UnknownConnection(IngestError):
     """A job refers to a connection id that is not in the database."""
 
 
+class ConnectionRevoked(IngestError):
+    """The connection was unlinked while a job was working on it: write nothing more."""
+
+    decision = Decision.SUPERSEDED
+
+
+class DecryptionError(IngestError):
+    """A stored token cannot be decrypted: unknown key id, tampering, or another row."""
+
+
+class KeyMissing(DecryptionError):
+    """A stored value is sealed under a key id this replica does not hold: a replica of a
+    rolling key change, or a key dropped too early. Not the token's fault: retry (on a
+    replica that has the key, or once the deployment is fixed) and alert, never give up."""
+
+    decision = Decision.RETRY_SOON
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no key for key id {key_id!r} (TOKEN_ENCRYPTION_KEY)")
+        self.key_id = key_id
+
+
 class ServiceUnavailable(IngestError):
     """Postgres or Redis could not be reached; a restart takes seconds, so the job comes back."""
 
-    decision: Decision = Decision.RETRY
+    decision = Decision.RETRY_SOON
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -103,8 +142,6 @@ class RedisUnavailable(ServiceUnavailable):
 class BlueButtonError(IngestError):
     """A failure talking to BB2; ``decision`` says how to react."""
 
-    decision: Decision = Decision.GIVE_UP
-
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -113,7 +150,7 @@ class BlueButtonError(IngestError):
 class RetryableError(BlueButtonError):
     """A failure that may pass: try the same request again later."""
 
-    decision = Decision.RETRY
+    decision = Decision.RETRY_LATER
 
     def __init__(
         self, message: str, *, status: int | None = None, retry_after: float | None = None
@@ -199,6 +236,8 @@ class CodeExpired(PermanentError):
     """The authorization code was too old to send when its budget slot came (it lives 60 s
     at CMS, FACTS.md): the request was not sent, and the beneficiary must authorize again."""
 
+    decision = Decision.CODE_EXPIRED
+
 
 class ClientRejected(PermanentError):
     """BB2 does not accept our client credentials (``invalid_client``)."""
@@ -210,6 +249,8 @@ class BadRequest(PermanentError):
 
 class CursorPastEnd(BadRequest):
     """A saved ``startIndex`` is at or past the end of the results (claims were removed)."""
+
+    decision = Decision.RESTART_TYPE
 
 
 class Forbidden(PermanentError):

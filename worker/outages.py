@@ -18,13 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import errors
-from worker.bluebutton.retry import job_retry_delay
-from worker.constants import (
-    OUTAGE_RETRY_BASE_SECONDS,
-    OUTAGE_RETRY_CAP_SECONDS,
-    REDIS_CLIENT_RETRIES,
-    REDIS_OUTAGE_POLL_SECONDS,
-)
+from worker.constants import REDIS_CLIENT_RETRIES, REDIS_OUTAGE_POLL_SECONDS
 from worker.transport import redis_tls_options
 
 # Postgres closing or refusing connections: a dropped socket (class 08), an administrator's
@@ -60,14 +54,6 @@ def unavailable(error: BaseException) -> errors.ServiceUnavailable | None:
         if isinstance(cause, (*_POSTGRES_DOWN, ConnectionError, TimeoutError)):
             return errors.DatabaseUnavailable(f"Postgres unavailable ({type(cause).__name__})")
     return None
-
-
-def outage_retry_delay(job_try: int) -> float:
-    """Seconds before a job that met an outage runs again: 2, 4, 8 ... 120 (a restart takes
-    seconds; a longer outage should not spend the tries of every job at once)."""
-    return job_retry_delay(
-        job_try, None, cap=OUTAGE_RETRY_CAP_SECONDS, base=OUTAGE_RETRY_BASE_SECONDS
-    )
 
 
 def redis_retry_options() -> dict[str, Any]:

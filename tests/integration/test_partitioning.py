@@ -93,7 +93,7 @@ async def test_a_populated_table_is_left_for_the_online_move(
     await resources.upsert(conn, "c1", EOB, [row("a", 1)])
     notices: list[str] = []
     conn.add_log_listener(lambda _c, message: notices.append(str(message)))
-    assert await migrate(conn) == ["010_partitioned_resources"]
+    assert "010_partitioned_resources" in await migrate(conn)  # later ones may follow
     assert not await is_partitioned(conn)
     assert any("bbingest partition-resources" in n for n in notices)
     # The store works on the old table as before, sync_seen included.

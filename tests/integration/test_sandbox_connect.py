@@ -6,6 +6,7 @@ import asyncio
 import re
 import socket
 
+import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
@@ -22,7 +23,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_prints_url_checks_state_and_queues_the_connect(redis: Redis, start: Start) -> None:
+async def test_prints_url_checks_state_and_queues_the_connect(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    # ``pool``: an empty database (tokens an earlier test sealed under its own key would
+    # stop the worker's key check).
     port = free_port()
     callback = f"http://localhost:{port}/api/auth/smart/callback"
     client = RegisteredClient(redirect_uris=(callback,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 from arq import Retry
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from tests.integration.conftest import Start, connected, ctx
@@ -22,14 +24,16 @@ from tests.integration.support import (
     sync_in_flight,
 )
 from worker.bluebutton.endpoints import TOKEN_PATH
-from worker.constants import QUEUE_BULK
 from worker.emulator.config import EmulatorConfig
+from worker.jobs import lanes
 from worker.jobs.connect import connect
 from worker.jobs.payloads import UnlinkJob
 from worker.jobs.queue import enqueue, open_queue
+from worker.jobs.revocation import settle_owed
 from worker.jobs.unlink import unlink
 from worker.jobs.worker import run_replica
 from worker.local import CLIENT_ID, emulator_stats
+from worker.store import connections
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60)
 
@@ -153,10 +157,36 @@ async def test_an_unlink_queued_in_the_bulk_lane_runs_there(
     emulator, settings, _ = await connected(start, CONFIG)
     queue = await open_queue(settings.redis_url)
     try:
-        await enqueue(queue, UnlinkJob(connection_id="conn-1"), lane=QUEUE_BULK)
+        await enqueue(queue, UnlinkJob(connection_id="conn-1"), lane=lanes.BULK)
     finally:
         await queue.aclose()
+    bulk_before = _budget_slots("bulk")
+    interactive_before = _budget_slots("interactive")
     await run_replica(settings, burst=True)
     assert await pool.fetchval("SELECT status FROM connections") == "revoked"
     assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
     assert emulator.state.grant(CLIENT_ID, patient_id(1)) is None
+    # Its request to CMS (the revoke) took its slot at bulk priority, not interactive.
+    assert _budget_slots("bulk") == bulk_before + 1
+    assert _budget_slots("interactive") == interactive_before
+
+
+def _budget_slots(lane: str) -> float:
+    """Budget slots taken so far in this process by the default app's requests in ``lane``."""
+    labels = {"app": "default", "lane": lane}
+    return REGISTRY.get_sample_value("bbingest_budget_wait_seconds_count", labels) or 0.0
+
+
+async def test_two_jobs_settling_the_same_owed_revocation_take_turns(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start, CONFIG)
+    async with pool.acquire() as conn:
+        await connections.unlink(conn, "conn-1")
+    await emulator_stats(emulator.base_url, reset=True)
+    # An unlink job and a retry of it (or a resync) settle the owed row at the same moment.
+    results = await asyncio.gather(settle_owed(services, "conn-1"), settle_owed(services, "conn-1"))
+    assert sorted(results) == [[], ["grant ended at CMS"]]
+    assert (await emulator_stats(emulator.base_url))["by_endpoint"] == {"revoke": 1}
+    settled = await pool.fetchval("SELECT count(*) FROM audit_log WHERE event = 'revoked_at_cms'")
+    assert settled == 1

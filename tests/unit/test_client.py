@@ -63,7 +63,7 @@ async def test_gives_up_after_max_attempts_with_retryable_error(setup) -> None: 
     with pytest.raises(errors.ServerError) as caught:
         await client.request("GET", URL)
     assert caught.value.retry_after == 30.0
-    assert caught.value.decision is errors.Decision.RETRY
+    assert caught.value.decision is errors.Decision.RETRY_LATER
 
 
 @respx.mock

@@ -2,15 +2,8 @@ import base64
 
 import pytest
 
-from worker.crypto import (
-    DecryptionError,
-    KeyMissing,
-    TokenCipher,
-    generate_key,
-    key_id_of,
-    uncovered,
-)
-from worker.errors import ConfigError
+from worker.crypto import TokenCipher, generate_key, key_id_of, uncovered
+from worker.errors import ConfigError, DecryptionError, KeyMissing
 
 
 def test_round_trip_bound_to_context() -> None:

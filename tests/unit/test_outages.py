@@ -10,8 +10,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import errors
 from worker.constants import JOB_MAX_TRIES, OUTAGE_RETRY_CAP_SECONDS, REDIS_OUTAGE_POLL_SECONDS
-from worker.jobs.retrying import retry_for_outage, retry_later
-from worker.outages import RedisOutage, is_redis_outage, outage_retry_delay, unavailable
+from worker.jobs.retrying import outage_retry_delay, retry_for_outage, retry_later
+from worker.outages import RedisOutage, is_redis_outage, unavailable
 
 
 def _raised_inside(error: Exception, outer: Exception) -> Exception:
@@ -43,7 +43,7 @@ def _raised_inside(error: Exception, outer: Exception) -> Exception:
 def test_postgres_going_away_is_a_database_outage(error: Exception) -> None:
     found = unavailable(error)
     assert isinstance(found, errors.DatabaseUnavailable)
-    assert found.decision is errors.Decision.RETRY
+    assert found.decision is errors.Decision.RETRY_SOON
     assert str(found).startswith("Postgres unavailable (")
     assert not is_redis_outage(error)
 

@@ -3,16 +3,15 @@ from datetime import UTC, datetime
 import pytest
 
 from worker import errors
+from worker.bluebutton.answers import fhir_error, token_error
 from worker.bluebutton.retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,
     announced_limit,
-    fhir_error,
     is_transient_status,
-    job_retry_delay,
     parse_retry_after,
-    token_error,
 )
+from worker.jobs.retrying import job_retry_delay
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
@@ -79,9 +78,9 @@ def test_not_transient_statuses(status: int) -> None:
         ),
         (404, b'{"detail": "Not found."}', errors.NotFound, errors.Decision.GIVE_UP),
         (400, b'{"detail": "bad _count"}', errors.BadRequest, errors.Decision.GIVE_UP),
-        (429, b"{}", errors.RateLimited, errors.Decision.RETRY),
-        (502, b"<html>bad gateway</html>", errors.EdgeError, errors.Decision.RETRY),
-        (502, b'{"detail": "backend failed"}', errors.ServerError, errors.Decision.RETRY),
+        (429, b"{}", errors.RateLimited, errors.Decision.RETRY_LATER),
+        (502, b"<html>bad gateway</html>", errors.EdgeError, errors.Decision.RETRY_LATER),
+        (502, b'{"detail": "backend failed"}', errors.ServerError, errors.Decision.RETRY_LATER),
         (418, b"", errors.ProtocolError, errors.Decision.GIVE_UP),
         # FACTS.md, Authorization: an inactive app's FHIR calls answer 401 with this text.
         (
@@ -91,12 +90,12 @@ def test_not_transient_statuses(status: int) -> None:
             errors.Decision.APP_PAUSED,
         ),
         # FACTS.md, Errors: a 403 that is not BB2's JSON says nothing about consent.
-        (403, b"<html>Access Denied</html>", errors.EdgeRefused, errors.Decision.RETRY),
+        (403, b"<html>Access Denied</html>", errors.EdgeRefused, errors.Decision.RETRY_LATER),
         (
             400,
             b'{"detail": "Value for startIndex (30) must be less than than result size (20)"}',
             errors.CursorPastEnd,
-            errors.Decision.GIVE_UP,
+            errors.Decision.RESTART_TYPE,
         ),
     ],
 )

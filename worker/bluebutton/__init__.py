@@ -1,0 +1,19 @@
+"""Everything that talks to BB2, and nothing else (it never imports ``worker.store``).
+
+``oauth`` (PKCE, code exchange, refresh, revoke) and ``fhir`` (paged reads) send through
+``client`` (one budgeted, retrying client; ``clients`` keeps one per app and lane) and the
+shared ``budget``; ``answers`` says what a BB2 answer means, ``retry`` when a request is
+repeated; ``bundle`` validates pages, ``endpoints`` names the paths.
+"""
+
+__all__ = [
+    "answers",
+    "budget",
+    "bundle",
+    "client",
+    "clients",
+    "endpoints",
+    "fhir",
+    "oauth",
+    "retry",
+]

@@ -133,6 +133,7 @@ class BlueButtonClient:
         auth: httpx.BasicAuth | None = None,
         once: bool = False,
         send_by: float | None = None,
+        slot_taken: bool = False,
     ) -> Answer:
         """Send one logical request; the response has any status but a transient one.
 
@@ -142,12 +143,14 @@ class BlueButtonClient:
         whose retry can tell a spent code from a bad one.
         ``send_by`` (Unix seconds): a request whose slot comes later is not sent
         (:class:`~worker.errors.CodeExpired`): an authorization code that old is dead.
+        ``slot_taken``: the caller already took the first attempt's slot (:meth:`take_slot`).
         """
         last: errors.RetryableError | None = None
         for attempt in range(self._policy.max_attempts):
             if last is not None:
                 await self._back_off(attempt - 1, last)
-            metrics.BUDGET_WAIT.labels(self.app, self.lane).observe(await self._budget.acquire())
+            if attempt > 0 or not slot_taken:
+                await self.take_slot()
             if send_by is not None and time.time() > send_by:
                 raise errors.CodeExpired(
                     "the authorization code expired before it could be exchanged"
@@ -169,6 +172,10 @@ class BlueButtonClient:
             last = self._transient(response)
         assert last is not None
         raise last
+
+    async def take_slot(self) -> None:
+        """Wait for a slot of the app's budget (a 429 cool-down included) and take it."""
+        metrics.BUDGET_WAIT.labels(self.app, self.lane).observe(await self._budget.acquire())
 
     async def _send(
         self,

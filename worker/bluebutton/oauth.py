@@ -15,8 +15,8 @@ import orjson
 
 from worker import errors
 from worker.bluebutton import endpoints
+from worker.bluebutton.answers import TokenGrant, revoke_error, token_error
 from worker.bluebutton.client import BlueButtonClient
-from worker.bluebutton.retry import TokenGrant, revoke_error, token_error
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,7 @@ async def _token_request(
     grant: TokenGrant,
     *,
     send_by: float | None = None,
+    slot_taken: bool = False,
 ) -> TokenSet:
     # A code, and a rolling refresh token, can be spent once: no blind repeat.
     response = await client.request(
@@ -141,6 +142,7 @@ async def _token_request(
         auth=creds.basic_auth(),
         once=True,
         send_by=send_by,
+        slot_taken=slot_taken,
     )
     if response.status_code != 200:
         raise token_error(response.status_code, response.content, grant)
@@ -169,26 +171,31 @@ async def exchange_code(
 
 
 async def _refresh_once(
-    client: BlueButtonClient, creds: ClientCredentials, refresh_token: str
+    client: BlueButtonClient, creds: ClientCredentials, refresh_token: str, *, slot_taken: bool
 ) -> TokenSet:
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    return await _token_request(client, creds, form, "refresh_token")
+    return await _token_request(client, creds, form, "refresh_token", slot_taken=slot_taken)
 
 
 async def refresh(
-    client: BlueButtonClient, creds: ClientCredentials, refresh_token: str
+    client: BlueButtonClient,
+    creds: ClientCredentials,
+    refresh_token: str,
+    *,
+    slot_taken: bool = False,
 ) -> TokenSet:
     """Spend a refresh token; BB2 answers with a new one and the old one dies.
+    ``slot_taken``: the caller took the first request's budget slot (``take_slot``).
 
     An edge's 5xx or a timeout may never have reached CMS: the same token is sent once
     more. If CMS then says it was spent (400 ``invalid_grant``), the first request did
     reach it and its new tokens were lost on the way back (FACTS.md, Authorization).
     """
     try:
-        return await _refresh_once(client, creds, refresh_token)
+        return await _refresh_once(client, creds, refresh_token, slot_taken=slot_taken)
     except (errors.EdgeError, errors.TransportError) as first:
         try:
-            return await _refresh_once(client, creds, refresh_token)
+            return await _refresh_once(client, creds, refresh_token, slot_taken=False)
         except errors.ReconsentRequired as exc:
             if exc.grant_ended or exc.status != 400:
                 raise

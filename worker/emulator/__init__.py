@@ -3,3 +3,5 @@
 It shares no code with the rest of `worker` on purpose: it must stay an independent reading of
 how BB2 behaves.
 """
+
+__all__ = ["server"]

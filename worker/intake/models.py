@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.jobs.payloads import ConnectJob, ExchangeJob, JobPayload, ResyncJob, UnlinkJob
+from worker.jobs.payloads import ConnectJob, JobPayload, ResyncJob, UnlinkJob
+from worker.jobs.spec import SPECS
 
 EventId = Annotated[
     str,
@@ -61,11 +62,16 @@ class EventKind:
         return event_id, self.job_model.model_validate(fields)
 
 
-EVENT_KINDS: tuple[EventKind, ...] = (
-    # A connect event queues the code exchange; its first sync follows as a job of its own.
-    EventKind("connect", ConnectEvent, ExchangeJob),
-    EventKind("unlink", UnlinkEvent, UnlinkJob),
-    EventKind("resync", ResyncEvent, ResyncJob),
+_EVENT_MODELS: dict[str, type[JobPayload]] = {
+    "connect": ConnectEvent,
+    "unlink": UnlinkEvent,
+    "resync": ResyncEvent,
+}
+# Each job spec that names an event kind (worker.jobs.spec) gets a route.
+EVENT_KINDS: tuple[EventKind, ...] = tuple(
+    EventKind(spec.event, _EVENT_MODELS[spec.event], spec.payload)
+    for spec in SPECS
+    if spec.event is not None
 )
 
 

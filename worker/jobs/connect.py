@@ -14,13 +14,14 @@ from typing import Any
 
 import structlog
 
+from worker.jobs.context import JobContext
 from worker.jobs.exchange import exchange_step, settle_after_exchange, status_of
 from worker.jobs.outcome import load, run_sync
 from worker.jobs.payloads import ConnectJob, parse_payload
 from worker.jobs.services import Services
 
 
-async def connect(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+async def connect(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """arq job ``connect(connection_id, code, code_verifier, redirect_uri)``."""
     job = parse_payload(ConnectJob, args, kwargs)
     services: Services = ctx["services"]

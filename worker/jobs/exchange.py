@@ -33,9 +33,11 @@ from arq import Retry
 from worker import errors, metrics
 from worker.apps import App
 from worker.bluebutton import oauth
-from worker.bluebutton.retry import job_retry_delay
 from worker.constants import GRANT_SAVE_PATIENCE_SECONDS, JOB_MAX_TRIES, OUTAGE_RETRY_BASE_SECONDS
-from worker.jobs import backlog
+from worker.errors import Decision
+from worker.jobs import backlog, lanes
+from worker.jobs.context import JobContext
+from worker.jobs.failures import Handler, on_failure
 from worker.jobs.payloads import (
     ConnectJob,
     ExchangeJob,
@@ -44,6 +46,7 @@ from worker.jobs.payloads import (
     parse_payload,
 )
 from worker.jobs.queue import enqueue
+from worker.jobs.retrying import job_retry_delay
 from worker.jobs.revocation import settle_owed
 from worker.jobs.services import Services
 from worker.outages import unavailable
@@ -190,6 +193,46 @@ async def _send(services: Services, code: _Code, app: App) -> oauth.TokenSet:
     )
 
 
+def _exchange_failures(
+    services: Services, code: _Code, sent_before: bool, job_try: int
+) -> dict[Decision, Handler[Step]]:
+    """What an exchange does per decision (worker.errors draws the tree)."""
+
+    async def expired(_: errors.IngestError) -> Step:
+        await _end(services, code, "expired", EXPIRED, "code_expired")
+        return "done"
+
+    async def failed(exc: errors.IngestError) -> Step:
+        if isinstance(exc, errors.AuthorizationFailed):
+            outcome: exchanges.Outcome = "lost_in_flight" if sent_before else "refused"
+            reason = refusal_reason(exc, sent_before)
+            await _end(services, code, outcome, reason, "authorization_failed")
+            return "done"
+        # A client CMS rejects, an answer we cannot trust, an app that cannot serve (or
+        # whose secret cannot be read), a paused app: a code lives 60 s, it cannot wait.
+        await _end(services, code, "failed", str(exc), "authorization_failed")
+        return "done"
+
+    async def retry_later(exc: errors.IngestError) -> Step:
+        assert isinstance(exc, errors.RetryableError)
+        delay = retry_delay(exc.retry_after, job_try, code.life_left())
+        if delay is None and job_try >= JOB_MAX_TRIES:
+            await _end(services, code, "failed", str(exc), "authorization_failed")
+            return "done"
+        if delay is None:
+            await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
+            return "done"
+        log.warning("code_exchange_deferred", reason=str(exc), defer=round(delay, 2))
+        raise Retry(defer=delay) from exc
+
+    return {
+        Decision.CODE_EXPIRED: expired,
+        Decision.GIVE_UP: failed,
+        Decision.APP_PAUSED: failed,
+        Decision.RETRY_LATER: retry_later,
+    }
+
+
 async def _exchange(services: Services, code: _Code, job_try: int) -> Step:
     """Exchange the code unless a run already did; ``sync`` when the connection now holds
     its tokens. Raises Retry when BB2 could not answer and the code has life left."""
@@ -210,33 +253,8 @@ async def _exchange(services: Services, code: _Code, job_try: int) -> Step:
         # connection before (a re-consent may come through another organisation's app).
         app = await services.app(code.job.app)
         tokens = await _send(services, code, app)
-    except errors.CodeExpired:
-        await _end(services, code, "expired", EXPIRED, "code_expired")
-        return "done"
-    except errors.AuthorizationFailed as exc:
-        outcome: exchanges.Outcome = "lost_in_flight" if sent_before else "refused"
-        await _end(
-            services, code, outcome, refusal_reason(exc, sent_before), "authorization_failed"
-        )
-        return "done"
-    except (
-        errors.AppPaused,  # a code lives 60 s: it cannot wait for CMS to reactivate the app
-        errors.ClientRejected,
-        errors.ProtocolError,
-        errors.AppUnavailable,
-    ) as exc:
-        await _end(services, code, "failed", str(exc), "authorization_failed")
-        return "done"
-    except errors.RetryableError as exc:
-        delay = retry_delay(exc.retry_after, job_try, code.life_left())
-        if delay is None and job_try >= JOB_MAX_TRIES:
-            await _end(services, code, "failed", str(exc), "authorization_failed")
-            return "done"
-        if delay is None:
-            await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
-            return "done"
-        log.warning("code_exchange_deferred", reason=str(exc), defer=round(delay, 2))
-        raise Retry(defer=delay) from exc
+    except errors.IngestError as exc:
+        return await on_failure(exc, _exchange_failures(services, code, sent_before, job_try))
     metrics.CODE_AGE_AT_EXCHANGE.labels(code.job.app).observe(code.age())
     return await _keep(services, code, app, tokens)
 
@@ -301,7 +319,7 @@ async def _store_grant(
     return False
 
 
-async def exchange_step(services: Services, job: ConnectJob, ctx: dict[str, Any]) -> Step:
+async def exchange_step(services: Services, job: ConnectJob, ctx: JobContext) -> Step:
     """Exchange ``job``'s code through the urgent lane of the budget; ``sync`` when the
     connection holds its tokens and its first sync should follow. Shared by the
     ``exchange`` job and the ``connect`` job of the contract."""
@@ -312,7 +330,7 @@ async def exchange_step(services: Services, job: ConnectJob, ctx: dict[str, Any]
         arrival=arrival_of(received_at, ctx.get("enqueue_time"), time.time()),
         lifetime=services.settings.bb_code_lifetime,
     )
-    step = await _exchange(services.exchange_lane(), code, ctx["job_try"])
+    step = await _exchange(services.in_lane(lanes.EXCHANGE), code, ctx["job_try"])
     await backlog.leave(services.redis, job.app, job.job_id())
     return step
 
@@ -332,7 +350,7 @@ async def status_of(services: Services, connection_id: str) -> str:
     return found.status if found else "unknown"
 
 
-async def exchange(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+async def exchange(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """arq job ``exchange(connection_id, code, code_verifier, redirect_uri, app,
     received_at)``: the code exchange, then the first sync queued as a job of its own."""
     job = parse_payload(ExchangeJob, args, kwargs)
@@ -344,5 +362,6 @@ async def exchange(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, 
             # The first sync settles what the relink left owed, in its own lane.
             await enqueue(ctx["redis"], FirstSyncJob(connection_id=job.connection_id))
             return {"status": "exchanged"}
-        await settle_after_exchange(services, job.connection_id)
+        # The urgent priority is for codes: what is owed is revoked at interactive priority.
+        await settle_after_exchange(services.in_lane(lanes.INTERACTIVE), job.connection_id)
         return {"status": await status_of(services, job.connection_id)}

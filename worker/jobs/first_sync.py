@@ -10,13 +10,14 @@ from typing import Any
 
 import structlog
 
+from worker.jobs.context import JobContext
 from worker.jobs.exchange import settle_after_exchange
 from worker.jobs.outcome import load, run_sync
 from worker.jobs.payloads import FirstSyncJob, parse_payload
 from worker.jobs.services import Services
 
 
-async def first_sync(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+async def first_sync(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """arq job ``first_sync(connection_id)``."""
     job = parse_payload(FirstSyncJob, args, kwargs)
     services: Services = ctx["services"]

@@ -15,6 +15,7 @@ from arq import Retry
 
 from worker import metrics
 from worker.errors import InvalidJob
+from worker.jobs.context import JobContext
 from worker.jobs.lease import lease
 from worker.jobs.retrying import retry_for_outage
 from worker.jobs.services import Services
@@ -33,7 +34,7 @@ def _outcome(error: BaseException) -> str:
     return "invalid" if isinstance(error, InvalidJob) else "crashed"
 
 
-async def _remember(ctx: dict[str, Any], name: str, outcome: str, error: Exception) -> None:
+async def _remember(ctx: JobContext, name: str, outcome: str, error: Exception) -> None:
     # A crash's text is an exception message of ours or a library's: never a payload.
     reason = str(error) if outcome == "invalid" else f"{type(error).__name__}: {error}"
     services: Services = ctx["services"]
@@ -52,7 +53,7 @@ def instrumented(name: str, job: Job, *, lease_seconds: float | None = None) -> 
     ``bbingest_jobs_total`` and timed in ``bbingest_job_duration_seconds``."""
 
     @functools.wraps(job)
-    async def run(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def run(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
         started = time.monotonic()
         services: Services = ctx["services"]
         try:

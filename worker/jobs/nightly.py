@@ -8,15 +8,16 @@ arq runs it on exactly one replica per fire time (``unique=True``), however many
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from arq.connections import ArqRedis
 
 from worker import pauses
 from worker.apps import DEFAULT_APP
-from worker.constants import QUEUE_BULK
+from worker.jobs import lanes
 from worker.jobs.capacity import plan_night, requests_per_resync
+from worker.jobs.context import JobContext
 from worker.jobs.payloads import ResyncJob, UnlinkJob
 from worker.jobs.queue import enqueue
 from worker.jobs.services import Services
@@ -59,8 +60,9 @@ async def _choose_resyncs(
 
 async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
     """arq cron job: schedule tonight's resyncs, oldest first, and purge dormant accounts."""
-    services: Services = ctx["services"]
-    queue: ArqRedis = ctx["redis"]
+    context = cast(JobContext, ctx)  # arq's cron() takes functions of a plain dict
+    services: Services = context["services"]
+    queue: ArqRedis = context["redis"]
     settings = services.settings
     now = datetime.now(UTC)
     async with services.pool.acquire() as conn:
@@ -77,7 +79,7 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
     # Unlinking purges a dormant (or long failed) connection's data, and tries again a
     # revocation an unlink's tries could not complete (the job is idempotent).
     for connection_id in sorted({*dormant, *owed}):
-        await enqueue(queue, UnlinkJob(connection_id=connection_id), lane=QUEUE_BULK)
+        await enqueue(queue, UnlinkJob(connection_id=connection_id), lane=lanes.BULK)
     log.info(
         "nightly_scheduled",
         resyncs_queued=len(chosen),

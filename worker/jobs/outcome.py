@@ -1,6 +1,7 @@
 """Runs a sync for a job and turns its outcome into the connection's status.
 
-The decision table: success → ``active``; a retryable failure → arq ``Retry`` with a delay
+Per decision (:func:`worker.decisions.decide`, through :mod:`worker.jobs.failures`): success
+→ ``active``; a retryable failure → arq ``Retry`` with a delay
 (the run keeps its cursor and resumes), or ``error`` once the tries are spent; re-consent
 needed → ``needs_reauth``; anything permanent (an app that cannot serve the connection
 included) → ``error``; the app inactive at CMS → nothing changes, the job comes back in
@@ -19,12 +20,14 @@ from arq import Retry
 
 from worker import errors, pauses
 from worker.constants import APP_PAUSE_PROBE_SECONDS
-from worker.crypto import DecryptionError, KeyMissing
-from worker.jobs.retrying import give_back_try, key_missing_retry, retry_later
+from worker.errors import Decision
+from worker.jobs import retrying
+from worker.jobs.failures import Handler, on_failure
+from worker.jobs.retrying import give_back_try
 from worker.jobs.services import Services
 from worker.jobs.sync import SyncResult, sync_connection
 from worker.store import audit, connections, sync_runs
-from worker.store.connections import ConnectionRevoked, Status
+from worker.store.connections import Status
 from worker.store.sync_runs import FULL, Kind, Plan
 
 log = structlog.get_logger(__name__)
@@ -58,6 +61,51 @@ async def _wait_for_app(
     if job_id is not None:
         await give_back_try(services.redis, job_id)
     return Retry(defer=APP_PAUSE_PROBE_SECONDS)
+
+
+def _sync_failures(
+    services: Services, connection: connections.Connection, job_try: int, job_id: str | None
+) -> dict[Decision, Handler[dict[str, Any]]]:
+    """What a sync job does per decision (worker.errors draws the tree)."""
+
+    async def stopped_by_unlink(_: errors.IngestError) -> dict[str, Any]:
+        log.info("sync_stopped_by_unlink")
+        return {"status": "revoked"}
+
+    async def wait_for_app(exc: errors.IngestError) -> dict[str, Any]:
+        raise await _wait_for_app(services, connection, job_id) from exc
+
+    async def retry_later(exc: errors.IngestError) -> dict[str, Any]:
+        assert isinstance(exc, errors.RetryableError)
+        if retry := retrying.retry_later(exc, job_try):
+            log.warning("sync_deferred", reason=str(exc), job_try=job_try)
+            raise retry from exc
+        reason = f"gave up after {job_try} tries: {exc}"
+        return {"status": await _fail(services, connection, "error", reason)}
+
+    async def retry_soon(exc: errors.IngestError) -> dict[str, Any]:
+        if isinstance(exc, errors.KeyMissing):
+            # This replica lacks a key another one sealed with: not the connection's fault.
+            raise retrying.key_missing_retry(exc, job_try) from exc
+        raise exc  # an outage: the worker's outage retry brings the job back soon
+
+    async def reconsent(exc: errors.IngestError) -> dict[str, Any]:
+        return {"status": await _fail(services, connection, "needs_reauth", str(exc))}
+
+    async def give_up(exc: errors.IngestError) -> dict[str, Any]:
+        return {"status": await _fail(services, connection, "error", str(exc))}
+
+    return {
+        Decision.SUPERSEDED: stopped_by_unlink,
+        Decision.APP_PAUSED: wait_for_app,
+        Decision.RETRY_LATER: retry_later,
+        Decision.RETRY_SOON: retry_soon,
+        Decision.RECONSENT: reconsent,
+        # A type already read again once, a code, a refusal: nothing more to try.
+        Decision.RESTART_TYPE: give_up,
+        Decision.CODE_EXPIRED: give_up,
+        Decision.GIVE_UP: give_up,
+    }
 
 
 async def _succeed(services: Services, connection_id: str, result: SyncResult) -> int:
@@ -111,24 +159,8 @@ async def run_sync(
             result = await sync_connection(services, connection, app, kind, plan)
             deleted = await _succeed(services, connection_id, result)
         await pauses.mark_active(services.redis, app.name)
-    except ConnectionRevoked:
-        log.info("sync_stopped_by_unlink")
-        return {"status": "revoked"}
-    except errors.AppPaused as exc:
-        raise await _wait_for_app(services, connection, job_id) from exc
-    except errors.RetryableError as exc:
-        if retry := retry_later(exc, job_try):
-            log.warning("sync_deferred", reason=str(exc), job_try=job_try)
-            raise retry from exc
-        reason = f"gave up after {job_try} tries: {exc}"
-        return {"status": await _fail(services, connection, "error", reason)}
-    except errors.ReconsentRequired as exc:
-        return {"status": await _fail(services, connection, "needs_reauth", str(exc))}
-    except KeyMissing as exc:
-        # This replica lacks a key another one sealed with: not the connection's fault.
-        raise key_missing_retry(exc, job_try) from exc
-    except (errors.PermanentError, errors.AppUnavailable, DecryptionError) as exc:
-        return {"status": await _fail(services, connection, "error", str(exc))}
+    except errors.IngestError as exc:
+        return await on_failure(exc, _sync_failures(services, connection, job_try, job_id))
     log.info(
         "sync_succeeded",
         mode=result.plan.mode,

@@ -21,11 +21,9 @@ from worker.constants import (
     JOB_FIRST_SYNC,
     JOB_RESYNC,
     JOB_UNLINK,
-    QUEUE_BULK,
-    QUEUE_EXCHANGE,
-    QUEUE_INTERACTIVE,
 )
 from worker.errors import InvalidJob
+from worker.jobs.lanes import BULK, EXCHANGE, INTERACTIVE, Lane
 from worker.settings import is_loopback_host
 
 ConnectionId = Annotated[
@@ -53,7 +51,7 @@ class JobPayload(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
     job_name: ClassVar[str]
-    queue_name: ClassVar[str] = QUEUE_INTERACTIVE
+    lane: ClassVar[Lane] = INTERACTIVE  # where the job is queued unless told otherwise
 
     connection_id: ConnectionId
 
@@ -103,7 +101,7 @@ class ExchangeJob(ConnectJob):
     code exchange alone, in its own lane; the first sync follows as its own job."""
 
     job_name = JOB_EXCHANGE
-    queue_name = QUEUE_EXCHANGE
+    lane = EXCHANGE
     received_at: float | None = Field(
         None,
         gt=0,
@@ -132,7 +130,7 @@ class ResyncJob(JobPayload):
     """``resync(connection_id)``."""
 
     job_name = JOB_RESYNC
-    queue_name = QUEUE_BULK
+    lane = BULK
 
 
 Payload = TypeVar("Payload", bound=JobPayload)

@@ -9,6 +9,7 @@ import orjson
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from worker.constants import QUEUE_INTERACTIVE
+from worker.jobs.lanes import Lane
 from worker.jobs.payloads import JobPayload
 from worker.outages import redis_retry_options
 from worker.transport import redis_tls_options
@@ -42,13 +43,13 @@ async def open_queue(redis_url: str) -> ArqRedis:
     )
 
 
-async def enqueue(queue: ArqRedis, job: JobPayload, *, lane: str | None = None) -> str | None:
+async def enqueue(queue: ArqRedis, job: JobPayload, *, lane: Lane | None = None) -> str | None:
     """Queue ``job`` in its lane (or in ``lane``: housekeeping nobody waits for goes to the
     bulk lane); None when the same event is already queued or running."""
     queued = await queue.enqueue_job(
         job.job_name,
         _job_id=job.job_id(),
-        _queue_name=lane or job.queue_name,
+        _queue_name=(lane or job.lane).queue,
         _expires=job.payload_ttl(),
         **job.model_dump(),
     )

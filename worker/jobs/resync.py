@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 
 from worker import errors
+from worker.jobs.context import JobContext
 from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ResyncJob, parse_payload
 from worker.jobs.plan import choose_plan
@@ -22,10 +23,10 @@ log = structlog.get_logger(__name__)
 RESYNCABLE = ("active", "error")
 
 
-async def resync(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+async def resync(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """arq job ``resync(connection_id)``."""
     job = parse_payload(ResyncJob, args, kwargs)
-    services: Services = ctx["services"].bulk_lane()
+    services: Services = ctx["services"]  # the bulk lane's (worker.jobs.worker)
     settings = services.settings
     with structlog.contextvars.bound_contextvars(job="resync", connection_id=job.connection_id):
         async with services.pool.acquire() as conn:

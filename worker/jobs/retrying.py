@@ -1,4 +1,6 @@
-"""When a job comes back: arq ``Retry`` decisions, with the tries a job has (JOB_MAX_TRIES).
+"""Job-level retry: when a job comes back (arq ``Retry``), with the tries a job has
+(JOB_MAX_TRIES). The one job-retry policy, beside the hook jobs meet failures through
+(:mod:`worker.jobs.failures`); request-level retry is :mod:`worker.bluebutton.retry`.
 
 Every retried job resumes where it stopped: its pages and cursor are committed together.
 """
@@ -11,13 +13,31 @@ from arq.constants import retry_key_prefix
 from redis.asyncio import Redis
 
 from worker import errors
-from worker.bluebutton.retry import job_retry_delay
-from worker.constants import JOB_MAX_TRIES
-from worker.crypto import KeyMissing
+from worker.constants import JOB_MAX_TRIES, OUTAGE_RETRY_BASE_SECONDS, OUTAGE_RETRY_CAP_SECONDS
 from worker.metrics import DECRYPT_KEY_MISSING
-from worker.outages import outage_retry_delay, unavailable
+from worker.outages import unavailable
 
 log = structlog.get_logger(__name__)
+
+
+def job_retry_delay(
+    job_try: int, retry_after: float | None, cap: float = 600.0, base: float = 15.0
+) -> float:
+    """Seconds before arq runs a job again after its in-job retries ran out.
+
+    Grows ``base`` (15 s), twice that, four times ... up to ``cap``, and never sooner than
+    the server asked.
+    """
+    delay = min(cap, base * 2.0 ** max(0, job_try - 1))
+    return max(delay, retry_after or 0.0)
+
+
+def outage_retry_delay(job_try: int) -> float:
+    """Seconds before a job that met an outage runs again: 2, 4, 8 ... 120 (a restart takes
+    seconds; a longer outage should not spend the tries of every job at once)."""
+    return job_retry_delay(
+        job_try, None, cap=OUTAGE_RETRY_CAP_SECONDS, base=OUTAGE_RETRY_BASE_SECONDS
+    )
 
 
 def retry_later(error: errors.RetryableError, job_try: int) -> Retry | None:
@@ -42,7 +62,7 @@ def retry_for_outage(error: BaseException, job_try: int) -> Retry | None:
     return Retry(defer=outage_retry_delay(job_try))
 
 
-def key_missing_retry(error: KeyMissing, job_try: int) -> Retry:
+def key_missing_retry(error: errors.KeyMissing, job_try: int) -> Retry:
     """A Retry for a job whose stored value is sealed under a key this replica lacks, with an
     alert (log and ``bbingest_decrypt_key_missing_total``). Always a retry, never a final
     error: another replica may hold the key, or the deployment gets fixed; when arq's tries

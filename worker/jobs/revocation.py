@@ -32,6 +32,9 @@ from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
 from worker.constants import MAX_GRANT_REFUSALS
+from worker.errors import Decision
+from worker.jobs.failures import Handler, on_failure
+from worker.jobs.refresh_lock import RefreshLock
 from worker.jobs.services import Services
 from worker.store import audit, revocations
 from worker.store.revocations import Owed
@@ -123,27 +126,53 @@ async def _record(services: Services, owed: Owed, settled: Settled) -> None:
     log.info("revocation_settled", grant_ended=settled.grant_ended, how=settled.how)
 
 
-async def _settle_one(services: Services, owed: Owed) -> str:
-    try:
-        settled = await _settle(services, owed)
-    except errors.AppPaused:
+def _owed_failures(services: Services, owed: Owed) -> dict[Decision, Handler[str]]:
+    """What settling an owed row does per decision (worker.errors draws the tree)."""
+
+    async def wait_for_app(_: errors.IngestError) -> str:
         await pauses.mark_paused(services.redis, owed.app)
         log.warning("revocation_waits_for_app", app=owed.app)
         return WAITING
-    except (errors.BlueButtonError, errors.AppUnavailable) as exc:
+
+    async def failed(exc: errors.IngestError) -> str:
         async with services.pool.acquire() as conn:
             await revocations.failed(conn, owed.revocation_id, str(exc))
         log.warning("revocation_failed", reason=str(exc))
-        if isinstance(exc, errors.RetryableError):
-            raise
         return KEPT
+
+    async def failed_for_now(exc: errors.IngestError) -> str:
+        await failed(exc)
+        raise exc  # recorded; the job comes back later
+
+    return {
+        Decision.APP_PAUSED: wait_for_app,
+        Decision.RETRY_LATER: failed_for_now,
+        Decision.REFRESH: failed,
+        Decision.RECONSENT: failed,
+        Decision.RESTART_TYPE: failed,
+        Decision.CODE_EXPIRED: failed,
+        Decision.GIVE_UP: failed,
+    }
+
+
+async def _settle_one(services: Services, owed: Owed) -> str:
+    try:
+        settled = await _settle(services, owed)
+    except errors.IngestError as exc:
+        return await on_failure(exc, _owed_failures(services, owed))
     await _record(services, owed, settled)
     return settled.how
 
 
 async def settle_owed(services: Services, connection_id: str) -> list[str]:
     """Settle every revocation the connection is owed, the oldest first; what happened to
-    each. A RetryableError is raised again (after it is recorded) for the job to retry."""
-    async with services.pool.acquire() as conn:
-        owed = await revocations.owed_of(conn, services.cipher, connection_id)
-    return [await _settle_one(services, row) for row in owed]
+    each. A RetryableError is raised again (after it is recorded) for the job to retry.
+
+    An unlink, a relink's exchange and a resync may settle the same rows at once: a renewed
+    Redis lock per connection (no Postgres lock across the requests) makes them take turns,
+    and each reads the rows afresh once it has the lock, so an owed refresh token is spent
+    once and a settled row is not settled twice."""
+    async with RefreshLock(services.redis, f"{connection_id}:owed").hold():
+        async with services.pool.acquire() as conn:
+            owed = await revocations.owed_of(conn, services.cipher, connection_id)
+        return [await _settle_one(services, row) for row in owed]

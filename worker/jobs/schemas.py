@@ -11,23 +11,10 @@ from typing import Any
 
 import orjson
 
-from worker.constants import JOB_CONNECT, JOB_EXCHANGE, JOB_FIRST_SYNC, JOB_RESYNC, JOB_UNLINK
-from worker.jobs.payloads import (
-    ConnectJob,
-    ExchangeJob,
-    FirstSyncJob,
-    JobPayload,
-    ResyncJob,
-    UnlinkJob,
-)
+from worker.jobs.payloads import JobPayload
+from worker.jobs.spec import SPECS
 
-PAYLOADS: dict[str, type[JobPayload]] = {
-    JOB_CONNECT: ConnectJob,
-    JOB_EXCHANGE: ExchangeJob,
-    JOB_FIRST_SYNC: FirstSyncJob,
-    JOB_UNLINK: UnlinkJob,
-    JOB_RESYNC: ResyncJob,
-}
+PAYLOADS: dict[str, type[JobPayload]] = {spec.name: spec.payload for spec in SPECS}
 
 
 def schema_of(job: str) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from redis.asyncio import Redis
 
 from worker.apps import DEFAULT_APP, App, default_app, issued_by
 from worker.bluebutton.client import BlueButtonClient
-from worker.bluebutton.clients import AppClients, BlueButtonClients, Lane
+from worker.bluebutton.clients import AppClients, BlueButtonClients
 from worker.constants import BUDGET_WINDOW_SECONDS
 from worker.crypto import TokenCipher, cipher_for, uncovered
 from worker.errors import ConfigError
+from worker.jobs.lanes import INTERACTIVE, Lane
 from worker.outages import open_redis
 from worker.settings import Settings
 from worker.store import apps
@@ -30,15 +31,11 @@ class Services:
     redis: Redis
     clients: BlueButtonClients
     cipher: TokenCipher
-    lane: Lane = "interactive"
+    lane: Lane = INTERACTIVE
 
-    def exchange_lane(self) -> Services:
-        """The same services for code exchanges, whose requests go before all others."""
-        return replace(self, lane="exchange")
-
-    def bulk_lane(self) -> Services:
-        """The same services for bulk work, whose requests yield to interactive ones."""
-        return replace(self, lane="bulk")
+    def in_lane(self, lane: Lane) -> Services:
+        """The same services, whose BB2 requests take their slots at ``lane``'s priority."""
+        return replace(self, lane=lane)
 
     async def app(self, name: str, client_id: str | None = None) -> App:
         """The app ``name`` (its current client, or the one with ``client_id``), read afresh
@@ -54,7 +51,7 @@ class Services:
 
     async def bluebutton(self, app: App) -> BlueButtonClient:
         """The BB2 client of ``app`` in this lane."""
-        return await self.clients.client(app, self.lane)
+        return await self.clients.client(app, self.lane.priority)
 
 
 async def _check_keys_cover(pool: asyncpg.Pool, cipher: TokenCipher) -> None:

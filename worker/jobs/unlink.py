@@ -13,8 +13,11 @@ from typing import Any
 import structlog
 
 from worker import errors
+from worker.errors import Decision
+from worker.jobs import retrying
+from worker.jobs.context import JobContext
+from worker.jobs.failures import on_failure
 from worker.jobs.payloads import UnlinkJob, parse_payload
-from worker.jobs.retrying import retry_later
 from worker.jobs.revocation import KEPT, settle_owed
 from worker.jobs.services import Services
 from worker.store import audit, connections
@@ -40,15 +43,19 @@ async def _delete_locally(services: Services, connection_id: str) -> bool:
 
 
 async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -> list[str]:
-    try:
-        return await settle_owed(services, connection_id)
-    except errors.RetryableError as exc:
-        if retry := retry_later(exc, job_try):
+    async def retry_later_else_keep(exc: errors.IngestError) -> list[str]:
+        assert isinstance(exc, errors.RetryableError)
+        if retry := retrying.retry_later(exc, job_try):
             raise retry from exc
         return [KEPT]
 
+    try:
+        return await settle_owed(services, connection_id)
+    except errors.IngestError as exc:
+        return await on_failure(exc, {Decision.RETRY_LATER: retry_later_else_keep})
 
-async def unlink(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+
+async def unlink(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """arq job ``unlink(connection_id)``."""
     job = parse_payload(UnlinkJob, args, kwargs)
     services: Services = ctx["services"]

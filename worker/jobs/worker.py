@@ -19,59 +19,36 @@ from arq.connections import ArqRedis
 from arq.worker import Function, func
 
 from worker.apps import default_app
-from worker.constants import (
-    EXCHANGE_LEASE_SECONDS,
-    EXCHANGE_TIMEOUT_SECONDS,
-    JOB_CONNECT,
-    JOB_EXCHANGE,
-    JOB_FIRST_SYNC,
-    JOB_KEEP_RESULT_SECONDS,
-    JOB_MAX_TRIES,
-    JOB_RESYNC,
-    JOB_TIMEOUT_SECONDS,
-    JOB_UNLINK,
-    QUEUE_BULK,
-    QUEUE_EXCHANGE,
-    QUEUE_INTERACTIVE,
-)
+from worker.constants import JOB_KEEP_RESULT_SECONDS, JOB_MAX_TRIES, JOB_TIMEOUT_SECONDS
 from worker.errors import AppUnavailable
-from worker.jobs.connect import connect
-from worker.jobs.exchange import exchange
-from worker.jobs.first_sync import first_sync
+from worker.jobs import lanes
 from worker.jobs.instrument import instrumented
+from worker.jobs.lanes import Lane
 from worker.jobs.nightly import nightly
 from worker.jobs.queue import deserialize, open_queue, serialize
 from worker.jobs.resilient import ResilientWorker
-from worker.jobs.resync import resync
 from worker.jobs.services import Services, close_services, open_services
-from worker.jobs.unlink import unlink
+from worker.jobs.spec import JobSpec, specs_in
 from worker.ops import Heartbeat, operations
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+
+def _function(spec: JobSpec) -> Function:
+    return func(
+        instrumented(spec.name, spec.function, lease_seconds=spec.lease),
+        name=spec.name,
+        max_tries=spec.tries,
+        timeout=spec.timeout,
+    )
+
+
+# Each lane's arq functions, built from the job specs (worker.jobs.spec).
 LANES: dict[str, list[Function]] = {
-    QUEUE_EXCHANGE: [
-        func(
-            instrumented(JOB_EXCHANGE, exchange, lease_seconds=EXCHANGE_LEASE_SECONDS),
-            name=JOB_EXCHANGE,
-            max_tries=JOB_MAX_TRIES,
-            timeout=EXCHANGE_TIMEOUT_SECONDS,
-        ),
-    ],
-    QUEUE_INTERACTIVE: [
-        func(instrumented(JOB_CONNECT, connect), name=JOB_CONNECT, max_tries=JOB_MAX_TRIES),
-        func(
-            instrumented(JOB_FIRST_SYNC, first_sync), name=JOB_FIRST_SYNC, max_tries=JOB_MAX_TRIES
-        ),
-        func(instrumented(JOB_UNLINK, unlink), name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
-    ],
-    # Unlinks queued by the nightly run (dormant data, revocations still owed) wait here.
-    QUEUE_BULK: [
-        func(instrumented(JOB_RESYNC, resync), name=JOB_RESYNC, max_tries=JOB_MAX_TRIES),
-        func(instrumented(JOB_UNLINK, unlink), name=JOB_UNLINK, max_tries=JOB_MAX_TRIES),
-    ],
+    lane.queue: [_function(spec) for spec in specs_in(lane)] for lane in lanes.LANES
 }
+_LANE_OF: dict[str, Lane] = {lane.queue: lane for lane in lanes.LANES}
 
 
 def build_worker(
@@ -92,9 +69,11 @@ def build_worker(
         redis_patience=settings.redis_outage_seconds,
         functions=LANES[queue],
         queue_name=queue,
-        cron_jobs=[nightly_cron] if queue == QUEUE_BULK else None,
+        cron_jobs=[nightly_cron] if queue == lanes.BULK.queue else None,
         redis_pool=redis,
-        ctx={"services": services},
+        # A lane's jobs send their requests at its budget priority: a nightly unlink in the
+        # bulk lane yields to interactive work like a resync does.
+        ctx={"services": services.in_lane(_LANE_OF[queue])},
         handle_signals=False,
         job_completion_wait=round(settings.worker_shutdown_grace),
         burst=burst,
@@ -132,7 +111,7 @@ async def run_replica(
             queue,
             redis,
             burst=burst,
-            max_jobs=exchanges if queue == QUEUE_EXCHANGE else max_jobs,
+            max_jobs=exchanges if queue == lanes.EXCHANGE.queue else max_jobs,
         )
         for queue in LANES
     ]

@@ -1,0 +1,17 @@
+"""Everything that talks to Postgres, and nothing else (it never imports ``worker.bluebutton``):
+one module per table or concern; ``db`` opens the pool and ``migrate`` the schema."""
+
+__all__ = [
+    "apps",
+    "audit",
+    "connections",
+    "db",
+    "exchanges",
+    "failures",
+    "keys",
+    "migrate",
+    "partitioning",
+    "resources",
+    "revocations",
+    "sync_runs",
+]

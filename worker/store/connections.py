@@ -11,7 +11,7 @@ import asyncpg
 
 from worker.constants import MAX_ERROR_CHARS
 from worker.crypto import TokenCipher
-from worker.errors import GrantConflict, UnknownConnection
+from worker.errors import ConnectionRevoked, GrantConflict, UnknownConnection
 from worker.store import revocations, sync_runs
 from worker.store.db import Conn
 
@@ -20,10 +20,6 @@ Status = Literal["pending", "active", "needs_reauth", "revoked", "error"]
 _COLUMNS: Final = """connection_id, app, client_id, environment, patient_id, status, scopes,
     consent_expires_at, last_synced_at, last_error, access_expires_at, code_sha256,
     status_changed_at, refresh_token_enc IS NOT NULL AS has_tokens"""
-
-
-class ConnectionRevoked(Exception):
-    """The connection was unlinked while a job was working on it: write nothing more."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +49,8 @@ class Tokens:
     access_token: str
     refresh_token: str
     access_expires_at: datetime
+    # connections.token_generation when read: what a refresh's compare-and-swap expects.
+    generation: int = 0
 
     def __repr__(self) -> str:
         return f"Tokens(access_expires_at={self.access_expires_at})"
@@ -172,7 +170,7 @@ async def save_grant(
                refresh_token_enc = $5, access_expires_at = $6, consent_expires_at = $7,
                code_sha256 = $8, app = $9, client_id = $10, environment = $11,
                status = 'pending', last_error = NULL, updated_at = now(),
-               status_changed_at = now()
+               status_changed_at = now(), token_generation = token_generation + 1
            WHERE connection_id = $1
              AND NOT (status = 'revoked' AND status_changed_at > $12)""",
         connection_id,
@@ -191,14 +189,11 @@ async def save_grant(
     return bool(result == "UPDATE 1")
 
 
-async def load_tokens(
-    conn: Conn, cipher: TokenCipher, connection_id: str, *, for_update: bool = False
-) -> Tokens:
-    """Decrypt the tokens; ``for_update`` locks the row until the transaction ends."""
-    lock = " FOR UPDATE" if for_update else ""
+async def load_tokens(conn: Conn, cipher: TokenCipher, connection_id: str) -> Tokens:
+    """Decrypt the tokens, with the generation they belong to (no lock is taken)."""
     record = await conn.fetchrow(
-        "SELECT access_token_enc, refresh_token_enc, access_expires_at FROM connections"
-        f" WHERE connection_id = $1{lock}",
+        """SELECT access_token_enc, refresh_token_enc, access_expires_at, token_generation
+           FROM connections WHERE connection_id = $1""",
         connection_id,
     )
     if record is None:
@@ -213,19 +208,71 @@ async def load_tokens(
             record["refresh_token_enc"], context=_context(connection_id, "refresh")
         ),
         access_expires_at=record["access_expires_at"],
+        generation=record["token_generation"],
     )
 
 
-async def save_tokens(conn: Conn, cipher: TokenCipher, connection_id: str, tokens: Tokens) -> None:
-    """Replace the tokens after a refresh (call inside the transaction that locked the row)."""
-    await conn.execute(
+async def save_refreshed(
+    conn: Conn,
+    cipher: TokenCipher,
+    connection_id: str,
+    tokens: Tokens,
+    *,
+    app: str,
+    client_id: str | None,
+) -> bool:
+    """Store a refresh's tokens over the generation they were refreshed from
+    (``tokens.generation``, a compare-and-swap); True when stored.
+
+    False when the generation moved meanwhile: an unlink dropped the tokens, or a code
+    exchange stored a new grant. The tokens are then owed a revocation instead, never lost:
+    CMS holds them live. An unlinked connection's grant is to end (its unlink's own row
+    holds the tokens this refresh spent, which can no longer end it); a relinked one's
+    grant belongs to the new link, so only these tokens are revoked. (Another refresh
+    cannot have moved it: it would have spent the same refresh token, and CMS answers
+    only the first spender; see worker.jobs.tokens.) Call inside a transaction.
+    """
+    result = await conn.execute(
         """UPDATE connections SET access_token_enc = $2, refresh_token_enc = $3,
-               access_expires_at = $4, updated_at = now()
-           WHERE connection_id = $1""",
+               access_expires_at = $4, token_generation = token_generation + 1,
+               updated_at = now()
+           WHERE connection_id = $1 AND token_generation = $5
+             AND refresh_token_enc IS NOT NULL""",
         connection_id,
         cipher.encrypt(tokens.access_token, context=_context(connection_id, "access")),
         cipher.encrypt(tokens.refresh_token, context=_context(connection_id, "refresh")),
         tokens.access_expires_at,
+        tokens.generation,
+    )
+    if result == "UPDATE 1":
+        return True
+    sealed = revocations.seal(cipher, connection_id, tokens.access_token, tokens.refresh_token)
+    await _owe_unstored(conn, connection_id, sealed, app=app, client_id=client_id)
+    return False
+
+
+async def _owe_unstored(
+    conn: Conn, connection_id: str, sealed: revocations.Sealed, *, app: str, client_id: str | None
+) -> None:
+    unlinked = await conn.fetchval(
+        "SELECT status = 'revoked' OR refresh_token_enc IS NULL FROM connections"
+        " WHERE connection_id = $1",
+        connection_id,
+    )
+    # The unlink's own owed row remembers whose grant it was (the row forgot the patient).
+    patient_sha256 = await conn.fetchval(
+        """SELECT patient_sha256 FROM pending_revocations WHERE connection_id = $1
+           ORDER BY revocation_id DESC LIMIT 1""",
+        connection_id,
+    )
+    await revocations.owe_hashed(
+        conn,
+        connection_id,
+        sealed,
+        end_grant=unlinked is not False,  # a row gone altogether: end the grant too
+        app=app,
+        client_id=client_id,
+        patient_sha256=patient_sha256,
     )
 
 
@@ -314,7 +361,8 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
             """UPDATE connections SET status = 'revoked', access_token_enc = NULL,
                    refresh_token_enc = NULL, access_expires_at = NULL, code_sha256 = NULL,
                    patient_id = NULL, scopes = '{}', consent_expires_at = NULL,
-                   last_error = NULL, updated_at = now(), status_changed_at = now()
+                   last_error = NULL, updated_at = now(), status_changed_at = now(),
+                   token_generation = token_generation + 1
                WHERE connection_id = $1""",
             connection_id,
         )

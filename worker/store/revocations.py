@@ -61,6 +61,28 @@ async def owe(
     patient_id: str | None,
 ) -> None:
     """Add an owed revocation (never replacing another)."""
+    await owe_hashed(
+        conn,
+        connection_id,
+        sealed,
+        end_grant=end_grant,
+        app=app,
+        client_id=client_id,
+        patient_sha256=patient_hash(patient_id),
+    )
+
+
+async def owe_hashed(
+    conn: Conn,
+    connection_id: str,
+    sealed: Sealed,
+    *,
+    end_grant: bool,
+    app: str,
+    client_id: str | None,
+    patient_sha256: str | None,
+) -> None:
+    """:func:`owe`, given only the patient id's hash (a row that forgot the id)."""
     await conn.execute(
         """INSERT INTO pending_revocations (connection_id, access_token_enc, refresh_token_enc,
                end_grant, app, client_id, patient_sha256)
@@ -71,7 +93,7 @@ async def owe(
         end_grant,
         app,
         client_id,
-        patient_hash(patient_id),
+        patient_sha256,
     )
 
 
