@@ -5,7 +5,14 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from worker.bluebutton.budget import BULK, URGENT, RequestBudget
+from worker.bluebutton.budget import (
+    BULK,
+    DECREASE_FACTOR,
+    MIN_RATE,
+    RECOVERY_SECONDS,
+    URGENT,
+    RequestBudget,
+)
 from worker.constants import BUDGET_SERVER_LIMIT_KEY
 
 WINDOW = 1.0
@@ -68,26 +75,42 @@ def test_burst_beyond_rate_is_refused() -> None:
         RequestBudget(None, "c", rate=5, burst=6)  # type: ignore[arg-type]
 
 
-async def test_a_lower_announced_limit_slows_every_instance(redis: Redis) -> None:
-    one = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
-    two = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
-    await one.observe_limit(20)  # higher than ours: ignored
-    assert await redis.get("bbingest:budget:client-a:server-limit") is None
-    await one.observe_limit(4)
+async def test_a_429_lowers_the_rate_of_every_replica_once_a_window(redis: Redis) -> None:
+    one, two = (RequestBudget(redis, "client-s", rate=10, window=0.2) for _ in range(2))
+    await one.slow_down()
+    await two.slow_down()  # refused in the same burst: one signal, one decrease
+    assert one.current_rate == 10 * DECREASE_FACTOR
+    assert two.current_rate == pytest.approx(10 * DECREASE_FACTOR, abs=0.01)
     assert await two.try_acquire() == 0.0
-    assert 0.2 < await two.try_acquire() <= 0.25  # spaced for 4 a second, not 10
-    assert 0 < await redis.ttl("bbingest:budget:client-a:server-limit") <= 60
+    assert 0.2 / 10 < await two.try_acquire() <= 0.2 / 8  # spaced for 8 a window, not 10
+    await asyncio.sleep(0.25)  # a window later, a 429 is a new signal
+    await one.slow_down()
+    # (8 plus what it regained in the meantime) times the factor again
+    assert one.current_rate == pytest.approx(10 * DECREASE_FACTOR**2, abs=0.05)
 
 
-async def test_an_announced_limit_is_written_again_once_it_lapses(redis: Redis) -> None:
-    budget = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
-    await budget.observe_limit(4)
-    await redis.delete("bbingest:budget:client-a:server-limit")  # as if its TTL ran out
-    await budget.observe_limit(4)
-    assert await redis.get("bbingest:budget:client-a:server-limit") is None  # not yet: no chatter
-    budget._renew_at = 0.0
-    await budget.observe_limit(4)
-    assert await redis.get("bbingest:budget:client-a:server-limit") == b"4"
+async def test_the_rate_grows_back_to_the_limit_and_no_further(redis: Redis) -> None:
+    budget = RequestBudget(redis, "client-s", rate=10, window=WINDOW)
+    await budget.slow_down()
+    await budget.try_acquire()
+    after_cut = budget.current_rate
+    await asyncio.sleep(0.1)
+    await budget.try_acquire()
+    assert budget.current_rate > after_cut  # additive increase, from Redis time
+    # The key lives exactly as long as the deficit takes to recover, then the limit holds.
+    deficit_ms = await redis.pttl(BUDGET_SERVER_LIMIT_KEY.format(client="client-s"))
+    assert 0 < deficit_ms <= (10 - after_cut) / (10 / RECOVERY_SECONDS) * 1000
+    await redis.delete(BUDGET_SERVER_LIMIT_KEY.format(client="client-s"))  # as if it lapsed
+    await budget.try_acquire()
+    assert budget.current_rate == 10.0
+
+
+async def test_many_429s_never_stop_the_budget(redis: Redis) -> None:
+    budget = RequestBudget(redis, "client-s", rate=2, window=0.01)
+    for _ in range(30):
+        await budget.slow_down()
+        await asyncio.sleep(0.012)
+    assert budget.current_rate == MIN_RATE
 
 
 async def test_bulk_requests_yield_while_an_interactive_one_waits(redis: Redis) -> None:
@@ -101,13 +124,6 @@ async def test_bulk_requests_yield_while_an_interactive_one_waits(redis: Redis) 
     assert await bulk.try_acquire() > 0  # spaced as usual after the person's request
     await asyncio.sleep(0.11)
     assert await bulk.try_acquire() == 0.0  # no one waits any more
-
-
-async def test_a_429_halves_the_rate_of_every_replica(redis: Redis) -> None:
-    one, two = (RequestBudget(redis, "client-s", rate=8) for _ in range(2))
-    await one.slow_down()
-    await two.slow_down()  # each refusal halves again what the replicas share
-    assert int(await redis.get(BUDGET_SERVER_LIMIT_KEY.format(client="client-s"))) == 2
 
 
 async def test_interactive_and_bulk_requests_yield_while_a_code_exchange_waits(
