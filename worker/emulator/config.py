@@ -40,6 +40,9 @@ class EmulatorConfig:
     code_lifetime: int = 60
     rate_limit: int | None = None
     rate_burst: int = 0
+    # The edge in front of BB2 (worker.emulator.edge): requests/s per app, None: no edge.
+    edge_rate: int | None = None
+    edge_retry_after: bool = False
     # Seeded chaos on FHIR views, as shares (0..1) of the admitted requests: a 500/502/503/504,
     # a connection dropped mid-body, and (independently) an answer delayed by slow_seconds.
     fault_rate: float = 0.0
@@ -60,6 +63,8 @@ class EmulatorConfig:
         if self.rate_limit is not None:
             _check_range("rate_limit", self.rate_limit, 1, None)
         _check_range("rate_burst", self.rate_burst, 0, None)
+        if self.edge_rate is not None:
+            _check_range("edge_rate", self.edge_rate, 1, None)
         self._check_chaos()
         if not self.clients:
             raise ValueError("at least one registered client is needed")
@@ -124,6 +129,7 @@ admin API (not BB2; JSON bodies):
   POST /_emulator/faults/refresh {"status": 502|404, "count"}  refreshes rotate, then fail
   POST /_emulator/apps/inactive {"client_id", "inactive": true|false}  FHIR 401, token 403
   POST /_emulator/edge/forbid {"patient_id", "seconds", "count"}  FHIR meets an HTML 403
+  POST /_emulator/edge/rate {"rate": N|null, "retry_after": false}  the edge's throttle
 """
 
 
@@ -154,6 +160,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests per sliding second per client id (default: unlimited)",
     )
     parser.add_argument("--rate-burst", type=int, default=defaults.rate_burst)
+    parser.add_argument(
+        "--edge-rate",
+        type=int,
+        default=None,
+        help="requests per sliding second per app at the edge in front of BB2, answered "
+        '429 "Assembly Rate Limit exceeded" (default: no edge)',
+    )
+    parser.add_argument(
+        "--edge-retry-after",
+        action="store_true",
+        help="the edge's 429s carry Retry-After (default: bare, as an edge may send them)",
+    )
     parser.add_argument(
         "--fault-rate",
         type=float,
@@ -220,6 +238,8 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
         code_lifetime=ns.code_lifetime,
         rate_limit=ns.rate_limit,
         rate_burst=ns.rate_burst,
+        edge_rate=ns.edge_rate,
+        edge_retry_after=ns.edge_retry_after,
         fault_rate=ns.fault_rate,
         drop_rate=ns.drop_rate,
         slow_rate=ns.slow_rate,

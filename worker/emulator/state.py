@@ -76,8 +76,9 @@ class EmulatorState:
         """Request counters since the last reset.
 
         total, by_endpoint, by_status, by_client, by_second and max_per_second (the busiest
-        calendar second) count every request; max_in_window and max_in_window_by_client are
-        the most admitted app requests (no 429s, no browser pages) in any sliding second;
+        calendar second) count every request, throttled_by_second the 429s; max_in_window
+        and max_in_window_by_client are the most admitted app requests (no 429s, no browser
+        pages) in any sliding second;
         during_cooldown counts app requests that arrived while a 429's Retry-After still ran
         (those within 50 ms of the 429 were already on their way and do not count);
         first_request_at and last_request_at are the arrival times (epoch seconds, or None)
