@@ -8,8 +8,11 @@ from redis.asyncio import Redis
 from worker.bluebutton.budget import (
     BULK,
     DECREASE_FACTOR,
+    FAST_STEP,
+    HOLD_WINDOWS,
     MIN_RATE,
-    RECOVERY_SECONDS,
+    PROBE_SECONDS,
+    SLOW_STEP,
     URGENT,
     RequestBudget,
 )
@@ -75,41 +78,45 @@ def test_burst_beyond_rate_is_refused() -> None:
         RequestBudget(None, "c", rate=5, burst=6)  # type: ignore[arg-type]
 
 
-async def test_a_429_lowers_the_rate_of_every_replica_once_a_window(redis: Redis) -> None:
-    one, two = (RequestBudget(redis, "client-s", rate=10, window=0.2) for _ in range(2))
+async def test_a_429_lowers_the_rate_of_every_replica_once_a_hold(redis: Redis) -> None:
+    one, two = (RequestBudget(redis, "client-s", rate=10, window=0.1) for _ in range(2))
     await one.slow_down()
     await two.slow_down()  # refused in the same burst: one signal, one decrease
     assert one.current_rate == 10 * DECREASE_FACTOR
     assert two.current_rate == pytest.approx(10 * DECREASE_FACTOR, abs=0.01)
     assert await two.try_acquire() == 0.0
-    assert 0.2 / 10 < await two.try_acquire() <= 0.2 / 8  # spaced for 8 a window, not 10
-    await asyncio.sleep(0.25)  # a window later, a 429 is a new signal
+    assert 0.1 / 10 < await two.try_acquire() <= 0.1 / 9  # spaced for 9 a window, not 10
+    await asyncio.sleep(0.1 * HOLD_WINDOWS + 0.02)  # past the hold, a 429 is a new signal
     await one.slow_down()
-    # (8 plus what it regained in the meantime) times the factor again
-    assert one.current_rate == pytest.approx(10 * DECREASE_FACTOR**2, abs=0.05)
+    # (9 plus the little it regained in the meantime) times the factor again
+    assert one.current_rate == pytest.approx(10 * DECREASE_FACTOR**2, abs=0.01)
 
 
-async def test_the_rate_grows_back_to_the_limit_and_no_further(redis: Redis) -> None:
+async def test_the_rate_creeps_then_grows_back_to_the_limit_and_no_further(
+    redis: Redis,
+) -> None:
+    key = BUDGET_SERVER_LIMIT_KEY.format(client="client-s")
     budget = RequestBudget(redis, "client-s", rate=10, window=WINDOW)
     await budget.slow_down()
-    await budget.try_acquire()
-    after_cut = budget.current_rate
-    await asyncio.sleep(0.1)
-    await budget.try_acquire()
-    assert budget.current_rate > after_cut  # additive increase, from Redis time
-    # The key lives exactly as long as the deficit takes to recover, then the limit holds.
-    deficit_ms = await redis.pttl(BUDGET_SERVER_LIMIT_KEY.format(client="client-s"))
-    assert 0 < deficit_ms <= (10 - after_cut) / (10 / RECOVERY_SECONDS) * 1000
-    await redis.delete(BUDGET_SERVER_LIMIT_KEY.format(client="client-s"))  # as if it lapsed
+    assert await budget.rate() == 9.0
+    # Move the decrease into the past (the key's remaining life is the time left to recover).
+    left = await redis.pttl(key)
+    await redis.pexpire(key, left - int(PROBE_SECONDS * 1000 / 2))
+    creeping = await budget.rate()  # half the probe time later: the slow step
+    assert creeping == pytest.approx(9 + 10 * SLOW_STEP * PROBE_SECONDS / 2, abs=0.01)
+    await redis.pexpire(key, 1000)  # one second before the limit: the fast step
+    assert await budget.rate() == pytest.approx(10 - 10 * FAST_STEP, abs=0.01)
+    await redis.delete(key)  # as when it lapses: the limit, and no more
+    assert await budget.rate() == 10.0
     await budget.try_acquire()
     assert budget.current_rate == 10.0
 
 
 async def test_many_429s_never_stop_the_budget(redis: Redis) -> None:
-    budget = RequestBudget(redis, "client-s", rate=2, window=0.01)
-    for _ in range(30):
+    budget = RequestBudget(redis, "client-s", rate=2, window=0.005)
+    for _ in range(40):
         await budget.slow_down()
-        await asyncio.sleep(0.012)
+        await asyncio.sleep(0.011)
     assert budget.current_rate == MIN_RATE
 
 

@@ -15,13 +15,15 @@ comes from Redis (``TIME``), so replicas with skewed clocks still agree.
 The rate itself adapts (AIMD, as TCP's congestion window): CMS's throttle sits at an edge
 whose limit is not announced and may be lower than ``BB_RATE_LIMIT`` (FACTS.md, Errors and
 limits), so a 429 is the only sign of it. A 429 multiplies the app's rate by
-``DECREASE_FACTOR``, at most once a window (several requests refused together are one
-signal, not several), and the rate then grows back by ``limit / RECOVERY_SECONDS`` each
-second, never above the limit: from half the limit it is back in ``RECOVERY_SECONDS / 2``.
-A 429 with ``Retry-After`` besides stops every replica until it ends (a shared cool-down).
-The state is one Redis string per app whose value is the rate set by the last decrease and
-whose remaining life is the deficit still to recover: rate = limit - step * PTTL, and the
-key lapses exactly when the rate is back at the limit.
+``DECREASE_FACTOR``, at most once every ``HOLD_WINDOWS`` windows (the refusals of one burst,
+and those the edge's window still holds, are one signal, not several). Then the rate grows
+back additively, never above the limit: slowly for ``PROBE_SECONDS`` (the edge's limit is
+near; creeping up keeps 429s rare), then fast (the edge has not refused for a while: CMS
+may admit more again), so that it is back at the limit within two minutes. A 429 with
+``Retry-After`` besides stops every replica until it ends (a shared cool-down). The state is
+one Redis string per app: its value is the rate the last decrease set, its remaining life
+the time until the rate is back at the limit (so the time since the decrease follows, and
+the key lapses exactly when the rate is whole again).
 """
 
 from __future__ import annotations
@@ -42,21 +44,41 @@ from worker.constants import (
     BUDGET_WINDOW_SECONDS,
 )
 
-# KEYS: theoretical arrival time, cool-down, the adaptive rate (see the module docstring),
-# and the interactive and the urgent requests waiting (sorted sets: member = waiter, score =
-# when it lapses). ARGV: the configured limit, burst and window (µs), the waiter id, the
-# priority (BULK, INTERACTIVE, URGENT), the recovery step (requests/s gained per second).
-# A waiter registers in its priority's set; a request is refused while any waiter of a
-# higher priority is registered. Returns {0 when granted else µs to wait, the current rate
-# as text ('' inside a cool-down)}.
-_ACQUIRE: Final = """
+# The adaptive rate, shared by the scripts below: the key holds the rate the last decrease
+# set, its PTTL the time left until the rate is back at the limit. ``slow`` and ``fast`` are
+# the additive steps (requests/s per second) before and after ``probe`` seconds.
+_ADAPTIVE: Final = """
+local function recovery(limit, base, slow, fast, probe)
+  local deficit = limit - base
+  if deficit <= slow * probe then return deficit / slow end
+  return probe + (deficit - slow * probe) / fast
+end
+local function adaptive(key, limit, slow, fast, probe)
+  local left = redis.call('PTTL', key)
+  if left <= 0 then return limit, nil end
+  local base = tonumber(redis.call('GET', key))
+  local since = recovery(limit, base, slow, fast, probe) - left / 1000
+  local rate = base + slow * math.min(since, probe) + fast * math.max(0, since - probe)
+  return math.min(limit, rate), since
+end
+"""
+
+# KEYS: theoretical arrival time, cool-down, the adaptive rate, and the interactive and the
+# urgent requests waiting (sorted sets: member = waiter, score = when it lapses). ARGV: the
+# configured limit, burst and window (µs), the waiter id, the priority (BULK, INTERACTIVE,
+# URGENT), the slow and fast steps and the probe time of the adaptive rate. A waiter
+# registers in its priority's set; a request is refused while any waiter of a higher
+# priority is registered. Returns {0 when granted else µs to wait, the current rate as text
+# ('' inside a cool-down)}.
+_ACQUIRE: Final = (
+    _ADAPTIVE
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local cool = redis.call('PTTL', KEYS[2])
 if cool > 0 then return {cool * 1000, ''} end
-local rate = tonumber(ARGV[1])
-local deficit = redis.call('PTTL', KEYS[3])
-if deficit > 0 then rate = rate - tonumber(ARGV[6]) * deficit / 1000 end
+local rate = adaptive(KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[6]), tonumber(ARGV[7]),
+                      tonumber(ARGV[8]))
 local shown = string.format('%.3f', rate)
 local burst = math.min(tonumber(ARGV[2]), rate)
 local interval = tonumber(ARGV[3]) / (rate - burst + 1)
@@ -78,39 +100,59 @@ redis.call('SET', KEYS[1], string.format('%d', tat + interval),
 if priority > 0 then redis.call('ZREM', own, ARGV[4]) end
 return {0, shown}
 """
+)
 
 # Priorities of the budget's requests, lowest first (ARGV[5] of the script above).
 BULK: Final = 0
 INTERACTIVE: Final = 1
 URGENT: Final = 2
 
-# AIMD: a 429 multiplies the rate by this (TCP halves; a gentler cut keeps more of the real
-# limit used between cuts, and the recovery step below keeps 429s rare).
-DECREASE_FACTOR: Final = 0.8
-# The rate regains the whole limit in this many seconds (a tenth of it in a tenth of that).
-RECOVERY_SECONDS: Final = 150.0
+# AIMD. A 429 multiplies the rate by this: the rate saws between this share of the edge's
+# limit and the limit, so it sets the share used (TCP's 0.5 would waste a quarter).
+DECREASE_FACTOR: Final = 0.9
+# Decreases at most once per this many windows: the edge's window still holds the requests
+# of the second before the decrease, and their refusals say nothing new.
+HOLD_WINDOWS: Final = 2
+# Additive increase, as shares of the limit per second: slow for PROBE_SECONDS after a
+# decrease (a tenth of an edge at half the limit takes 25 s: a 429 or two per cycle), then
+# fast (back from half the limit in 30 + 26 s, from MIN_RATE in under 90 s).
+SLOW_STEP: Final = 1 / 500
+FAST_STEP: Final = 1 / 60
+PROBE_SECONDS: Final = 30.0
 # Never slower than this (requests/s): a budget cut to nothing would never learn it recovered.
 MIN_RATE: Final = 0.5
 
-# Multiplicative decrease after a 429. KEYS: the adaptive rate. ARGV: limit, factor,
-# recovery step (per s), floor, hold (ms). A decrease within ``hold`` of the previous one is
-# skipped: the refusals of one burst are one signal. Returns the rate after it, as text.
-_DECREASE: Final = """
-local limit, step = tonumber(ARGV[1]), tonumber(ARGV[3])
-local deficit = redis.call('PTTL', KEYS[1])
-local rate = limit
-if deficit > 0 then
-  rate = limit - step * deficit / 1000
-  local since = (limit - tonumber(redis.call('GET', KEYS[1]))) / step * 1000 - deficit
-  if since < tonumber(ARGV[5]) then return string.format('%.3f', rate) end
+# Multiplicative decrease after a 429. KEYS: the adaptive rate. ARGV: limit, slow and fast
+# steps, probe time, factor, floor, hold (ms). A decrease within ``hold`` of the previous one
+# is skipped. Returns the rate after it, as text.
+_DECREASE: Final = (
+    _ADAPTIVE
+    + """
+local limit, slow, fast, probe = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+                                 tonumber(ARGV[4])
+local rate, since = adaptive(KEYS[1], limit, slow, fast, probe)
+if since ~= nil and since * 1000 < tonumber(ARGV[7]) then
+  return string.format('%.3f', rate)
 end
-local lower = math.max(tonumber(ARGV[4]), rate * tonumber(ARGV[2]))
+local lower = math.max(tonumber(ARGV[6]), rate * tonumber(ARGV[5]))
 if lower < limit then
   redis.call('SET', KEYS[1], string.format('%.3f', lower), 'PX',
-             math.ceil((limit - lower) / step * 1000))
+             math.ceil(recovery(limit, lower, slow, fast, probe) * 1000))
 end
 return string.format('%.3f', lower)
 """
+)
+
+# The current adaptive rate, as text. KEYS: the adaptive rate. ARGV: limit, slow and fast
+# steps, probe time.
+_RATE: Final = (
+    _ADAPTIVE
+    + """
+local rate = adaptive(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+                      tonumber(ARGV[4]))
+return string.format('%.3f', rate)
+"""
+)
 
 # Extends the cool-down to ARGV[1] ms from now, never shortens it.
 _PAUSE: Final = """
@@ -151,14 +193,15 @@ class RequestBudget:
             BUDGET_WAITING_KEY.format(client=client_id),
             BUDGET_URGENT_KEY.format(client=client_id),
         ]
-        self._step = rate / RECOVERY_SECONDS
+        self._aimd = [rate, rate * SLOW_STEP, rate * FAST_STEP, PROBE_SECONDS]
         self._args = [rate, burst, round(window * 1_000_000)]
-        self._hold_ms = round(window * 1000)
+        self._hold_ms = round(window * HOLD_WINDOWS * 1000)
         self._priority = priority
         self._rate = rate
         self.current_rate = float(rate)
         self._acquire = redis.register_script(_ACQUIRE)
         self._decrease = redis.register_script(_DECREASE)
+        self._current = redis.register_script(_RATE)
         self._pause = redis.register_script(_PAUSE)
         self._sleep = sleep
 
@@ -172,7 +215,7 @@ class RequestBudget:
             *self._args,
             waiter or secrets.token_hex(8),
             self._priority,
-            self._step,
+            *self._aimd[1:],
         ]
         wait_us, rate = await self._acquire(keys=self._keys, args=args)
         if rate:
@@ -196,7 +239,12 @@ class RequestBudget:
 
         CMS announces no per-app limit (no ``X-RateLimit-Limit``; FACTS.md, Errors and
         limits), so a refusal is the only sign that the budget is lower than configured.
-        Refusals within one window of the last decrease do not lower it again.
+        Refusals within ``HOLD_WINDOWS`` windows of the last decrease do not lower it again.
         """
-        args = [self._rate, DECREASE_FACTOR, self._step, MIN_RATE, self._hold_ms]
+        args = [*self._aimd, DECREASE_FACTOR, MIN_RATE, self._hold_ms]
         self.current_rate = float(await self._decrease(keys=[self._keys[2]], args=args))
+
+    async def rate(self) -> float:
+        """The rate every replica's grants are spaced for now (requests per second)."""
+        self.current_rate = float(await self._current(keys=[self._keys[2]], args=self._aimd))
+        return self.current_rate
