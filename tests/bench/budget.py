@@ -2,8 +2,11 @@
 
 Starts the emulator with a 10 requests/s limit and 200 synthetic beneficiaries, runs three
 worker processes with concurrency 8 until every connection is synced, and prints what the
-emulator saw. A second run sets the emulator to 5/s while the workers believe 10/s: the 429s must
-stay few, nothing may be sent inside a cool-down, and every connection must end active.
+emulator saw. The first run starts the replicas before the work, as a running service's
+are; the second starts them as the work arrives (as an autoscaler would), so that their
+start-up warm-ups land inside the measurement: they take budget slots too, so the busiest
+second stays within the limit and no 429 comes. (An edge lower than the configured limit:
+``tests.bench.adaptive``.)
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Scenario:
     name: str
     server_limit: int
     worker_limit: int
+    start_with_work: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class Outcome:
         ]
 
 
-async def _active(settings: Settings) -> int:
+async def active_connections(settings: Settings) -> int:
     conn = await asyncpg.connect(settings.database_url)
     try:
         return int(await conn.fetchval("SELECT count(*) FROM connections WHERE status = 'active'"))
@@ -94,7 +98,7 @@ async def _active(settings: Settings) -> int:
         await conn.close()
 
 
-async def _wait_until_synced(settings: Settings, count: int) -> None:
+async def wait_until_synced(settings: Settings, count: int) -> None:
     """Poll until every connection left ``pending``."""
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -108,8 +112,10 @@ async def _wait_until_synced(settings: Settings, count: int) -> None:
 async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replicas: int) -> Outcome:
     """Sync ``beneficiaries`` through ``replicas`` worker processes under one scenario.
 
-    The replicas run as a service does: started (and warmed up) before the work arrives, so
-    that three processes importing at once on two cores do not disturb the measurement.
+    By default the replicas run as a service does: started (and warmed up) before the work
+    arrives, so that three processes importing at once on two cores do not disturb the
+    measurement; ``start_with_work`` starts them once the work is queued and counts their
+    warm-ups.
     """
     await reset_stores(settings.database_url, settings.redis_url)
     config = EmulatorConfig(beneficiaries=beneficiaries, rate_limit=scenario.server_limit)
@@ -121,18 +127,25 @@ async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replic
             BB_RATE_LIMIT=str(scenario.worker_limit),
             WORKER_CONCURRENCY="8",
         )
-        workers = await start_workers(env, replicas, LOG_DIR / scenario.name, burst=False)
-        await asyncio.sleep(WARM_UP)
-        await emulator_stats(emulator.base_url, reset=True)
-        started = time.monotonic()
-        await enqueue_all(settings.redis_url, jobs)
-        await _wait_until_synced(settings, beneficiaries)
+        log_dir = LOG_DIR / scenario.name.replace(" ", "-").replace(",", "")
+        if scenario.start_with_work:
+            await emulator_stats(emulator.base_url, reset=True)
+            started = time.monotonic()
+            await enqueue_all(settings.redis_url, jobs)
+            workers = await start_workers(env, replicas, log_dir, burst=False)
+        else:
+            workers = await start_workers(env, replicas, log_dir, burst=False)
+            await asyncio.sleep(WARM_UP)
+            await emulator_stats(emulator.base_url, reset=True)
+            started = time.monotonic()
+            await enqueue_all(settings.redis_url, jobs)
+        await wait_until_synced(settings, beneficiaries)
         wall = time.monotonic() - started
         stats = await emulator_stats(emulator.base_url)
         for worker in workers:
             worker.terminate()
             await worker.wait()
-    return Outcome(scenario, stats, await _active(settings), beneficiaries, wall)
+    return Outcome(scenario, stats, await active_connections(settings), beneficiaries, wall)
 
 
 def report(outcomes: list[Outcome]) -> None:
@@ -164,9 +177,18 @@ async def main(beneficiaries: int, replicas: int) -> None:
     settings = load_settings()
     scenarios = [
         Scenario("limit 10, workers 10", server_limit=10, worker_limit=10),
-        Scenario("limit 5, workers 10", server_limit=5, worker_limit=10),
+        Scenario(
+            "limit 10, workers 10, replicas started with the work",
+            server_limit=10,
+            worker_limit=10,
+            start_with_work=True,
+        ),
     ]
-    outcomes = [await run(s, settings, beneficiaries, replicas) for s in scenarios]
+    outcomes = []
+    for scenario in scenarios:
+        began = time.monotonic()
+        outcomes.append(await run(scenario, settings, beneficiaries, replicas))
+        print(f"{scenario.name}: {time.monotonic() - began:.0f} s", flush=True)
     report(outcomes)
 
 

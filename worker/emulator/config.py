@@ -43,6 +43,12 @@ class EmulatorConfig:
     # The edge in front of BB2 (worker.emulator.edge): requests/s per app, None: no edge.
     edge_rate: int | None = None
     edge_retry_after: bool = False
+    # Search pages cost what CMS's backend spends on them (worker.emulator.backend); off by
+    # default so that tests stay fast.
+    backend_cost: bool = False
+    # With claims_per_beneficiary: the share of the claims that are Part D (pde), as for
+    # production beneficiaries with thousands of prescriptions (FACTS "Errors and limits").
+    part_d_share: float = 0.0
     # Seeded chaos on FHIR views, as shares (0..1) of the admitted requests: a 500/502/503/504,
     # a connection dropped mid-body, and (independently) an answer delayed by slow_seconds.
     fault_rate: float = 0.0
@@ -66,6 +72,7 @@ class EmulatorConfig:
         if self.edge_rate is not None:
             _check_range("edge_rate", self.edge_rate, 1, None)
         self._check_chaos()
+        _check_share("part_d_share", self.part_d_share)
         if not self.clients:
             raise ValueError("at least one registered client is needed")
         if len({c.client_id for c in self.clients}) != len(self.clients):
@@ -145,6 +152,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="the same EOB count for every beneficiary (default: the sandbox's counts)",
+    )
+    parser.add_argument(
+        "--backend-cost",
+        action="store_true",
+        help="each EOB search page costs 20 ms + 0.5 ms per matching claim; 502 past 30 s",
+    )
+    parser.add_argument(
+        "--part-d-share",
+        type=float,
+        default=defaults.part_d_share,
+        help="with --claims-per-beneficiary: the share (0..1) of Part D claims",
     )
     parser.add_argument("--token-lifetime", type=int, default=defaults.token_lifetime)
     parser.add_argument(
@@ -240,6 +258,8 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
         rate_burst=ns.rate_burst,
         edge_rate=ns.edge_rate,
         edge_retry_after=ns.edge_retry_after,
+        backend_cost=ns.backend_cost,
+        part_d_share=ns.part_d_share,
         fault_rate=ns.fault_rate,
         drop_rate=ns.drop_rate,
         slow_rate=ns.slow_rate,

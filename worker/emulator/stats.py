@@ -71,6 +71,7 @@ class RequestStats:
         self.by_client: Counter[str] = Counter()
         self.by_second: Counter[str] = Counter()
         self.throttled_by_second: Counter[str] = Counter()
+        self.backend_seconds = 0.0
         self.first_at: float | None = None
         self.last_at: float | None = None
         self._peak = WindowPeak()
@@ -118,6 +119,7 @@ class RequestStats:
             "by_client": dict(self.by_client),
             "by_second": dict(sorted(self.by_second.items())),
             "throttled_by_second": dict(sorted(self.throttled_by_second.items())),
+            "backend_seconds": round(self.backend_seconds, 3),
             "max_per_second": max(self.by_second.values(), default=0),
             "max_in_window": self._peak.peak,
             "max_in_window_by_client": {
