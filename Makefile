@@ -44,6 +44,8 @@ BENCH_ENV = DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bbingest_bench \
 
 bench: $(STAMP) services .demo/token.key
 	$(BENCH_ENV) $(BIN)/python -m tests.bench.budget
+	$(BENCH_ENV) $(BIN)/python -m tests.bench.adaptive
+	$(BENCH_ENV) $(BIN)/python -m tests.bench.size
 	$(BENCH_ENV) $(BIN)/python -m tests.bench.lanes
 	$(BENCH_ENV) $(BIN)/python -m tests.bench.storm
 	$(BENCH_ENV) $(BIN)/python -m tests.bench.store

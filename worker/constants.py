@@ -9,12 +9,12 @@ REDIS_PREFIX: Final = "bbingest"
 # Shared request budget (worker.bluebutton.budget); {client} is the BB2 client id.
 BUDGET_TAT_KEY: Final = REDIS_PREFIX + ":budget:{client}:tat"
 BUDGET_COOLDOWN_KEY: Final = REDIS_PREFIX + ":budget:{client}:cooldown"
+# The adaptive rate after a 429: value = the rate the last decrease set, remaining life =
+# the deficit still to recover (absent: the configured limit). Its name predates AIMD.
 BUDGET_SERVER_LIMIT_KEY: Final = REDIS_PREFIX + ":budget:{client}:server-limit"
 BUDGET_WAITING_KEY: Final = REDIS_PREFIX + ":budget:{client}:interactive-waiting"
 # Code exchanges waiting for a slot: interactive and bulk requests yield to them.
 BUDGET_URGENT_KEY: Final = REDIS_PREFIX + ":budget:{client}:urgent-waiting"
-# How long a lower limit announced by BB2 holds before the configured one is tried again.
-BUDGET_SERVER_LIMIT_TTL: Final = 60
 # The server counts a sliding one-second window; spacing grants over a slightly longer
 # one (BB_RATE_MARGIN, default 2%) absorbs the jitter between a grant and its arrival.
 BUDGET_WINDOW_SECONDS: Final = 1.0

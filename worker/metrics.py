@@ -29,6 +29,13 @@ BUDGET_WAIT = Histogram(
     namespace=NAMESPACE,
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+BUDGET_RATE = Gauge(
+    "budget_rate",
+    "Requests per second an app's shared budget grants now: BB_RATE_LIMIT, or less after 429s "
+    "(AIMD; as last seen by this replica).",
+    ["app"],
+    namespace=NAMESPACE,
+)
 JOBS = Counter(
     "jobs",
     "Jobs finished, by job and outcome (active, error, needs_reauth, revoked, retry, ...).",

@@ -32,6 +32,41 @@ async def test_rate_limit_answers_429_with_retry_after(make_harness: MakeHarness
     assert stats["by_status"]["429"] == 2
 
 
+async def test_the_edge_refuses_bare_below_the_app_limit_and_changes_at_run_time(
+    make_harness: MakeHarness,
+) -> None:
+    harness = await make_harness(EmulatorConfig(rate_limit=10, edge_rate=3))
+    token = (await harness.tokens())["access_token"]  # counted by the edge too
+    harness.clock.advance(1)
+    statuses = []
+    for _ in range(4):
+        statuses.append((await harness.fhir("Coverage", token)).status_code)
+        harness.clock.advance(0.1)
+    refused = await harness.fhir("Coverage", token)
+    assert statuses == [200, 200, 200, 429]
+    # FACTS "Errors and limits": the edge's text, no Retry-After, no X-RateLimit-* headers.
+    assert refused.status_code == 429
+    assert refused.text == "Assembly Rate Limit exceeded"
+    assert "Retry-After" not in refused.headers
+    assert "X-RateLimit-Limit" not in refused.headers
+    answer = await harness.http.post("/_emulator/edge/rate", json={"rate": 5, "retry_after": True})
+    assert answer.json() == {"rate": 5, "retry_after": True}
+    harness.clock.advance(1)
+    statuses = [(await harness.fhir("Coverage", token)).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    assert (await harness.fhir("Coverage", token)).headers["Retry-After"] == "1"
+    stats = (await harness.http.get("/_emulator/stats")).json()
+    assert sum(stats["throttled_by_second"].values()) == stats["by_status"]["429"] == 4
+    await harness.http.post("/_emulator/edge/rate", json={"rate": None})
+    statuses = [(await harness.fhir("Coverage", token)).status_code for _ in range(10)]
+    assert statuses == [200] * 5 + [429] * 5  # the app's own limit of 10 remains
+
+
+async def test_a_bad_edge_rate_is_refused(harness: Harness) -> None:
+    answer = await harness.http.post("/_emulator/edge/rate", json={"rate": 0})
+    assert answer.status_code == 400
+
+
 async def test_burst_raises_the_ceiling(make_harness: MakeHarness) -> None:
     harness = await make_harness(EmulatorConfig(rate_limit=2, rate_burst=2))
     token = (await harness.tokens())["access_token"]

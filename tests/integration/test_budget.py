@@ -5,7 +5,17 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from worker.bluebutton.budget import BULK, URGENT, RequestBudget
+from worker.bluebutton.budget import (
+    BULK,
+    DECREASE_FACTOR,
+    FAST_STEP,
+    HOLD_WINDOWS,
+    MIN_RATE,
+    PROBE_SECONDS,
+    SLOW_STEP,
+    URGENT,
+    RequestBudget,
+)
 from worker.constants import BUDGET_SERVER_LIMIT_KEY
 
 WINDOW = 1.0
@@ -68,26 +78,46 @@ def test_burst_beyond_rate_is_refused() -> None:
         RequestBudget(None, "c", rate=5, burst=6)  # type: ignore[arg-type]
 
 
-async def test_a_lower_announced_limit_slows_every_instance(redis: Redis) -> None:
-    one = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
-    two = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
-    await one.observe_limit(20)  # higher than ours: ignored
-    assert await redis.get("bbingest:budget:client-a:server-limit") is None
-    await one.observe_limit(4)
+async def test_a_429_lowers_the_rate_of_every_replica_once_a_hold(redis: Redis) -> None:
+    one, two = (RequestBudget(redis, "client-s", rate=10, window=0.1) for _ in range(2))
+    await one.slow_down()
+    await two.slow_down()  # refused in the same burst: one signal, one decrease
+    assert one.current_rate == 10 * DECREASE_FACTOR
+    assert two.current_rate == pytest.approx(10 * DECREASE_FACTOR, abs=0.01)
     assert await two.try_acquire() == 0.0
-    assert 0.2 < await two.try_acquire() <= 0.25  # spaced for 4 a second, not 10
-    assert 0 < await redis.ttl("bbingest:budget:client-a:server-limit") <= 60
+    assert 0.1 / 10 < await two.try_acquire() <= 0.1 / 9  # spaced for 9 a window, not 10
+    await asyncio.sleep(0.1 * HOLD_WINDOWS + 0.02)  # past the hold, a 429 is a new signal
+    await one.slow_down()
+    # (9 plus the little it regained in the meantime) times the factor again
+    assert one.current_rate == pytest.approx(10 * DECREASE_FACTOR**2, abs=0.01)
 
 
-async def test_an_announced_limit_is_written_again_once_it_lapses(redis: Redis) -> None:
-    budget = RequestBudget(redis, "client-a", rate=10, window=WINDOW)
-    await budget.observe_limit(4)
-    await redis.delete("bbingest:budget:client-a:server-limit")  # as if its TTL ran out
-    await budget.observe_limit(4)
-    assert await redis.get("bbingest:budget:client-a:server-limit") is None  # not yet: no chatter
-    budget._renew_at = 0.0
-    await budget.observe_limit(4)
-    assert await redis.get("bbingest:budget:client-a:server-limit") == b"4"
+async def test_the_rate_creeps_then_grows_back_to_the_limit_and_no_further(
+    redis: Redis,
+) -> None:
+    key = BUDGET_SERVER_LIMIT_KEY.format(client="client-s")
+    budget = RequestBudget(redis, "client-s", rate=10, window=WINDOW)
+    await budget.slow_down()
+    assert await budget.rate() == 9.0
+    # Move the decrease into the past (the key's remaining life is the time left to recover).
+    left = await redis.pttl(key)
+    await redis.pexpire(key, left - int(PROBE_SECONDS * 1000 / 2))
+    creeping = await budget.rate()  # half the probe time later: the slow step
+    assert creeping == pytest.approx(9 + 10 * SLOW_STEP * PROBE_SECONDS / 2, abs=0.01)
+    await redis.pexpire(key, 1000)  # one second before the limit: the fast step
+    assert await budget.rate() == pytest.approx(10 - 10 * FAST_STEP, abs=0.01)
+    await redis.delete(key)  # as when it lapses: the limit, and no more
+    assert await budget.rate() == 10.0
+    await budget.try_acquire()
+    assert budget.current_rate == 10.0
+
+
+async def test_many_429s_never_stop_the_budget(redis: Redis) -> None:
+    budget = RequestBudget(redis, "client-s", rate=2, window=0.005)
+    for _ in range(40):
+        await budget.slow_down()
+        await asyncio.sleep(0.011)
+    assert budget.current_rate == MIN_RATE
 
 
 async def test_bulk_requests_yield_while_an_interactive_one_waits(redis: Redis) -> None:
@@ -101,13 +131,6 @@ async def test_bulk_requests_yield_while_an_interactive_one_waits(redis: Redis) 
     assert await bulk.try_acquire() > 0  # spaced as usual after the person's request
     await asyncio.sleep(0.11)
     assert await bulk.try_acquire() == 0.0  # no one waits any more
-
-
-async def test_a_429_halves_the_rate_of_every_replica(redis: Redis) -> None:
-    one, two = (RequestBudget(redis, "client-s", rate=8) for _ in range(2))
-    await one.slow_down()
-    await two.slow_down()  # each refusal halves again what the replicas share
-    assert int(await redis.get(BUDGET_SERVER_LIMIT_KEY.format(client="client-s"))) == 2
 
 
 async def test_interactive_and_bulk_requests_yield_while_a_code_exchange_waits(

@@ -9,8 +9,8 @@ class RecordingBudget:
     def __init__(self) -> None:
         self.acquired = 0
         self.pauses: list[float] = []
-        self.limits: list[int] = []
         self.slowdowns = 0
+        self.current_rate = 10.0
 
     async def acquire(self) -> float:
         self.acquired += 1
@@ -18,9 +18,6 @@ class RecordingBudget:
 
     async def pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
-
-    async def observe_limit(self, limit: int) -> None:
-        self.limits.append(limit)
 
     async def slow_down(self) -> None:
         self.slowdowns += 1

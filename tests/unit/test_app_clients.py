@@ -7,7 +7,9 @@ import pytest
 import respx
 from redis.asyncio import Redis
 
+from tests.unit.fakes import RecordingBudget
 from worker.apps import App
+from worker.bluebutton import clients as clients_module
 from worker.bluebutton.clients import AppClients
 
 SANDBOX = "https://sandbox.bluebutton.cms.gov"
@@ -18,9 +20,26 @@ def app(name: str, base_url: str = SANDBOX, client_id: str | None = None) -> App
     return App(name, "sandbox", base_url, client_id or f"{name}-id", "secret", 10)
 
 
+class Budgets:
+    """The budgets the clients were built with, by client id (recording, never waiting)."""
+
+    def __init__(self) -> None:
+        self.by_client: dict[str, RecordingBudget] = {}
+
+    def __call__(self, _redis: Redis, client_id: str, _rate: int, **_: object) -> RecordingBudget:
+        return self.by_client.setdefault(client_id, RecordingBudget())
+
+
 @pytest.fixture
-async def clients() -> AsyncIterator[AppClients]:
-    # Scripts are registered without a round trip, and these tests send no budgeted request.
+def budgets(monkeypatch: pytest.MonkeyPatch) -> Budgets:
+    made = Budgets()
+    monkeypatch.setattr(clients_module, "RequestBudget", made)
+    return made
+
+
+@pytest.fixture
+async def clients(budgets: Budgets) -> AsyncIterator[AppClients]:
+    # The budgets are recording doubles: these tests reach no Redis.
     redis = Redis.from_url("redis://127.0.0.1:1/0")
     clients = AppClients(redis, timeout=5, max_connections=4, burst=1, window=1.02)
     yield clients
@@ -29,7 +48,9 @@ async def clients() -> AsyncIterator[AppClients]:
 
 
 @respx.mock
-async def test_apps_on_one_host_share_its_pool_which_is_warmed_once(clients: AppClients) -> None:
+async def test_apps_on_one_host_share_its_pool_which_is_warmed_once(
+    clients: AppClients, budgets: Budgets
+) -> None:
     sandbox = respx.get(f"{SANDBOX}/v2/fhir/metadata").mock(return_value=httpx.Response(200))
     production = respx.get(f"{PRODUCTION}/v2/fhir/metadata").mock(return_value=httpx.Response(200))
     a = await clients.client(app("a"), "interactive")
@@ -39,6 +60,9 @@ async def test_apps_on_one_host_share_its_pool_which_is_warmed_once(clients: App
     assert c.http is not a.http
     assert (sandbox.call_count, production.call_count) == (1, 1)
     assert (a.app, b.app, c.app) == ("a", "b", "c")
+    # Each warm-up took a slot of the app whose client opened the pool, and only then.
+    acquired = {client_id: budget.acquired for client_id, budget in budgets.by_client.items()}
+    assert acquired == {"a-id": 1, "b-id": 0, "c-id": 1}
 
 
 @respx.mock

@@ -43,17 +43,21 @@ async def test_429_pauses_the_shared_budget_for_retry_after(setup) -> None:  # t
     )
     await client.request("GET", URL)
     assert budget.pauses == [7.0]
+    assert budget.slowdowns == 1
     assert sleep.delays == []  # the budget does the waiting, for every replica
 
 
 @respx.mock
-async def test_429_without_header_pauses_for_backoff(setup) -> None:  # type: ignore[no-untyped-def]
-    client, budget, _ = setup
+async def test_a_bare_429_slows_the_app_down_and_pauses_nobody(setup) -> None:  # type: ignore[no-untyped-def]
+    client, budget, sleep = setup
     respx.get(URL).mock(side_effect=[httpx.Response(429), httpx.Response(200)])
     await client.request("GET", URL)
-    assert budget.pauses == [0.5]
-    # CMS announces no per-app limit: a 429 is the sign to slow every replica down.
+    # CMS announces no per-app limit: a 429 is the sign to slow every replica down; with no
+    # Retry-After the lower shared rate spaces the retry, so nobody is paused.
     assert budget.slowdowns == 1
+    assert budget.pauses == []
+    assert sleep.delays == []
+    assert budget.acquired == 2
 
 
 @respx.mock
@@ -90,16 +94,12 @@ async def test_non_transient_answers_are_returned_once(setup, status: int) -> No
 
 
 @respx.mock
-async def test_announced_limit_is_passed_to_the_budget(setup) -> None:  # type: ignore[no-untyped-def]
+async def test_each_request_shows_the_app_budget_rate(setup) -> None:  # type: ignore[no-untyped-def]
     client, budget, _ = setup
-    respx.get(URL).mock(
-        return_value=httpx.Response(
-            200, headers={"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0"}
-        )
-    )
+    budget.current_rate = 4.25
+    respx.get(URL).mock(return_value=httpx.Response(200))
     await client.request("GET", URL)
-    assert budget.limits == [5]
-    assert budget.pauses == []
+    assert metrics.BUDGET_RATE.labels("default")._value.get() == 4.25
 
 
 @respx.mock
@@ -130,14 +130,15 @@ async def test_an_oversized_answer_is_refused_while_reading(
 
 
 @respx.mock
-async def test_warm_up_uses_the_public_metadata_and_no_budget(setup) -> None:  # type: ignore[no-untyped-def]
+async def test_warm_up_uses_the_public_metadata_and_a_slot_of_the_budget(setup) -> None:  # type: ignore[no-untyped-def]
     client, budget, _ = setup
     route = respx.get(f"{BASE}/v2/fhir/metadata").mock(return_value=httpx.Response(200))
-    assert await warm_up(client.http) is True
+    assert await warm_up(client.http, budget) is True
     assert route.calls.last.request.headers.get("Authorization") is None
-    assert budget.acquired == 0
+    assert budget.acquired == 1  # the edge counts every request to the host
     route.mock(side_effect=httpx.ConnectError("down"))
-    assert await warm_up(client.http) is False
+    assert await warm_up(client.http, budget) is False
+    assert budget.acquired == 2
 
 
 @respx.mock

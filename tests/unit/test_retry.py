@@ -7,7 +7,6 @@ from worker.bluebutton.answers import fhir_error, token_error
 from worker.bluebutton.retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,
-    announced_limit,
     is_transient_status,
     parse_retry_after,
 )
@@ -140,14 +139,6 @@ def test_job_retry_delay_grows_and_respects_server() -> None:
     assert job_retry_delay(3, None) == 60.0
     assert job_retry_delay(20, None) == 600.0
     assert job_retry_delay(1, 120.0) == 120.0
-
-
-@pytest.mark.parametrize(
-    ("value", "limit"),
-    [("10", 10), (" 5 ", 5), ("x", None), ("", None), (None, None), ("-1", None)],
-)
-def test_announced_limit(value: str | None, limit: int | None) -> None:
-    assert announced_limit(value) == limit
 
 
 def test_an_inactive_apps_token_refusal_pauses_it_for_any_grant() -> None:

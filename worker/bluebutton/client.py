@@ -16,12 +16,7 @@ import structlog
 from worker import errors, metrics
 from worker.bluebutton import endpoints
 from worker.bluebutton.endpoints import endpoint_kind
-from worker.bluebutton.retry import (
-    RetryPolicy,
-    announced_limit,
-    is_transient_status,
-    parse_retry_after,
-)
+from worker.bluebutton.retry import RetryPolicy, is_transient_status, parse_retry_after
 from worker.constants import MAX_RESPONSE_BYTES
 
 log = structlog.get_logger(__name__)
@@ -55,11 +50,11 @@ async def _read_limited(response: httpx.Response) -> bytes:
 class Budget(Protocol):
     """What the client needs from a request budget (see ``budget.RequestBudget``)."""
 
+    current_rate: float
+
     async def acquire(self) -> float: ...
 
     async def pause(self, seconds: float) -> None: ...
-
-    async def observe_limit(self, limit: int) -> None: ...
 
     async def slow_down(self) -> None: ...
 
@@ -77,11 +72,14 @@ def build_http_client(base_url: str, *, timeout: float, max_connections: int) ->
     )
 
 
-async def warm_up(http: httpx.AsyncClient) -> bool:
-    """Open a connection to BB2 before the first budgeted request, with the public
-    CapabilityStatement (no token, so no app's budget): a first request that has to
-    connect leaves late and would crowd the next second at the server. False when BB2
-    cannot be reached (the jobs will find out and retry)."""
+async def warm_up(http: httpx.AsyncClient, budget: Budget) -> bool:
+    """Open a connection to BB2 before the first request of the app whose ``budget`` it
+    takes a slot of, with the public CapabilityStatement: a first request that has to
+    connect leaves late and would crowd the next second at the server. The edge counts
+    every request to the host against the app (FACTS.md, Errors and limits), token or not,
+    so the warm-up waits for its slot like any other. False when BB2 cannot be reached
+    (the jobs will find out and retry)."""
+    await budget.acquire()
     try:
         response = await http.get(endpoints.METADATA_PATH)
     except httpx.HTTPError as exc:
@@ -162,7 +160,6 @@ class BlueButtonClient:
                     raise
                 last = exc
                 continue
-            await self._heed_limit(response)
             # A 5xx to a single-use request may come after CMS spent it (a refresh that
             # rotated the token, then failed: FACTS.md, Authorization): the caller reads it.
             if not is_transient_status(response.status_code) or (
@@ -176,6 +173,7 @@ class BlueButtonClient:
     async def take_slot(self) -> None:
         """Wait for a slot of the app's budget (a 429 cool-down included) and take it."""
         metrics.BUDGET_WAIT.labels(self.app, self.lane).observe(await self._budget.acquire())
+        metrics.BUDGET_RATE.labels(self.app).set(self._budget.current_rate)
 
     async def _send(
         self,
@@ -209,14 +207,6 @@ class BlueButtonClient:
         metrics.BB2_REQUESTS.labels(self.app, kind, str(response.status_code)).inc()
         return Answer(response.status_code, response.headers, content)
 
-    async def _heed_limit(self, response: Answer) -> None:
-        # X-RateLimit-Remaining and -Reset are per token and in whole seconds: pausing the
-        # app on each "Remaining: 0" would halve a fully used budget. The announced limit
-        # is what lets every replica slow down before BB2 has to say no.
-        limit = announced_limit(response.headers.get("X-RateLimit-Limit"))
-        if limit is not None:
-            await self._budget.observe_limit(limit)
-
     def _transient(self, response: Answer) -> errors.RetryableError:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), datetime.now(UTC))
         status = response.status_code
@@ -228,9 +218,12 @@ class BlueButtonClient:
         metrics.BB2_RETRIES.labels(self.app, _retry_reason(error)).inc()
         delay = self._policy.backoff(attempt, self._rand)
         if isinstance(error, errors.RateLimited):
-            # Every replica must stop, not just this coroutine: pause the shared budget.
-            await self._budget.pause(error.retry_after if error.retry_after is not None else delay)
+            # The app's shared rate comes down (AIMD, see budget.py); a Retry-After besides
+            # stops every replica, not just this coroutine. A bare 429 (an edge may send
+            # them, FACTS.md) pauses nobody: the lower rate spaces the retry.
             await self._budget.slow_down()
+            if error.retry_after is not None:
+                await self._budget.pause(error.retry_after)
             log.warning("bb2_rate_limited", retry_after=error.retry_after, attempt=attempt)
             return
         if error.retry_after is not None:

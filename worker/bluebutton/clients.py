@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from worker.apps import App
 from worker.bluebutton.budget import BULK, INTERACTIVE, URGENT, RequestBudget
-from worker.bluebutton.client import BlueButtonClient, build_http_client, warm_up
+from worker.bluebutton.client import BlueButtonClient, Budget, build_http_client, warm_up
 
 Lane = Literal["exchange", "interactive", "bulk"]
 # Code exchanges go before everything (a code lives 60 s), bulk after everything.
@@ -66,7 +66,7 @@ class AppClients:
                 window=self._window,
             )
             found = BlueButtonClient(
-                await self.http(app.base_url),
+                await self.http(app.base_url, budget),
                 budget,
                 lane=lane,
                 app=app.name,
@@ -74,14 +74,15 @@ class AppClients:
             self._clients[key] = found
         return found
 
-    async def http(self, base_url: str) -> httpx.AsyncClient:
-        """The connection pool to ``base_url``, opened (and warmed up) on first use."""
+    async def http(self, base_url: str, budget: Budget) -> httpx.AsyncClient:
+        """The connection pool to ``base_url``, opened on first use and warmed up with a
+        slot of ``budget``, the budget of the app whose client opens it."""
         async with self._opening[base_url]:
             if base_url not in self._http:
                 http = build_http_client(
                     base_url, timeout=self._timeout, max_connections=self._max_connections
                 )
-                await warm_up(http)
+                await warm_up(http, budget)
                 self._http[base_url] = http
         return self._http[base_url]
 

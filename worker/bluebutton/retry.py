@@ -54,13 +54,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return max(0.0, min(MAX_RETRY_AFTER, seconds))
 
 
-def announced_limit(value: str | None) -> int | None:
-    """The request limit BB2 announces in ``X-RateLimit-Limit``, when it is a number."""
-    if value is None or not value.strip().isdigit():
-        return None
-    return int(value)
-
-
 def is_transient_status(status: int) -> bool:
     """Statuses worth repeating the same request for."""
     return status == 429 or status in {500, 502, 503, 504}

@@ -12,6 +12,7 @@ from worker.emulator.config import EmulatorConfig
 from worker.emulator.context import Emulator
 from worker.emulator.data import Dataset
 from worker.emulator.discovery import discovery_routes
+from worker.emulator.edge import EdgeThrottle
 from worker.emulator.fhir_routes import fhir_routes
 from worker.emulator.responses import GZIP_LEVEL
 from worker.emulator.revoke_routes import revoke_routes
@@ -32,6 +33,7 @@ def build_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Sta
             {client.client_id: client.rate_limit for client in config.clients},
         ),
         chaos=Chaos(config),
+        edge=EdgeThrottle(config.edge_rate, config.edge_retry_after),
     )
     routes = [
         *authorize_routes(emulator),

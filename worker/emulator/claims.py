@@ -107,9 +107,12 @@ def make_claim(
 
 
 @functools.lru_cache(maxsize=64)
-def generate_claims(index: int, counts: ClaimCounts, override: int | None) -> tuple[Claim, ...]:
-    """All claims of a beneficiary in search order; `override` replaces the published count."""
-    types = claim_types(index, counts, override)
+def generate_claims(
+    index: int, counts: ClaimCounts, override: int | None, part_d_share: float = 0.0
+) -> tuple[Claim, ...]:
+    """All claims of a beneficiary in search order; `override` replaces the published count,
+    and then `part_d_share` of them are Part D."""
+    types = claim_types(index, counts, override, part_d_share)
     claims = [make_claim(index, seq, claim_type) for seq, claim_type in enumerate(types)]
     return tuple(sorted(claims, key=lambda claim: claim.sort_key))
 
@@ -123,10 +126,17 @@ def claim_count(index: int, counts: ClaimCounts, override: int | None) -> int:
     return counts.carrier + counts.inpatient + counts.partd
 
 
-def claim_types(index: int, counts: ClaimCounts, override: int | None) -> list[str]:
+def claim_types(
+    index: int, counts: ClaimCounts, override: int | None, part_d_share: float = 0.0
+) -> list[str]:
     """The type of each of a beneficiary's claims, by sequence number."""
     if override is not None:
-        return [_weighted(_OVERRIDE_MIX, index, seq) for seq in range(override)]
+        return [
+            "pde"
+            if digest(index, seq, "part-d") % 10_000 < part_d_share * 10_000
+            else _weighted(_OVERRIDE_MIX, index, seq)
+            for seq in range(override)
+        ]
     if index in _SANDBOX_OVERRIDES:
         return [kind for kind, n in _SANDBOX_OVERRIDES[index] for _ in range(n)]
     fixed = ["inpatient"] * counts.inpatient + ["pde"] * counts.partd

@@ -2,12 +2,14 @@
 
     POST /_emulator/apps/inactive {"client_id": "...", "inactive": true}
     POST /_emulator/edge/forbid   {"patient_id": "...", "seconds": 6} (and/or "count": N)
+    POST /_emulator/edge/rate     {"rate": 5, "retry_after": false} (rate null: no edge)
     POST /_emulator/faults/refresh {"status": 502, "count": 1}
     GET  /_emulator/grants?patient_id=-19990000000001
 
 An inactive app's FHIR calls answer 401 and its token calls and revokes 403 (FACTS
 "Authorization"). A forbidden beneficiary's FHIR requests meet an edge's HTML 403 (FACTS
-"Errors and limits"). A refresh fault rotates the token, then answers 502 or 404 (FACTS
+"Errors and limits"), and so does an app over the edge's rate (a 429, see ``edge``). A
+refresh fault rotates the token, then answers 502 or 404 (FACTS
 "Authorization"). The grants listing shows every app the beneficiary has a grant or a live
 token with, so a test can tell that nothing is left.
 """
@@ -52,6 +54,14 @@ def cms_admin_routes(emulator: Emulator) -> list[Route]:
         state.switches.forbid(patient_id, until, count)
         return {"patient_id": patient_id, "seconds": seconds, "count": count}
 
+    def edge_rate(body: dict[str, Any]) -> Any:
+        rate = _optional(body, "rate")
+        retry_after = body.get("retry_after", False)
+        if rate == 0 or not isinstance(retry_after, bool):
+            raise AdminError(400, "rate must be at least 1 (or null), retry_after true or false")
+        emulator.edge.configure(rate, retry_after)
+        return {"rate": rate, "retry_after": retry_after}
+
     def refresh_faults(body: dict[str, Any]) -> Any:
         status = body.get("status", 502)
         if type(status) is not int or status not in REFRESH_FAULT_MESSAGES:
@@ -69,6 +79,7 @@ def cms_admin_routes(emulator: Emulator) -> list[Route]:
     return [
         Route("/_emulator/apps/inactive", post_endpoint(inactive), methods=["POST"]),
         Route("/_emulator/edge/forbid", post_endpoint(forbid), methods=["POST"]),
+        Route("/_emulator/edge/rate", post_endpoint(edge_rate), methods=["POST"]),
         Route("/_emulator/faults/refresh", post_endpoint(refresh_faults), methods=["POST"]),
         Route("/_emulator/grants", get_endpoint(grants)),
     ]

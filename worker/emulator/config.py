@@ -40,6 +40,15 @@ class EmulatorConfig:
     code_lifetime: int = 60
     rate_limit: int | None = None
     rate_burst: int = 0
+    # The edge in front of BB2 (worker.emulator.edge): requests/s per app, None: no edge.
+    edge_rate: int | None = None
+    edge_retry_after: bool = False
+    # Search pages cost what CMS's backend spends on them (worker.emulator.backend); off by
+    # default so that tests stay fast.
+    backend_cost: bool = False
+    # With claims_per_beneficiary: the share of the claims that are Part D (pde), as for
+    # production beneficiaries with thousands of prescriptions (FACTS "Errors and limits").
+    part_d_share: float = 0.0
     # Seeded chaos on FHIR views, as shares (0..1) of the admitted requests: a 500/502/503/504,
     # a connection dropped mid-body, and (independently) an answer delayed by slow_seconds.
     fault_rate: float = 0.0
@@ -60,7 +69,10 @@ class EmulatorConfig:
         if self.rate_limit is not None:
             _check_range("rate_limit", self.rate_limit, 1, None)
         _check_range("rate_burst", self.rate_burst, 0, None)
+        if self.edge_rate is not None:
+            _check_range("edge_rate", self.edge_rate, 1, None)
         self._check_chaos()
+        _check_share("part_d_share", self.part_d_share)
         if not self.clients:
             raise ValueError("at least one registered client is needed")
         if len({c.client_id for c in self.clients}) != len(self.clients):
@@ -124,6 +136,7 @@ admin API (not BB2; JSON bodies):
   POST /_emulator/faults/refresh {"status": 502|404, "count"}  refreshes rotate, then fail
   POST /_emulator/apps/inactive {"client_id", "inactive": true|false}  FHIR 401, token 403
   POST /_emulator/edge/forbid {"patient_id", "seconds", "count"}  FHIR meets an HTML 403
+  POST /_emulator/edge/rate {"rate": N|null, "retry_after": false}  the edge's throttle
 """
 
 
@@ -140,6 +153,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the same EOB count for every beneficiary (default: the sandbox's counts)",
     )
+    parser.add_argument(
+        "--backend-cost",
+        action="store_true",
+        help="each EOB search page costs 20 ms + 0.5 ms per matching claim; 502 past 30 s",
+    )
+    parser.add_argument(
+        "--part-d-share",
+        type=float,
+        default=defaults.part_d_share,
+        help="with --claims-per-beneficiary: the share (0..1) of Part D claims",
+    )
     parser.add_argument("--token-lifetime", type=int, default=defaults.token_lifetime)
     parser.add_argument(
         "--code-lifetime",
@@ -154,6 +178,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="requests per sliding second per client id (default: unlimited)",
     )
     parser.add_argument("--rate-burst", type=int, default=defaults.rate_burst)
+    parser.add_argument(
+        "--edge-rate",
+        type=int,
+        default=None,
+        help="requests per sliding second per app at the edge in front of BB2, answered "
+        '429 "Assembly Rate Limit exceeded" (default: no edge)',
+    )
+    parser.add_argument(
+        "--edge-retry-after",
+        action="store_true",
+        help="the edge's 429s carry Retry-After (default: bare, as an edge may send them)",
+    )
     parser.add_argument(
         "--fault-rate",
         type=float,
@@ -220,6 +256,10 @@ def config_from_args(ns: argparse.Namespace) -> EmulatorConfig:
         code_lifetime=ns.code_lifetime,
         rate_limit=ns.rate_limit,
         rate_burst=ns.rate_burst,
+        edge_rate=ns.edge_rate,
+        edge_retry_after=ns.edge_retry_after,
+        backend_cost=ns.backend_cost,
+        part_d_share=ns.part_d_share,
         fault_rate=ns.fault_rate,
         drop_rate=ns.drop_rate,
         slow_rate=ns.slow_rate,

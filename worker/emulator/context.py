@@ -13,6 +13,7 @@ from worker.emulator.bearer import bearer_token
 from worker.emulator.chaos import Chaos, DroppedResponse, dropped
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
+from worker.emulator.edge import EdgeThrottle
 from worker.emulator.faults import FaultKind
 from worker.emulator.ratelimit_headers import UNTHROTTLED, TokenThrottle
 from worker.emulator.responses import detail, throttled
@@ -33,6 +34,7 @@ class Emulator:
     dataset: Dataset
     limiter: SlidingWindow
     chaos: Chaos
+    edge: EdgeThrottle
     token_throttle: TokenThrottle = field(default_factory=TokenThrottle)
 
 
@@ -98,12 +100,18 @@ async def _answer(
     fhir: bool,
     search: str | None,
 ) -> Response:
-    """An app's call: throttled, or admitted and answered (with chaos on FHIR views).
+    """An app's call: throttled (by the edge, then the app's limit), or admitted and answered
+    (with chaos on FHIR views).
 
     Admin faults win over seeded ones: a status fault for any FHIR request first, then the
     search's own fault, which answers a 5xx or spoils the search's answer.
     """
     emulator.state.count_arrival(client_id, now)
+    edge_wait = None if client_id is None else emulator.edge.admit(client_id, now)
+    if edge_wait is not None:
+        told = edge_wait if emulator.edge.retry_after else 0
+        emulator.state.count_throttled(client_id or "", now, told)
+        return emulator.edge.refusal(edge_wait)
     retry_after = None if client_id is None else emulator.limiter.admit(client_id, now)
     if retry_after is not None:
         emulator.state.count_throttled(client_id or "", now, retry_after)

@@ -29,6 +29,7 @@ class Dataset:
     def __init__(self, config: EmulatorConfig) -> None:
         self.population = Population(config.beneficiaries)
         self._override = config.claims_per_beneficiary
+        self._part_d_share = config.part_d_share
         self._changed: dict[int, list[Claim]] = {}
         self._next_seq: dict[int, int] = {}
         # What BFD reports as the bundle's meta.lastUpdated: the time of the last data load.
@@ -40,7 +41,7 @@ class Dataset:
         if changed is not None:
             return changed
         counts = self.population.counts(beneficiary.index)
-        return generate_claims(beneficiary.index, counts, self._override)
+        return generate_claims(beneficiary.index, counts, self._override, self._part_d_share)
 
     def eob_count(self, beneficiary: Beneficiary) -> int:
         """How many EOBs the beneficiary has now, cheaply for untouched beneficiaries."""

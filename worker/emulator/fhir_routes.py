@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from worker.emulator import resources
+from worker.emulator import backend, resources
 from worker.emulator.bearer import authenticate, bearer_token
 from worker.emulator.claims import CLAIM_TYPES, Claim
 from worker.emulator.context import Emulator, Handler, base_url, metered
@@ -35,6 +35,8 @@ from worker.emulator.templates import JsonObject
 
 _FHIR = "/v2/fhir"
 _EOB_CRITERIA = ("_lastUpdated", "type", "service-date")
+# BB2's 502 when the backend fails or times out (FACTS "Errors and limits").
+_BACKEND_TIMEOUT = "An error occurred contacting the FHIR server"
 _View = Callable[[Emulator, Request, Beneficiary], Awaitable[Response]]
 
 
@@ -153,6 +155,13 @@ async def _eob_search(emulator: Emulator, request: Request, me: Beneficiary) -> 
         check_start(paging, len(claims))
     except SearchError as error:
         return detail(400, str(error))
+    if emulator.config.backend_cost:
+        # FACTS "Errors and limits": the whole result is built for every page; 502 past 30 s.
+        cost = backend.page_cost(len(claims))
+        emulator.state.count_backend(min(cost, backend.TIMEOUT_SECONDS))
+        await emulator.state.sleep(min(cost, backend.TIMEOUT_SECONDS))
+        if backend.times_out(cost):
+            return detail(502, _BACKEND_TIMEOUT)
     chosen = claims[paging.start : paging.start + paging.count]
     # Rendering 50 EOBs takes tens of milliseconds: off the event loop, so that the
     # throttle sees other requests when they arrive, as BB2's edge would.

@@ -68,6 +68,10 @@ class EmulatorState:
         """Note a 429 and the cool-down it asked for."""
         self._requests.record_throttled(client_id, at, retry_after)
 
+    def count_backend(self, seconds: float) -> None:
+        """Note the time the backend spent on a search page (with backend_cost on)."""
+        self._requests.backend_seconds += seconds
+
     def count_admitted(self, client_id: str | None, at: float) -> None:
         """Note the arrival of a request the app made and the rate limit let through."""
         self._requests.record_admitted(client_id, at)
@@ -76,8 +80,10 @@ class EmulatorState:
         """Request counters since the last reset.
 
         total, by_endpoint, by_status, by_client, by_second and max_per_second (the busiest
-        calendar second) count every request; max_in_window and max_in_window_by_client are
-        the most admitted app requests (no 429s, no browser pages) in any sliding second;
+        calendar second) count every request, throttled_by_second the 429s, backend_seconds
+        the time the modelled backend spent on search pages; max_in_window
+        and max_in_window_by_client are the most admitted app requests (no 429s, no browser
+        pages) in any sliding second;
         during_cooldown counts app requests that arrived while a 429's Retry-After still ran
         (those within 50 ms of the 429 were already on their way and do not count);
         first_request_at and last_request_at are the arrival times (epoch seconds, or None)

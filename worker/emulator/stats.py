@@ -70,6 +70,8 @@ class RequestStats:
         self.by_status: Counter[str] = Counter()
         self.by_client: Counter[str] = Counter()
         self.by_second: Counter[str] = Counter()
+        self.throttled_by_second: Counter[str] = Counter()
+        self.backend_seconds = 0.0
         self.first_at: float | None = None
         self.last_at: float | None = None
         self._peak = WindowPeak()
@@ -84,6 +86,8 @@ class RequestStats:
         self.by_status[str(status)] += 1
         self.by_client[client_id or UNKNOWN_CLIENT] += 1
         self.by_second[str(int(at))] += 1
+        if str(status) == "429":
+            self.throttled_by_second[str(int(at))] += 1
         # Slow requests finish out of order: keep the extremes of the arrival times.
         self.first_at = at if self.first_at is None else min(self.first_at, at)
         self.last_at = at if self.last_at is None else max(self.last_at, at)
@@ -114,6 +118,8 @@ class RequestStats:
             "by_status": dict(self.by_status),
             "by_client": dict(self.by_client),
             "by_second": dict(sorted(self.by_second.items())),
+            "throttled_by_second": dict(sorted(self.throttled_by_second.items())),
+            "backend_seconds": round(self.backend_seconds, 3),
             "max_per_second": max(self.by_second.values(), default=0),
             "max_in_window": self._peak.peak,
             "max_in_window_by_client": {
