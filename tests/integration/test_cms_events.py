@@ -31,13 +31,13 @@ from worker.bluebutton.endpoints import REVOKE_GRANT_PATH
 from worker.constants import APP_PAUSED_KEY, APP_PROBE_KEY, JOB_MAX_TRIES, MAX_GRANT_REFUSALS
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
-from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ConnectJob
 from worker.jobs.resync import resync
-from worker.jobs.revocation import settle_owed
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, emulator_stats
 from worker.store import connections, revocations
+from worker.sync.outcome import run_sync
+from worker.sync.revocation import settle_owed
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=30)
 

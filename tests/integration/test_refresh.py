@@ -16,12 +16,12 @@ from tests.integration.support import authorized_job, emulator_post, patient_id,
 from worker.constants import BUDGET_COOLDOWN_KEY, REFRESH_LOCK_KEY
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.jobs.connect import connect
-from worker.jobs.outcome import load, run_sync
-from worker.jobs.refresh_lock import Held, RefreshLock
 from worker.jobs.services import Services
-from worker.jobs.tokens import ConnectionTokens
 from worker.local import emulator_stats
 from worker.store import connections, revocations
+from worker.sync.outcome import load, run_sync
+from worker.sync.refresh_lock import Held, RefreshLock
+from worker.sync.tokens import ConnectionTokens
 
 
 async def test_twenty_concurrent_users_of_an_expired_token_cause_one_refresh(

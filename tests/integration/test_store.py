@@ -14,6 +14,7 @@ from worker.store import connections, resources, sync_runs
 from worker.store.connections import Grant, Tokens
 from worker.store.migrate import Migration, load_migrations, migrate
 from worker.store.resources import ResourceRow
+from worker.sync.model import FULL
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -135,7 +136,7 @@ async def test_a_full_pass_deletes_unseen_rows_only_of_the_types_it_read(
         for kind in ("Patient", "ExplanationOfBenefit"):
             rows = [ResourceRow(f"{kind}-old", {"id": f"{kind}-old"}, datetime.now(UTC))]
             await resources.upsert(conn, "c", kind, rows)
-        run = await sync_runs.start_or_resume(conn, "c", "resync", sync_runs.FULL)
+        run = await sync_runs.start_or_resume(conn, "c", "resync", FULL)
         await sync_runs.skip_type(conn, run.run_id, "Patient", None)  # withheld: 403
         assert await sync_runs.delete_unseen(conn, run.run_id, "c") == 1
     left = await pool.fetch("SELECT resource_type FROM fhir_resources")

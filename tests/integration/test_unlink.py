@@ -29,11 +29,11 @@ from worker.jobs import lanes
 from worker.jobs.connect import connect
 from worker.jobs.payloads import UnlinkJob
 from worker.jobs.queue import enqueue, open_queue
-from worker.jobs.revocation import settle_owed
 from worker.jobs.unlink import unlink
 from worker.jobs.worker import run_replica
 from worker.local import CLIENT_ID, emulator_stats
 from worker.store import connections
+from worker.sync.revocation import settle_owed
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60)
 

@@ -47,12 +47,12 @@ from worker.jobs.payloads import (
 )
 from worker.jobs.queue import enqueue
 from worker.jobs.retrying import job_retry_delay
-from worker.jobs.revocation import settle_owed
 from worker.jobs.services import Services
 from worker.outages import unavailable
 from worker.store import audit, connections, exchanges, revocations
 from worker.store.connections import Grant, Tokens
 from worker.store.db import Conn
+from worker.sync.revocation import settle_owed
 
 log = structlog.get_logger(__name__)
 

@@ -230,7 +230,7 @@ async def save_refreshed(
     holds the tokens this refresh spent, which can no longer end it); a relinked one's
     grant belongs to the new link, so only these tokens are revoked. (Another refresh
     cannot have moved it: it would have spent the same refresh token, and CMS answers
-    only the first spender; see worker.jobs.tokens.) Call inside a transaction.
+    only the first spender; see worker.sync.tokens.) Call inside a transaction.
     """
     result = await conn.execute(
         """UPDATE connections SET access_token_enc = $2, refresh_token_enc = $3,

@@ -8,7 +8,7 @@ cool-down lasts up to minutes). A refresh:
 2. waits while another job holds the connection's refresh lock and reads again: twenty jobs
    finding an expired token cause one refresh;
 3. takes its budget slot, holding nothing while it waits;
-4. takes the connection's refresh lock (:mod:`worker.jobs.refresh_lock`: Redis, renewed
+4. takes the connection's refresh lock (:mod:`worker.sync.refresh_lock`: Redis, renewed
    while held, fenced), reads again, and spends the refresh token only while its fence still
    holds the lock (a holder whose lock lapsed goes round again instead);
 5. stores the new tokens with a compare-and-swap on ``connections.token_generation``
@@ -42,10 +42,10 @@ from worker import errors
 from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
-from worker.jobs.refresh_lock import Held, RefreshLock
 from worker.jobs.services import Services
 from worker.store import audit, connections
 from worker.store.connections import Tokens
+from worker.sync.refresh_lock import Held, RefreshLock
 
 log = structlog.get_logger(__name__)
 
