@@ -162,11 +162,11 @@ async def _failures(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
     from worker.crypto import cipher_for
-    from worker.store import apps, connections
+    from worker.store import apps, rekey
 
     cipher = cipher_for(settings)
     async with connection(settings.database_url) as conn:
-        changed = await connections.rekey_all(conn, cipher)
+        changed = await rekey.rekey_all(conn, cipher)
         secrets = await apps.rekey_all(conn, cipher)
     print(f"re-encrypted {changed} rows and {secrets} app secrets under key {cipher.active_key_id}")
     return 0

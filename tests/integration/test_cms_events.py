@@ -36,6 +36,7 @@ from worker.jobs.resync import resync
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, emulator_stats
 from worker.store import connections, revocations
+from worker.store import tokens as token_store
 from worker.sync.outcome import run_sync
 from worker.sync.revocation import settle_owed
 
@@ -291,7 +292,7 @@ async def test_without_an_access_token_the_refresh_token_dies_and_the_audit_says
 ) -> None:
     emulator, _, services = await connected(start, CONFIG)
     async with pool.acquire() as conn:
-        spent = (await connections.load_tokens(conn, services.cipher, "conn-1")).refresh_token
+        spent = (await token_store.load_tokens(conn, services.cipher, "conn-1")).refresh_token
     app = await services.app("default")
     await oauth.refresh(await services.bluebutton(app), app.credentials, spent)  # now spent
     # As an unlink leaves it: no tokens on the row, the grant alive at CMS.

@@ -17,7 +17,7 @@ from worker.constants import GRANT_SAVE_PATIENCE_SECONDS, OUTAGE_RETRY_BASE_SECO
 from worker.jobs.exchange_rules import Code, grant_from
 from worker.jobs.services import Services
 from worker.outages import unavailable
-from worker.store import audit, connections, revocations
+from worker.store import audit, grants, revocations
 from worker.store.db import Conn
 
 log = structlog.get_logger(__name__)
@@ -47,9 +47,7 @@ async def store_grant(
     grant = grant_from(app, tokens, code.job.code, datetime.now(UTC))
     seen_at = datetime.fromtimestamp(code.arrival, UTC)
     try:
-        if await connections.save_grant(
-            conn, services.cipher, connection_id, grant, seen_at=seen_at
-        ):
+        if await grants.save_grant(conn, services.cipher, connection_id, grant, seen_at=seen_at):
             await audit.record(conn, connection_id, "authorized", scopes=sorted(tokens.scopes))
             return True
         # Unlinked while the code was exchanged: the unlink stands, and the new grant ends.

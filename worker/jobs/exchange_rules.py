@@ -14,7 +14,8 @@ from worker.bluebutton import oauth
 from worker.constants import JOB_MAX_TRIES
 from worker.jobs.payloads import ConnectJob, code_fingerprint
 from worker.jobs.retrying import job_retry_delay
-from worker.store.connections import Grant, Tokens
+from worker.store.grants import Grant
+from worker.store.tokens import Tokens
 
 # A grant without access_grant_expiration lapses 13 months after authorization.
 _DEFAULT_GRANT_DAYS = 396

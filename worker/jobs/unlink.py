@@ -19,7 +19,7 @@ from worker.jobs.context import JobContext
 from worker.jobs.failures import on_failure
 from worker.jobs.payloads import UnlinkJob, parse_payload
 from worker.jobs.services import Services
-from worker.store import audit, connections
+from worker.store import audit, unlinks
 from worker.sync.revocation import KEPT, settle_owed
 
 log = structlog.get_logger(__name__)
@@ -27,7 +27,7 @@ log = structlog.get_logger(__name__)
 
 async def _delete_locally(services: Services, connection_id: str) -> bool:
     async with services.pool.acquire() as conn:
-        unlinked = await connections.unlink(conn, connection_id)
+        unlinked = await unlinks.unlink(conn, connection_id)
         if unlinked is None:
             return False
         if unlinked.tokens_dropped or unlinked.resources_deleted:

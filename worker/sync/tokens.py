@@ -43,8 +43,9 @@ from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
 from worker.jobs.services import Services
-from worker.store import audit, connections
-from worker.store.connections import Tokens
+from worker.store import audit
+from worker.store import tokens as token_store
+from worker.store.tokens import Tokens
 from worker.sync.refresh_lock import Held, RefreshLock
 
 log = structlog.get_logger(__name__)
@@ -94,7 +95,7 @@ class ConnectionTokens:
 
     async def _load(self) -> Tokens:
         async with self._services.pool.acquire() as conn:
-            return await connections.load_tokens(conn, self._services.cipher, self._connection_id)
+            return await token_store.load_tokens(conn, self._services.cipher, self._connection_id)
 
     async def current(self) -> str:
         """A valid access token, refreshing first when it is about to expire."""
@@ -144,7 +145,7 @@ class ConnectionTokens:
     async def _store(self, new: Tokens) -> bool:
         services = self._services
         async with services.pool.acquire() as conn, conn.transaction():
-            stored = await connections.save_refreshed(
+            stored = await token_store.save_refreshed(
                 conn,
                 services.cipher,
                 self._connection_id,
