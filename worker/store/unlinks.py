@@ -21,7 +21,8 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
 
     Its latest access and refresh tokens move to ``pending_revocations`` until CMS has
     ended the grant with them. The row lock makes unlink wait for a page being written,
-    and makes every later write of a sync in flight see ``revoked`` (:func:`lock_live`).
+    and makes every later write of a sync in flight see ``revoked``
+    (:func:`worker.store.connections.lock_live`).
     None for an unknown id.
     """
     async with conn.transaction():

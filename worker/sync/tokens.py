@@ -19,7 +19,7 @@ answers a second use of it with 400 ``invalid_grant`` (FACTS.md, Authorization):
 jobs that spend the same refresh token, only the first gets tokens. So when the swap fails,
 the generation was moved by an unlink or a new grant, not by another refresh (that one would
 have spent our refresh token first and we would have got no tokens); our tokens are then
-owed a revocation (:func:`worker.store.connections.save_refreshed`). Conversely, a refresh
+owed a revocation (:func:`worker.store.tokens.save_refreshed`). Conversely, a refresh
 that CMS refuses reads the row again: when its generation moved, another refresher (one
 whose lock had lapsed) or a new grant won, and those tokens are used, not a re-consent
 declared. One case stays: a holder that stalls past its lock's lifetime *after* its fence
