@@ -1,9 +1,10 @@
 """bluebutton-ingest: Medicare claims from CMS Blue Button 2.0 into Postgres.
 
-The packages: ``bluebutton`` (BB2), ``store`` (Postgres), ``jobs`` (arq entry points joining
-them), ``intake`` (the signed HTTP API) and ``emulator`` (a local BB2, never imported by the
-others). Beside them: ``cli`` (the ``bbingest`` command), ``settings``, ``errors`` with
-``decisions`` (the exception tree and its decision table), ``crypto``, ``log``.
+The packages: ``bluebutton`` (BB2), ``store`` (Postgres), ``sync`` (the sync engine joining
+them), ``jobs`` (the arq entry points onto it), ``intake`` (the signed HTTP API) and
+``emulator`` (a local BB2, never imported by the others). Beside them: ``cli`` (the
+``bbingest`` command), ``settings``, ``errors`` with ``decisions`` (the exception tree and
+its decision table), ``crypto``, ``log``.
 """
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "log",
     "settings",
     "store",
+    "sync",
 ]

@@ -19,43 +19,10 @@ from worker.cliargs import Parser, fail, positive
 from worker.crypto import generate_key
 from worker.enqueue_cli import add_commands as add_enqueue_commands
 from worker.errors import ConfigError, ServiceUnavailable
-from worker.jobs.payloads import UnlinkJob
 from worker.log import configure_logging
+from worker.ops_cli import add_commands as add_ops_commands
 from worker.settings import Settings, load_settings
 from worker.store.db import connection
-
-
-async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from worker.store.migrate import migrate
-    from worker.store.partitioning import is_partitioned
-
-    async with connection(settings.database_url) as conn:
-        applied = await migrate(conn)
-        partitioned = await is_partitioned(conn)
-    print(f"applied {', '.join(applied)}" if applied else "database is up to date")
-    if not partitioned:
-        print(
-            "fhir_resources held rows, so it is not partitioned yet:"
-            " move it online with `bbingest partition-resources`"
-        )
-    return 0
-
-
-async def _partition_resources(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.store.partitioning import move_online
-
-    async with connection(settings.database_url) as conn:
-        copied = await move_online(
-            conn, batch=args.batch, progress=lambda n: print(f"copied {n} rows", flush=True)
-        )
-    if copied is None:
-        print("fhir_resources is partitioned already")
-    else:
-        print(
-            f"fhir_resources is partitioned ({copied} rows copied); the old table is kept as"
-            " fhir_resources_unpartitioned: drop it once checked"
-        )
-    return 0
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -110,93 +77,10 @@ async def _sandbox_connect(settings: Settings, args: argparse.Namespace) -> int:
     return await run_sandbox_connect(settings, connection_id=args.connection_id, port=args.port)
 
 
-async def _health(settings: Settings, _args: argparse.Namespace) -> int:
-    from worker.ops import live_replicas, readiness
-    from worker.outages import open_redis
-    from worker.store.db import create_pool
-
-    redis = open_redis(settings.redis_url)
-    try:
-        pool = await create_pool(settings.database_url, max_size=1)
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(f"postgres: {type(exc).__name__}")
-        await redis.aclose()
-        return 1
-    try:
-        checks = await readiness(redis, pool)
-        replicas = await live_replicas(redis) if checks["redis"] == "ok" else []
-    finally:
-        await pool.close()
-        await redis.aclose()
-    checks["workers"] = f"ok ({len(replicas)} live)" if replicas else "none reported recently"
-    for name, state in checks.items():
-        print(f"{name}: {state}")
-    return 0 if all(state.startswith("ok") for state in checks.values()) else 1
-
-
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from worker.intake.server import serve
 
     await serve(settings, args.host, args.port)
-    return 0
-
-
-async def _failures(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.store.failures import latest
-
-    async with connection(settings.database_url) as conn:
-        found = await latest(conn, args.limit)
-    if args.json:
-        rows = [{**vars(f), "at": f.at.isoformat()} for f in found]
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return 0
-    for failure in found:
-        print(
-            f"{failure.at:%Y-%m-%d %H:%M:%S} {failure.kind:8} {failure.job_id} "
-            f"(try {failure.job_try}): {failure.reason}"
-        )
-    if not found:
-        print("no failed jobs")
-    return 0
-
-
-async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
-    from worker.crypto import cipher_for
-    from worker.store import apps, connections
-
-    cipher = cipher_for(settings)
-    async with connection(settings.database_url) as conn:
-        changed = await connections.rekey_all(conn, cipher)
-        secrets = await apps.rekey_all(conn, cipher)
-    print(f"re-encrypted {changed} rows and {secrets} app secrets under key {cipher.active_key_id}")
-    return 0
-
-
-async def _purge(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.jobs import lanes
-    from worker.jobs import queue as jobqueue
-    from worker.pauses import read_paused
-    from worker.retention import due_for_purge
-
-    paused = sorted(await read_paused(settings.redis_url))
-    async with connection(settings.database_url) as conn:
-        due = await due_for_purge(conn, settings, datetime.now(UTC), paused_apps=paused)
-    for item in due:
-        print(
-            f"{item.connection_id} {item.status} since {item.since:%Y-%m-%d}:"
-            f" {item.resources} resources, tokens and grant"
-        )
-    if args.dry_run:
-        print(f"{len(due)} connections would be unlinked (dry run: nothing queued)")
-        return 0
-    queue = await jobqueue.open_queue(settings.redis_url)
-    try:
-        for item in due:
-            job = UnlinkJob(connection_id=item.connection_id)
-            await jobqueue.enqueue(queue, job, lane=lanes.BULK)
-    finally:
-        await queue.aclose()
-    print(f"queued {len(due)} unlinks")
     return 0
 
 
@@ -212,15 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole command tree (see CONTRACT.md)."""
     parser = Parser(prog="bbingest", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_ops_commands(commands)
+    _add_service_commands(commands)
+    add_enqueue_commands(commands)
+    add_app_commands(commands)
+    _add_local_commands(commands)
+    return parser
 
-    commands.add_parser("migrate", help="create or upgrade the tables").set_defaults(run=_migrate)
 
+def _add_service_commands(commands: Any) -> None:
+    """The long-running services (a worker replica, the intake, the emulator) and ``status``."""
     worker = commands.add_parser("worker", help="run one worker replica")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument("--concurrency", type=positive, help="jobs at once (WORKER_CONCURRENCY)")
     worker.set_defaults(run=_worker)
-
-    add_enqueue_commands(commands)
 
     status = commands.add_parser("status", help="show connections")
     status.add_argument("connection_id", metavar="ID", nargs="?")
@@ -247,33 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     _emulator_arguments(emulator)
     emulator.set_defaults(run=_emulator)
 
-    commands.add_parser(
-        "health", help="exit 0 when Redis, Postgres and a live worker answer, else 1"
-    ).set_defaults(run=_health)
 
-    failed = commands.add_parser("failures", help="jobs that failed for good, newest first")
-    failed.add_argument("--limit", type=positive, default=50)
-    failed.add_argument("--json", action="store_true", help="machine-readable output")
-    failed.set_defaults(run=_failures)
-
-    commands.add_parser(
-        "rotate-key",
-        help="re-encrypt every token and app secret under the first TOKEN_ENCRYPTION_KEY",
-    ).set_defaults(run=_rotate_key)
-    purge = commands.add_parser(
-        "purge",
-        help="unlink what the retention rules say is due (DORMANT_/ERROR_RETENTION_DAYS)",
-    )
-    purge.add_argument("--dry-run", action="store_true", help="show it, queue nothing")
-    purge.set_defaults(run=_purge)
-    move = commands.add_parser(
-        "partition-resources",
-        help="move a populated fhir_resources into hash partitions, online (after migrate)",
-    )
-    move.add_argument("--batch", type=positive, default=1000, help="rows copied a transaction")
-    move.set_defaults(run=_partition_resources)
-    add_app_commands(commands)
-
+def _add_local_commands(commands: Any) -> None:
+    """Commands for trying the service out: the demo, a sandbox connect, a new key."""
     demo = commands.add_parser("demo", help="the whole flow on the local emulator")
     demo.add_argument("--beneficiaries", type=positive, default=30)
     demo.add_argument("--replicas", type=positive, default=2)
@@ -289,7 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("keygen", help="print a new TOKEN_ENCRYPTION_KEY").set_defaults(
         local=_keygen
     )
-    return parser
 
 
 def _emulator_arguments(parser: argparse.ArgumentParser) -> None:

@@ -59,7 +59,7 @@ REDIS_OUTAGE_POLL_SECONDS: Final = 2.0
 # Postgres before the job gives up on them.
 GRANT_SAVE_PATIENCE_SECONDS: Final = 60.0
 
-# The lock that serialises the refreshes of one connection (worker.jobs.refresh_lock): it
+# The lock that serialises the refreshes of one connection (worker.sync.refresh_lock): it
 # lives this long unless its holder renews it (every third of it), and waiters poll it this
 # often. Its fence counter outlives any holder by far, so fences only ever grow.
 REFRESH_LOCK_KEY: Final = REDIS_PREFIX + ":refresh:{connection}:lock"

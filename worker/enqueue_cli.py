@@ -24,8 +24,8 @@ from worker.jobs import queue as jobqueue
 from worker.jobs.payloads import ExchangeJob, JobPayload, parse_payload
 from worker.jobs.spec import SPECS, JobSpec
 from worker.settings import Settings
-from worker.store.connections import active_ids
 from worker.store.db import connection
+from worker.store.listing import active_ids
 
 
 def _job(model: type[JobPayload], fields: dict[str, Any]) -> JobPayload:

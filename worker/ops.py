@@ -28,7 +28,7 @@ from worker import metrics, pauses
 from worker.apps import DEFAULT_APP
 from worker.constants import QUEUE_BULK, QUEUE_EXCHANGE, QUEUE_INTERACTIVE, REDIS_PREFIX
 from worker.jobs import backlog
-from worker.store import connections
+from worker.store import listing
 from worker.store.connections import Status
 
 log = structlog.get_logger(__name__)
@@ -84,7 +84,7 @@ class Heartbeat:
             # Counting connections scans the table: once a minute, not with every beat.
             self.next_count = now + CONNECTION_COUNT_SECONDS
             async with asyncio.timeout(PROBE_TIMEOUT_SECONDS), self.pool.acquire() as conn:
-                counts = await connections.count_by_app_and_status(conn)
+                counts = await listing.count_by_app_and_status(conn)
             self.apps_counted |= {app for app, _ in counts}
             # A status (or app) nobody has any more reads 0 rather than its last count.
             for app in self.apps_counted:

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from worker.settings import Settings
-from worker.store import connections
-from worker.store.connections import Purgeable
+from worker.store import listing
 from worker.store.db import Conn
+from worker.store.listing import Purgeable
 
 
 async def due_for_purge(
@@ -20,7 +20,7 @@ async def due_for_purge(
 ) -> list[Purgeable]:
     """The connections whose retention period has run out at ``now``; none of an app CMS
     holds inactive (``paused_apps``): nobody could re-consent through it meanwhile."""
-    return await connections.purgeable(
+    return await listing.purgeable(
         conn,
         needs_reauth_before=now - timedelta(days=settings.dormant_retention_days),
         error_before=now - timedelta(days=settings.error_retention_days),

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from worker.store import connections, resources
+from worker.store import listing, resources
 from worker.store.connections import Connection
 from worker.store.db import Conn
 
@@ -59,7 +59,7 @@ async def load_status(
     """Every connection (or the one named, those whose consent lapses before a time, those
     of one app) with its counts per resource type, and since when CMS has held its app
     inactive (``paused``: app name to time), if it does."""
-    rows = await connections.list_all(conn, connection_id, consent_before=consent_before, app=app)
+    rows = await listing.list_all(conn, connection_id, consent_before=consent_before, app=app)
     counts = await resources.count_by_type(conn, [row.connection_id for row in rows])
     paused = paused or {}
     return [ConnectionStatus(row, counts[row.connection_id], paused.get(row.app)) for row in rows]

@@ -35,11 +35,11 @@ from rich.table import Table
 
 from worker.bluebutton.bundle import parse_search_page
 from worker.gctune import tune_gc
-from worker.jobs.sync import rows_of
 from worker.store import connections, resources, sync_runs
 from worker.store.db import create_pool
 from worker.store.migrate import migrate
-from worker.store.sync_runs import FULL, Cursor
+from worker.sync.engine import rows_of
+from worker.sync.model import FULL, Cursor
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "worker" / "emulator" / "templates"
 # Institutional claims (the big ones) twice: the mix's mean is then about 20 KB.
@@ -138,7 +138,7 @@ def beneficiaries(count: int, claims_each: int) -> list[Beneficiary]:
 async def store_page(
     pool: asyncpg.Pool, who: Beneficiary, run_id: int, page: tuple[str, bytes], t: Timings
 ) -> None:
-    """What ``worker.jobs.sync`` does with one page, timed by stage."""
+    """What ``worker.sync.engine`` does with one page, timed by stage."""
     url, body = page
     start = time.perf_counter()
     parsed = await asyncio.to_thread(parse_search_page, body, url, EOB, who.patient_id)

@@ -44,7 +44,7 @@ from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.emulator.state import EmulatorState
 from worker.intake.auth import sign
-from worker.jobs.exchange import LOST_IN_FLIGHT
+from worker.jobs.exchange_rules import LOST_IN_FLIGHT
 from worker.jobs.payloads import ConnectJob, ResyncJob
 from worker.local import (
     authorize_beneficiaries,

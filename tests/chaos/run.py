@@ -30,7 +30,7 @@ from tests.integration.support import (
 from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
-from worker.jobs.exchange import LOST_IN_FLIGHT
+from worker.jobs.exchange_rules import LOST_IN_FLIGHT
 from worker.jobs.payloads import ConnectJob, ExchangeJob
 from worker.local import (
     authorize_beneficiaries,

@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.conftest import DATABASE_URL
 from worker.status import load_status
-from worker.store import audit, connections
+from worker.store import audit, connections, unlinks
 from worker.store.db import init_connection
 from worker.store.migrate import migrate
 
@@ -148,6 +148,6 @@ async def test_the_worker_role_unlinks_and_audits(roles_db: asyncpg.Connection) 
     """An unlink writes connections, resources, runs and the audit log, never updating it."""
     async with roles_db.transaction():
         await roles_db.execute("SET LOCAL ROLE bbingest_worker")
-        unlinked = await connections.unlink(roles_db, "c1")
+        unlinked = await unlinks.unlink(roles_db, "c1")
         await audit.record(roles_db, "c1", "unlinked")
     assert unlinked is not None

@@ -14,7 +14,7 @@ from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
 from worker.jobs.worker import run_replica
 from worker.local import REDIRECT_URI
-from worker.store import connections
+from worker.store import tokens as token_store
 
 VERIFIER = "v" * 64
 
@@ -166,14 +166,14 @@ async def test_rotate_key_reencrypts_every_token(
     await connect({"services": services, "job_try": 1}, **job.model_dump())
     old = settings.token_encryption_key.get_secret_value()
     async with pool.acquire() as conn:
-        before = await connections.load_tokens(conn, services.cipher, "conn-0")
+        before = await token_store.load_tokens(conn, services.cipher, "conn-0")
     new = generate_key()
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", f"k2:{new},{old}")  # the old one keeps its id
     assert await run_cli("rotate-key") == 0
     assert "re-encrypted 1 rows and 0 app secrets under key k2" in capsys.readouterr().out
     rotated = TokenCipher.from_setting(f"k2:{new}")  # the old key is no longer needed
     async with pool.acquire() as conn:
-        assert await connections.load_tokens(conn, rotated, "conn-0") == before
+        assert await token_store.load_tokens(conn, rotated, "conn-0") == before
     assert await run_cli("rotate-key") == 0  # a second run has nothing left to do
     assert "re-encrypted 0 rows" in capsys.readouterr().out
 

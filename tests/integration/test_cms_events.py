@@ -31,13 +31,14 @@ from worker.bluebutton.endpoints import REVOKE_GRANT_PATH
 from worker.constants import APP_PAUSED_KEY, APP_PROBE_KEY, JOB_MAX_TRIES, MAX_GRANT_REFUSALS
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
-from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ConnectJob
 from worker.jobs.resync import resync
-from worker.jobs.revocation import settle_owed
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, emulator_stats
 from worker.store import connections, revocations
+from worker.store import tokens as token_store
+from worker.sync.outcome import run_sync
+from worker.sync.revocation import settle_owed
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=30)
 
@@ -291,7 +292,7 @@ async def test_without_an_access_token_the_refresh_token_dies_and_the_audit_says
 ) -> None:
     emulator, _, services = await connected(start, CONFIG)
     async with pool.acquire() as conn:
-        spent = (await connections.load_tokens(conn, services.cipher, "conn-1")).refresh_token
+        spent = (await token_store.load_tokens(conn, services.cipher, "conn-1")).refresh_token
     app = await services.app("default")
     await oauth.refresh(await services.bluebutton(app), app.credentials, spent)  # now spent
     # As an unlink leaves it: no tokens on the row, the grant alive at CMS.

@@ -25,7 +25,7 @@ from worker.constants import JOB_MAX_TRIES
 from worker.emulator.config import EmulatorConfig
 from worker.errors import InvalidJob
 from worker.jobs.connect import connect
-from worker.jobs.exchange import LOST_IN_FLIGHT
+from worker.jobs.exchange_rules import LOST_IN_FLIGHT
 from worker.jobs.payloads import code_fingerprint
 from worker.jobs.queue import enqueue, open_queue
 from worker.jobs.worker import run_replica

@@ -19,7 +19,8 @@ from tests.integration.support import authorized_job, http_of, run_cli
 from worker.bluebutton.endpoints import TOKEN_PATH
 from worker.constants import QUEUE_EXCHANGE, QUEUE_INTERACTIVE
 from worker.emulator.config import EmulatorConfig
-from worker.jobs.exchange import EXPIRED, exchange
+from worker.jobs.exchange import exchange
+from worker.jobs.exchange_rules import EXPIRED
 from worker.jobs.payloads import ExchangeJob, code_fingerprint
 from worker.jobs.queue import open_queue
 from worker.jobs.services import Services

@@ -14,16 +14,18 @@ from worker.crypto import TokenCipher
 from worker.emulator.config import EmulatorConfig
 from worker.errors import GrantConflict
 from worker.jobs.connect import connect
-from worker.store import connections
-from worker.store.connections import Grant, Tokens
+from worker.store import connections, grants, unlinks
+from worker.store import tokens as token_store
+from worker.store.grants import Grant
+from worker.store.tokens import Tokens
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SCOPES = ("patient/Coverage.read",)
 
 
 def grant(app: str, patient: str) -> Grant:
-    tokens = Tokens(f"access-{app}-{patient}", f"refresh-{app}-{patient}", T0)
-    return Grant(app, "client", "sandbox", tokens, patient, SCOPES, None, "h")
+    pair = Tokens(f"access-{app}-{patient}", f"refresh-{app}-{patient}", T0)
+    return Grant(app, "client", "sandbox", pair, patient, SCOPES, None, "h")
 
 
 @pytest.mark.parametrize(
@@ -40,19 +42,19 @@ async def test_save_grant_refuses_to_move_a_live_connection(
     cipher = TokenCipher.from_setting(encryption_key)
     async with pool.acquire() as conn:
         await connections.create_pending(conn, "c1", "acme")
-        assert await connections.save_grant(
+        assert await grants.save_grant(
             conn, cipher, "c1", grant("acme", "-19990000000001"), seen_at=T0
         )
         if refused is None:
-            assert await connections.save_grant(conn, cipher, "c1", second, seen_at=T0)
+            assert await grants.save_grant(conn, cipher, "c1", second, seen_at=T0)
             return
         with pytest.raises(GrantConflict, match=refused):
-            await connections.save_grant(conn, cipher, "c1", second, seen_at=T0)
+            await grants.save_grant(conn, cipher, "c1", second, seen_at=T0)
         kept = await connections.get(conn, "c1")
-        tokens = await connections.load_tokens(conn, cipher, "c1")
+        held = await token_store.load_tokens(conn, cipher, "c1")
     assert kept is not None
     assert (kept.app, kept.patient_id) == ("acme", "-19990000000001")
-    assert tokens.refresh_token == "refresh-acme--19990000000001"
+    assert held.refresh_token == "refresh-acme--19990000000001"
 
 
 async def test_after_an_unlink_another_app_may_connect(
@@ -61,11 +63,11 @@ async def test_after_an_unlink_another_app_may_connect(
     cipher = TokenCipher.from_setting(encryption_key)
     async with pool.acquire() as conn:
         await connections.create_pending(conn, "c1", "acme")
-        await connections.save_grant(conn, cipher, "c1", grant("acme", "-1"), seen_at=T0)
-        await connections.unlink(conn, "c1")
+        await grants.save_grant(conn, cipher, "c1", grant("acme", "-1"), seen_at=T0)
+        await unlinks.unlink(conn, "c1")
         # The new connect started after the unlink: it is not the stale grant of a race.
         later = datetime.now(UTC)
-        assert await connections.save_grant(conn, cipher, "c1", grant("beta", "-2"), seen_at=later)
+        assert await grants.save_grant(conn, cipher, "c1", grant("beta", "-2"), seen_at=later)
         moved = await connections.get(conn, "c1")
     assert moved is not None
     assert (moved.app, moved.patient_id) == ("beta", "-2")

@@ -15,7 +15,7 @@ from worker.emulator.config import EmulatorConfig
 from worker.errors import ConfigError
 from worker.jobs.resync import resync
 from worker.jobs.services import close_services, open_services
-from worker.store import connections
+from worker.store import connections, rekey
 
 
 def key_missing_count(key_id: str) -> float:
@@ -32,7 +32,7 @@ async def test_a_rolling_key_change_moves_no_connection_to_error(
     # A replica of the new release seals under k2 (here: all of them, as rotate-key would).
     new_cipher = TokenCipher.from_setting(f"{new_key},{old_key}")
     async with pool.acquire() as conn:
-        assert await connections.rekey_all(conn, new_cipher) == 1
+        assert await rekey.rekey_all(conn, new_cipher) == 1
     before = key_missing_count("k2")
 
     # A replica still on the old key alone cannot read them: it retries and alerts.

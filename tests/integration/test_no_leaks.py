@@ -20,7 +20,7 @@ from worker.emulator.data import Dataset
 from worker.jobs.connect import connect
 from worker.local import CLIENT_SECRET
 from worker.log import configure_logging
-from worker.store import connections
+from worker.store import tokens as token_store
 
 
 async def test_connect_with_a_refresh_logs_no_secret(
@@ -41,15 +41,15 @@ async def test_connect_with_a_refresh_logs_no_secret(
     lines = capsys.readouterr().err.splitlines()
     assert any("sync_succeeded" in line for line in lines)  # the worker's lines were seen
     async with pool.acquire() as conn:
-        tokens = await connections.load_tokens(conn, services.cipher, "conn-0")
+        held = await token_store.load_tokens(conn, services.cipher, "conn-0")
     beneficiary = Dataset(config).population.get(0)
     patient = emulated.patient(beneficiary)
     secrets = {
         "code": job.code,
         "verifier": job.code_verifier,
         "client secret": CLIENT_SECRET,
-        "access token": tokens.access_token,
-        "refresh token": tokens.refresh_token,
+        "access token": held.access_token,
+        "refresh token": held.refresh_token,
         "family name": patient["name"][0]["family"],
         "birth date": patient["birthDate"],
     }

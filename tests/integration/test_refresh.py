@@ -16,12 +16,13 @@ from tests.integration.support import authorized_job, emulator_post, patient_id,
 from worker.constants import BUDGET_COOLDOWN_KEY, REFRESH_LOCK_KEY
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.jobs.connect import connect
-from worker.jobs.outcome import load, run_sync
-from worker.jobs.refresh_lock import Held, RefreshLock
 from worker.jobs.services import Services
-from worker.jobs.tokens import ConnectionTokens
 from worker.local import emulator_stats
-from worker.store import connections, revocations
+from worker.store import revocations, unlinks
+from worker.store import tokens as token_store
+from worker.sync.outcome import load, run_sync
+from worker.sync.refresh_lock import Held, RefreshLock
+from worker.sync.tokens import ConnectionTokens
 
 
 async def test_twenty_concurrent_users_of_an_expired_token_cause_one_refresh(
@@ -193,20 +194,20 @@ async def test_tokens_a_refresh_cannot_store_are_owed_a_revocation_not_lost(
     _, services = await _expired_connection(start, pool)
     cipher = services.cipher
     async with pool.acquire() as conn:
-        read = await connections.load_tokens(conn, cipher, "conn-0")
+        read = await token_store.load_tokens(conn, cipher, "conn-0")
         # A new grant stored meanwhile (a relink): the refreshed tokens of the old link are
         # revoked, the grant kept.
         await conn.execute("UPDATE connections SET token_generation = token_generation + 1")
         relinked = replace(read, access_token="access-1", refresh_token="refresh-1")
         async with conn.transaction():
-            assert not await connections.save_refreshed(
+            assert not await token_store.save_refreshed(
                 conn, cipher, "conn-0", relinked, app="default", client_id="c"
             )
         # An unlink meanwhile: the refreshed tokens are the live ones, so they end the grant.
-        await connections.unlink(conn, "conn-0")
+        await unlinks.unlink(conn, "conn-0")
         unlinked = replace(read, access_token="access-2", refresh_token="refresh-2")
         async with conn.transaction():
-            assert not await connections.save_refreshed(
+            assert not await token_store.save_refreshed(
                 conn, cipher, "conn-0", unlinked, app="default", client_id="c"
             )
         owed = await revocations.owed_of(conn, cipher, "conn-0")

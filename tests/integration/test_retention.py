@@ -13,7 +13,7 @@ from worker.constants import QUEUE_BULK
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.unlink import unlink
 from worker.store import sync_runs
-from worker.store.sync_runs import FULL
+from worker.sync.model import FULL
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=3)
 # Every table a connection's rows live in, as text: what an operator's query could show.

@@ -10,10 +10,13 @@ import pytest
 from tests.integration.conftest import DATABASE_URL
 from worker.crypto import TokenCipher, generate_key
 from worker.errors import ConnectionRevoked, DecryptionError
-from worker.store import connections, resources, sync_runs
-from worker.store.connections import Grant, Tokens
+from worker.store import connections, grants, resources, sync_runs
+from worker.store import tokens as token_store
+from worker.store.grants import Grant
 from worker.store.migrate import Migration, load_migrations, migrate
 from worker.store.resources import ResourceRow
+from worker.store.tokens import Tokens
+from worker.sync.model import FULL
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -66,14 +69,14 @@ async def test_tokens_are_encrypted_at_rest(pool: asyncpg.Pool, encryption_key: 
     )
     async with pool.acquire() as conn:
         await connections.create_pending(conn, "c1", "default")
-        assert await connections.save_grant(conn, cipher, "c1", grant, seen_at=T0)
+        assert await grants.save_grant(conn, cipher, "c1", grant, seen_at=T0)
         dump = await conn.fetchval("SELECT row_to_json(c)::text FROM connections c")
         assert "access-secret" not in dump
         assert "refresh-secret" not in dump
         # A stored grant moves the token generation on (refreshes swap against it).
-        assert await connections.load_tokens(conn, cipher, "c1") == replace(tokens, generation=1)
+        assert await token_store.load_tokens(conn, cipher, "c1") == replace(tokens, generation=1)
         with pytest.raises(DecryptionError):
-            await connections.load_tokens(conn, TokenCipher.from_setting(generate_key()), "c1")
+            await token_store.load_tokens(conn, TokenCipher.from_setting(generate_key()), "c1")
         # Bound to their row and column: copied onto another row, or swapped, they fail.
         await connections.create_pending(conn, "c2", "default")
         await conn.execute(
@@ -82,13 +85,13 @@ async def test_tokens_are_encrypted_at_rest(pool: asyncpg.Pool, encryption_key: 
             " WHERE connection_id = 'c1') WHERE connection_id = 'c2'"
         )
         with pytest.raises(DecryptionError):
-            await connections.load_tokens(conn, cipher, "c2")
+            await token_store.load_tokens(conn, cipher, "c2")
         await conn.execute(
             "UPDATE connections SET access_token_enc = refresh_token_enc,"
             " refresh_token_enc = access_token_enc WHERE connection_id = 'c1'"
         )
         with pytest.raises(DecryptionError):
-            await connections.load_tokens(conn, cipher, "c1")
+            await token_store.load_tokens(conn, cipher, "c1")
 
 
 async def test_revoked_connection_refuses_writes(pool: asyncpg.Pool) -> None:
@@ -135,7 +138,7 @@ async def test_a_full_pass_deletes_unseen_rows_only_of_the_types_it_read(
         for kind in ("Patient", "ExplanationOfBenefit"):
             rows = [ResourceRow(f"{kind}-old", {"id": f"{kind}-old"}, datetime.now(UTC))]
             await resources.upsert(conn, "c", kind, rows)
-        run = await sync_runs.start_or_resume(conn, "c", "resync", sync_runs.FULL)
+        run = await sync_runs.start_or_resume(conn, "c", "resync", FULL)
         await sync_runs.skip_type(conn, run.run_id, "Patient", None)  # withheld: 403
         assert await sync_runs.delete_unseen(conn, run.run_id, "c") == 1
     left = await pool.fetch("SELECT resource_type FROM fhir_resources")

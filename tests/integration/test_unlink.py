@@ -29,11 +29,11 @@ from worker.jobs import lanes
 from worker.jobs.connect import connect
 from worker.jobs.payloads import UnlinkJob
 from worker.jobs.queue import enqueue, open_queue
-from worker.jobs.revocation import settle_owed
 from worker.jobs.unlink import unlink
 from worker.jobs.worker import run_replica
 from worker.local import CLIENT_ID, emulator_stats
-from worker.store import connections
+from worker.store import unlinks
+from worker.sync.revocation import settle_owed
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=60)
 
@@ -182,7 +182,7 @@ async def test_two_jobs_settling_the_same_owed_revocation_take_turns(
 ) -> None:
     emulator, _, services = await connected(start, CONFIG)
     async with pool.acquire() as conn:
-        await connections.unlink(conn, "conn-1")
+        await unlinks.unlink(conn, "conn-1")
     await emulator_stats(emulator.base_url, reset=True)
     # An unlink job and a retry of it (or a resync) settle the owed row at the same moment.
     results = await asyncio.gather(settle_owed(services, "conn-1"), settle_owed(services, "conn-1"))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from worker import errors
 from worker.constants import JOB_MAX_TRIES
-from worker.jobs.exchange import LOST_IN_FLIGHT, arrival_of, refusal_reason, retry_delay
+from worker.jobs.exchange_rules import LOST_IN_FLIGHT, arrival_of, refusal_reason, retry_delay
 
 
 def test_a_code_counts_from_its_events_arrival_else_its_enqueue_time() -> None:

@@ -3,7 +3,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from worker.bluebutton.fhir import RESOURCE_QUERIES, query_for
-from worker.jobs.plan import (
+from worker.sync.model import FULL, Cursor, History, Plan
+from worker.sync.plan import (
     DONE,
     LAST_UPDATED_FLOOR,
     choose_plan,
@@ -11,7 +12,6 @@ from worker.jobs.plan import (
     queries_for,
     remaining_steps,
 )
-from worker.store.sync_runs import FULL, Cursor, History, Plan
 
 TYPES = [q.resource_type for q in RESOURCE_QUERIES]
 

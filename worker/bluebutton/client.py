@@ -92,6 +92,13 @@ async def warm_up(http: httpx.AsyncClient, budget: Budget) -> bool:
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+def _for_the_caller(status: int, *, once: bool) -> bool:
+    """Whether an answer goes to the caller rather than being repeated: any status but a
+    transient one; for a single-use request any but a 429, since a 5xx may come after CMS
+    spent it (a refresh that rotated the token, then failed: FACTS.md, Authorization)."""
+    return not is_transient_status(status) or (once and status != 429)
+
+
 class BlueButtonClient:
     """Sends requests to BB2 through the shared budget, repeating transient failures.
 
@@ -145,14 +152,7 @@ class BlueButtonClient:
         """
         last: errors.RetryableError | None = None
         for attempt in range(self._policy.max_attempts):
-            if last is not None:
-                await self._back_off(attempt - 1, last)
-            if attempt > 0 or not slot_taken:
-                await self.take_slot()
-            if send_by is not None and time.time() > send_by:
-                raise errors.CodeExpired(
-                    "the authorization code expired before it could be exchanged"
-                )
+            await self._turn(attempt, last, slot_taken=slot_taken, send_by=send_by)
             try:
                 response = await self._send(method, url, headers=headers, data=data, auth=auth)
             except errors.TransportError as exc:
@@ -160,15 +160,28 @@ class BlueButtonClient:
                     raise
                 last = exc
                 continue
-            # A 5xx to a single-use request may come after CMS spent it (a refresh that
-            # rotated the token, then failed: FACTS.md, Authorization): the caller reads it.
-            if not is_transient_status(response.status_code) or (
-                once and response.status_code != 429
-            ):
+            if _for_the_caller(response.status_code, once=once):
                 return response
             last = self._transient(response)
         assert last is not None
         raise last
+
+    async def _turn(
+        self,
+        attempt: int,
+        last: errors.RetryableError | None,
+        *,
+        slot_taken: bool,
+        send_by: float | None,
+    ) -> None:
+        """Before an attempt: back off after a failure, take the attempt's budget slot, and
+        refuse to send a code whose slot came after ``send_by``."""
+        if last is not None:
+            await self._back_off(attempt - 1, last)
+        if attempt > 0 or not slot_taken:
+            await self.take_slot()
+        if send_by is not None and time.time() > send_by:
+            raise errors.CodeExpired("the authorization code expired before it could be exchanged")
 
     async def take_slot(self) -> None:
         """Wait for a slot of the app's budget (a 429 cool-down included) and take it."""

@@ -44,7 +44,7 @@ def may_send(caller: Caller, job: JobPayload, owner: Owner | None) -> Refusal | 
     shown to be its own); the all-apps key keeps the old behaviour (the job finds nothing).
     A connect names its app, which must be the caller's, and cannot move a live connection
     to another app: it must be unlinked first (the patient is checked once the code is
-    exchanged, by store.connections.save_grant).
+    exchanged, by store.grants.save_grant).
     """
     if owner is not None and not caller.may_reach(owner.app):
         return UNKNOWN

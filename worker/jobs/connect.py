@@ -16,9 +16,9 @@ import structlog
 
 from worker.jobs.context import JobContext
 from worker.jobs.exchange import exchange_step, settle_after_exchange, status_of
-from worker.jobs.outcome import load, run_sync
 from worker.jobs.payloads import ConnectJob, parse_payload
 from worker.jobs.services import Services
+from worker.sync.outcome import load, run_sync
 
 
 async def connect(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -7,7 +7,8 @@ django-oauth-toolkit's ``AUTHORIZATION_CODE_EXPIRE_SECONDS``, whose default of 6
 in time. So the exchange is its own job (``exchange``, on
 its own queue with worker slots reserved on every replica and a 5 s lease), its token
 request takes the app's next budget slot ahead of every other request, and the first sync
-follows as a job of its own (:mod:`worker.jobs.first_sync`).
+follows as a job of its own (:mod:`worker.jobs.first_sync`). Its pure decisions live in
+:mod:`worker.jobs.exchange_rules`, the storing of the grant in :mod:`worker.jobs.exchange_grant`.
 
 The code's age counts from its event's arrival (``received_at``, or the job's enqueue
 time). A code older than ``BB_CODE_LIFETIME`` when its slot comes is not sent, and the
@@ -20,12 +21,10 @@ tokens stays as it is.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from arq import Retry
@@ -33,10 +32,19 @@ from arq import Retry
 from worker import errors, metrics
 from worker.apps import App
 from worker.bluebutton import oauth
-from worker.constants import GRANT_SAVE_PATIENCE_SECONDS, JOB_MAX_TRIES, OUTAGE_RETRY_BASE_SECONDS
+from worker.constants import JOB_MAX_TRIES
 from worker.errors import Decision
 from worker.jobs import backlog, lanes
 from worker.jobs.context import JobContext
+from worker.jobs.exchange_grant import save_grant
+from worker.jobs.exchange_rules import (
+    EXPIRED,
+    Code,
+    Step,
+    arrival_of,
+    refusal_reason,
+    retry_delay,
+)
 from worker.jobs.failures import Handler, on_failure
 from worker.jobs.payloads import (
     ConnectJob,
@@ -46,90 +54,15 @@ from worker.jobs.payloads import (
     parse_payload,
 )
 from worker.jobs.queue import enqueue
-from worker.jobs.retrying import job_retry_delay
-from worker.jobs.revocation import settle_owed
 from worker.jobs.services import Services
-from worker.outages import unavailable
-from worker.store import audit, connections, exchanges, revocations
-from worker.store.connections import Grant, Tokens
-from worker.store.db import Conn
+from worker.store import audit, connections, exchanges
+from worker.sync.revocation import settle_owed
 
 log = structlog.get_logger(__name__)
 
-# A grant without access_grant_expiration lapses 13 months after authorization.
-_DEFAULT_GRANT_DAYS = 396
-EXPIRED: Final = "the authorization code expired before it could be exchanged: authorize again"
-LOST_IN_FLIGHT: Final = (
-    "the code exchange was lost in flight (its worker stopped while BB2 answered): authorize again"
-)
-# A retry needs at least this much of the code's life left to be worth queueing.
-_MIN_LIFE_FOR_RETRY: Final = 1.0
-
-Step = Literal["sync", "done"]
-
-
-# Pure decisions
-
-
-def arrival_of(received_at: float | None, enqueued_at: datetime | None, now: float) -> float:
-    """When the code's event arrived (Unix seconds): the intake's receipt, else the job's
-    enqueue time (arq), else now."""
-    if received_at is not None:
-        return received_at
-    return enqueued_at.timestamp() if enqueued_at is not None else now
-
-
-def retry_delay(retry_after: float | None, job_try: int, life_left: float) -> float | None:
-    """Seconds until a failed exchange (BB2 could not answer) is tried again, never past
-    the code's life; None when no try or too little life is left."""
-    if job_try >= JOB_MAX_TRIES or life_left < _MIN_LIFE_FOR_RETRY:
-        return None
-    return min(job_retry_delay(job_try, retry_after), life_left - _MIN_LIFE_FOR_RETRY)
-
-
-def refusal_reason(error: errors.IngestError, sent_before: bool) -> str:
-    """Why the code exchange failed, for ``last_error``: a code refused after an earlier run
-    had sent it was spent by that run, whose tokens died with it."""
-    if isinstance(error, errors.AuthorizationFailed) and sent_before:
-        return LOST_IN_FLIGHT
-    return str(error)
-
-
-def grant_from(app: App, tokens: oauth.TokenSet, code: str, now: datetime) -> Grant:
-    """The connection's new grant from a token response of ``app``'s client."""
-    return Grant(
-        app=app.name,
-        client_id=app.client_id,
-        environment=app.environment,
-        tokens=Tokens(tokens.access_token, tokens.refresh_token, tokens.expires_at),
-        patient_id=tokens.patient_id,
-        scopes=tuple(sorted(tokens.scopes)),
-        consent_expires_at=tokens.grant_expires_at or now + timedelta(days=_DEFAULT_GRANT_DAYS),
-        code_sha256=code_fingerprint(code),
-    )
-
-
-# The exchange
-
-
-@dataclass(frozen=True)
-class _Code:
-    """One code's exchange while it runs."""
-
-    job: ConnectJob
-    fingerprint: str
-    arrival: float
-    lifetime: float
-
-    def age(self) -> float:
-        return time.time() - self.arrival
-
-    def life_left(self) -> float:
-        return self.arrival + self.lifetime - time.time()
-
 
 async def _end(
-    services: Services, code: _Code, outcome: exchanges.Outcome, reason: str, event: str
+    services: Services, code: Code, outcome: exchanges.Outcome, reason: str, event: str
 ) -> None:
     """Record a code exchange that ended without tokens (the connection goes to ``error``,
     unless it already holds this code's tokens)."""
@@ -146,7 +79,7 @@ async def _end(
     log.warning("code_exchange_failed", outcome=outcome, reason=reason, changed=failed)
 
 
-async def _open(services: Services, code: _Code) -> exchanges.Exchange | None:
+async def _open(services: Services, code: Code) -> exchanges.Exchange | None:
     """The code's row (and the connection's, ``pending`` if new); None when there is
     nothing to send (the reason is logged). ``started_at`` is set if a run had sent it."""
     job = code.job
@@ -166,12 +99,12 @@ async def _open(services: Services, code: _Code) -> exchanges.Exchange | None:
     return row
 
 
-async def _mark_started(services: Services, code: _Code) -> None:
+async def _mark_started(services: Services, code: Code) -> None:
     async with services.pool.acquire() as conn:
         await exchanges.mark_started(conn, code.job.connection_id, code.fingerprint)
 
 
-async def _already_exchanged(services: Services, code: _Code) -> bool:
+async def _already_exchanged(services: Services, code: Code) -> bool:
     async with services.pool.acquire() as conn:
         connection = await connections.get(conn, code.job.connection_id)
     return (
@@ -181,7 +114,7 @@ async def _already_exchanged(services: Services, code: _Code) -> bool:
     )
 
 
-async def _send(services: Services, code: _Code, app: App) -> oauth.TokenSet:
+async def _send(services: Services, code: Code, app: App) -> oauth.TokenSet:
     job = code.job
     return await oauth.exchange_code(
         await services.bluebutton(app),
@@ -194,7 +127,7 @@ async def _send(services: Services, code: _Code, app: App) -> oauth.TokenSet:
 
 
 def _exchange_failures(
-    services: Services, code: _Code, sent_before: bool, job_try: int
+    services: Services, code: Code, sent_before: bool, job_try: int
 ) -> dict[Decision, Handler[Step]]:
     """What an exchange does per decision (worker.errors draws the tree)."""
 
@@ -233,7 +166,7 @@ def _exchange_failures(
     }
 
 
-async def _exchange(services: Services, code: _Code, job_try: int) -> Step:
+async def _exchange(services: Services, code: Code, job_try: int) -> Step:
     """Exchange the code unless a run already did; ``sync`` when the connection now holds
     its tokens. Raises Retry when BB2 could not answer and the code has life left."""
     if await _already_exchanged(services, code):
@@ -259,9 +192,9 @@ async def _exchange(services: Services, code: _Code, job_try: int) -> Step:
     return await _keep(services, code, app, tokens)
 
 
-async def _keep(services: Services, code: _Code, app: App, tokens: oauth.TokenSet) -> Step:
+async def _keep(services: Services, code: Code, app: App, tokens: oauth.TokenSet) -> Step:
     """Store the tokens (or, if they may not be stored, owe their revocation)."""
-    kept = await _save_grant(services, code, app, tokens)
+    kept = await save_grant(services, code, app, tokens)
     async with services.pool.acquire() as conn:
         await exchanges.finish(
             conn, code.job.connection_id, code.fingerprint, "exchanged", code.age()
@@ -270,61 +203,12 @@ async def _keep(services: Services, code: _Code, app: App, tokens: oauth.TokenSe
     return "sync" if kept else "done"
 
 
-async def _save_grant(services: Services, code: _Code, app: App, tokens: oauth.TokenSet) -> bool:
-    """Store the new grant (False: it may not be stored, and its tokens are owed a
-    revocation instead), waiting out a Postgres restart: the code is spent, so these tokens
-    exist nowhere else."""
-    deadline = time.monotonic() + GRANT_SAVE_PATIENCE_SECONDS
-    while True:
-        try:
-            async with services.pool.acquire() as conn, conn.transaction():
-                return await _store_grant(conn, services, code, app, tokens)
-        except Exception as exc:
-            outage = unavailable(exc)
-            if outage is None or time.monotonic() > deadline:
-                raise
-            log.warning("grant_save_deferred", reason=str(outage))
-            await asyncio.sleep(OUTAGE_RETRY_BASE_SECONDS)
-
-
-async def _store_grant(
-    conn: Conn, services: Services, code: _Code, app: App, tokens: oauth.TokenSet
-) -> bool:
-    connection_id = code.job.connection_id
-    grant = grant_from(app, tokens, code.job.code, datetime.now(UTC))
-    seen_at = datetime.fromtimestamp(code.arrival, UTC)
-    try:
-        if await connections.save_grant(
-            conn, services.cipher, connection_id, grant, seen_at=seen_at
-        ):
-            await audit.record(conn, connection_id, "authorized", scopes=sorted(tokens.scopes))
-            return True
-        # Unlinked while the code was exchanged: the unlink stands, and the new grant ends.
-        end_grant, event = True, "grant_dropped_after_unlink"
-    except errors.GrantConflict as exc:
-        # Another app's (or person's) live connection is never moved (nothing was written):
-        # these tokens are revoked, not their grant, which other connections may share.
-        end_grant, event = False, "grant_refused"
-        log.warning("grant_refused", reason=str(exc))
-    await revocations.owe(
-        conn,
-        connection_id,
-        revocations.seal(services.cipher, connection_id, tokens.access_token, tokens.refresh_token),
-        end_grant=end_grant,
-        app=app.name,
-        client_id=app.client_id,
-        patient_id=tokens.patient_id,
-    )
-    await audit.record(conn, connection_id, event)
-    return False
-
-
 async def exchange_step(services: Services, job: ConnectJob, ctx: JobContext) -> Step:
     """Exchange ``job``'s code through the urgent lane of the budget; ``sync`` when the
     connection holds its tokens and its first sync should follow. Shared by the
     ``exchange`` job and the ``connect`` job of the contract."""
     received_at = job.received_at if isinstance(job, ExchangeJob) else None
-    code = _Code(
+    code = Code(
         job=job,
         fingerprint=code_fingerprint(job.code),
         arrival=arrival_of(received_at, ctx.get("enqueue_time"), time.time()),

@@ -12,9 +12,9 @@ import structlog
 
 from worker.jobs.context import JobContext
 from worker.jobs.exchange import settle_after_exchange
-from worker.jobs.outcome import load, run_sync
 from worker.jobs.payloads import FirstSyncJob, parse_payload
 from worker.jobs.services import Services
+from worker.sync.outcome import load, run_sync
 
 
 async def first_sync(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from worker.jobs.payloads import ResyncJob, UnlinkJob
 from worker.jobs.queue import enqueue
 from worker.jobs.services import Services
 from worker.retention import due_for_purge
-from worker.store import apps, connections, revocations
+from worker.store import apps, listing, revocations
 from worker.store.db import Conn
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ async def _choose_resyncs(
     per_resync = requests_per_resync(settings.resync_full_every_days, settings.resync_cadence_hours)
     rates = {DEFAULT_APP: settings.bb_rate_limit, **await apps.rate_limits(conn)}
     chosen: list[str] = []
-    due_by_app = await connections.count_due(conn, synced_before)
+    due_by_app = await listing.count_due(conn, synced_before)
     for app, due in sorted(due_by_app.items()):
         if app not in rates:
             log.warning("nightly_app_unavailable", app=app, connections_due=due)
@@ -45,7 +45,7 @@ async def _choose_resyncs(
         capacity = plan_night(
             due, rate=rates[app], share=settings.resync_daily_share, per_resync=per_resync
         )
-        chosen += await connections.due_for_resync(conn, synced_before, capacity.scheduled, app=app)
+        chosen += await listing.due_for_resync(conn, synced_before, capacity.scheduled, app=app)
         log.info(
             "nightly_planned",
             app=app,

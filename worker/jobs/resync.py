@@ -10,12 +10,12 @@ import structlog
 
 from worker import errors
 from worker.jobs.context import JobContext
-from worker.jobs.outcome import run_sync
 from worker.jobs.payloads import ResyncJob, parse_payload
-from worker.jobs.plan import choose_plan
-from worker.jobs.revocation import settle_owed
 from worker.jobs.services import Services
 from worker.store import connections, sync_runs
+from worker.sync.outcome import run_sync
+from worker.sync.plan import choose_plan
+from worker.sync.revocation import settle_owed
 
 log = structlog.get_logger(__name__)
 

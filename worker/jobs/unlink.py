@@ -1,7 +1,7 @@
 """The ``unlink`` job: delete everything stored for a connection, then end the grant at CMS.
 
 Local deletion comes first and commits at once, whatever BB2 is doing; the revocation at
-CMS is owed until it is settled (``pending_revocations``, :mod:`worker.jobs.revocation`)
+CMS is owed until it is settled (``pending_revocations``, :mod:`worker.sync.revocation`)
 and is retried with the job, and nightly. Running it twice, or on an unknown id, does
 nothing more.
 """
@@ -18,16 +18,16 @@ from worker.jobs import retrying
 from worker.jobs.context import JobContext
 from worker.jobs.failures import on_failure
 from worker.jobs.payloads import UnlinkJob, parse_payload
-from worker.jobs.revocation import KEPT, settle_owed
 from worker.jobs.services import Services
-from worker.store import audit, connections
+from worker.store import audit, unlinks
+from worker.sync.revocation import KEPT, settle_owed
 
 log = structlog.get_logger(__name__)
 
 
 async def _delete_locally(services: Services, connection_id: str) -> bool:
     async with services.pool.acquire() as conn:
-        unlinked = await connections.unlink(conn, connection_id)
+        unlinked = await unlinks.unlink(conn, connection_id)
         if unlinked is None:
             return False
         if unlinked.tokens_dropped or unlinked.resources_deleted:

@@ -104,17 +104,7 @@ async def run_replica(
     services = await open_services(settings, concurrency=2 * max_jobs + exchanges)
     redis = await open_queue(settings.redis_url)  # one Redis pool for both lanes
     await _open_default_app(services)
-    workers = [
-        build_worker(
-            settings,
-            services,
-            queue,
-            redis,
-            burst=burst,
-            max_jobs=exchanges if queue == lanes.EXCHANGE.queue else max_jobs,
-        )
-        for queue in LANES
-    ]
+    workers = _lane_workers(settings, services, redis, burst=burst, max_jobs=max_jobs)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -138,6 +128,24 @@ async def run_replica(
         await redis.aclose()
         await close_services(services)
         log.info("worker_stopped")
+
+
+def _lane_workers(
+    settings: Settings, services: Services, redis: ArqRedis, *, burst: bool, max_jobs: int
+) -> list[Worker]:
+    """One arq worker per lane: ``max_jobs`` each, the exchange lane its own reserved slots."""
+    exchanges = settings.worker_exchange_concurrency
+    return [
+        build_worker(
+            settings,
+            services,
+            queue,
+            redis,
+            burst=burst,
+            max_jobs=exchanges if queue == lanes.EXCHANGE.queue else max_jobs,
+        )
+        for queue in LANES
+    ]
 
 
 async def _run_lanes(workers: list[Worker], redis: ArqRedis, *, burst: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Final
 from worker.store.db import Conn
 
 # Every column holding a value sealed by worker.crypto. `bbingest rotate-key` re-encrypts
-# each of them (store.connections.rekey_all, store.apps.rekey_all).
+# each of them (store.rekey.rekey_all, store.apps.rekey_all).
 SEALED_COLUMNS: Final = (
     ("connections", "access_token_enc"),
     ("connections", "refresh_token_enc"),

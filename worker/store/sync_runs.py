@@ -2,44 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
-
 from worker.constants import MAX_ERROR_CHARS
 from worker.store.db import Conn
 from worker.store.resources import UpsertCounts
-
-Kind = Literal["connect", "resync"]
-Mode = Literal["full", "incremental"]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A full pass (everything, and deletions found), or the changes after ``since``."""
-
-    mode: Mode
-    since: datetime | None = None
-
-
-FULL = Plan("full")
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a sync stands: a resource type and its next page (None: its first page)."""
-
-    resource_type: str
-    url: str | None
-
-
-@dataclass(frozen=True)
-class Run:
-    """A sync run in progress; ``cursor`` is None when nothing was stored yet."""
-
-    run_id: int
-    plan: Plan
-    cursor: Cursor | None
+from worker.sync.model import Cursor, History, Kind, Plan, Run
 
 
 async def start_or_resume(conn: Conn, connection_id: str, kind: Kind, plan: Plan) -> Run:
@@ -157,14 +123,6 @@ async def delete_unseen(conn: Conn, run_id: int, connection_id: str) -> int:
         "DELETE FROM sync_seen WHERE connection_id = $1 AND run_id = $2", connection_id, run_id
     )
     return int(deleted)
-
-
-@dataclass(frozen=True)
-class History:
-    """When the connection's last successful syncs started."""
-
-    last_success: datetime | None
-    last_full: datetime | None
 
 
 async def history(conn: Conn, connection_id: str) -> History:

@@ -25,10 +25,10 @@ from worker.jobs import retrying
 from worker.jobs.failures import Handler, on_failure
 from worker.jobs.retrying import give_back_try
 from worker.jobs.services import Services
-from worker.jobs.sync import SyncResult, sync_connection
 from worker.store import audit, connections, sync_runs
 from worker.store.connections import Status
-from worker.store.sync_runs import FULL, Kind, Plan
+from worker.sync.engine import SyncResult, sync_connection
+from worker.sync.model import FULL, Kind, Plan
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,7 @@ The lock is a Redis key, not a Postgres row lock: a refresh may wait minutes for
 slot in a 429 cool-down, and a row lock would pin a pooled connection and every page write of
 that connection for as long. The settling of a connection's owed revocations, which spends
 their refresh tokens too, takes turns under a lock of the same kind
-(:func:`worker.jobs.revocation.settle_owed`).
+(:func:`worker.sync.revocation.settle_owed`).
 
 - **Renewed while held**: a task extends the key every third of its lifetime, so a slow
   refresh keeps it; a replica that dies lets it lapse within ``REFRESH_LOCK_SECONDS``.
@@ -14,7 +14,7 @@ their refresh tokens too, takes turns under a lock of the same kind
   that number. A holder that stalled long enough to lose the key (a frozen process, Redis
   unreachable) sees :attr:`Held.lost` or :meth:`Held.still_held` say so before it spends the
   token. What a lapse can still let through is caught by the compare-and-swap on
-  ``connections.token_generation`` (see :mod:`worker.jobs.tokens`).
+  ``connections.token_generation`` (see :mod:`worker.sync.tokens`).
 """
 
 from __future__ import annotations

@@ -34,10 +34,10 @@ from worker.bluebutton.client import BlueButtonClient
 from worker.constants import MAX_GRANT_REFUSALS
 from worker.errors import Decision
 from worker.jobs.failures import Handler, on_failure
-from worker.jobs.refresh_lock import RefreshLock
 from worker.jobs.services import Services
 from worker.store import audit, revocations
 from worker.store.revocations import Owed
+from worker.sync.refresh_lock import RefreshLock
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from worker.bluebutton.fhir import ResourceQuery
-from worker.store.sync_runs import FULL, Cursor, History, Plan
+from worker.sync.model import FULL, Cursor, History, Plan
 
 # The cursor of a run whose every resource type is stored.
 DONE: Final = "*"

@@ -8,7 +8,7 @@ cool-down lasts up to minutes). A refresh:
 2. waits while another job holds the connection's refresh lock and reads again: twenty jobs
    finding an expired token cause one refresh;
 3. takes its budget slot, holding nothing while it waits;
-4. takes the connection's refresh lock (:mod:`worker.jobs.refresh_lock`: Redis, renewed
+4. takes the connection's refresh lock (:mod:`worker.sync.refresh_lock`: Redis, renewed
    while held, fenced), reads again, and spends the refresh token only while its fence still
    holds the lock (a holder whose lock lapsed goes round again instead);
 5. stores the new tokens with a compare-and-swap on ``connections.token_generation``
@@ -19,7 +19,7 @@ answers a second use of it with 400 ``invalid_grant`` (FACTS.md, Authorization):
 jobs that spend the same refresh token, only the first gets tokens. So when the swap fails,
 the generation was moved by an unlink or a new grant, not by another refresh (that one would
 have spent our refresh token first and we would have got no tokens); our tokens are then
-owed a revocation (:func:`worker.store.connections.save_refreshed`). Conversely, a refresh
+owed a revocation (:func:`worker.store.tokens.save_refreshed`). Conversely, a refresh
 that CMS refuses reads the row again: when its generation moved, another refresher (one
 whose lock had lapsed) or a new grant won, and those tokens are used, not a re-consent
 declared. One case stays: a holder that stalls past its lock's lifetime *after* its fence
@@ -42,10 +42,11 @@ from worker import errors
 from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
-from worker.jobs.refresh_lock import Held, RefreshLock
 from worker.jobs.services import Services
-from worker.store import audit, connections
-from worker.store.connections import Tokens
+from worker.store import audit
+from worker.store import tokens as token_store
+from worker.store.tokens import Tokens
+from worker.sync.refresh_lock import Held, RefreshLock
 
 log = structlog.get_logger(__name__)
 
@@ -94,7 +95,7 @@ class ConnectionTokens:
 
     async def _load(self) -> Tokens:
         async with self._services.pool.acquire() as conn:
-            return await connections.load_tokens(conn, self._services.cipher, self._connection_id)
+            return await token_store.load_tokens(conn, self._services.cipher, self._connection_id)
 
     async def current(self) -> str:
         """A valid access token, refreshing first when it is about to expire."""
@@ -144,7 +145,7 @@ class ConnectionTokens:
     async def _store(self, new: Tokens) -> bool:
         services = self._services
         async with services.pool.acquire() as conn, conn.transaction():
-            stored = await connections.save_refreshed(
+            stored = await token_store.save_refreshed(
                 conn,
                 services.cipher,
                 self._connection_id,

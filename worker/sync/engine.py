@@ -19,12 +19,12 @@ from worker.apps import App
 from worker.bluebutton.bundle import Page, parse_last_updated
 from worker.bluebutton.client import BlueButtonClient
 from worker.bluebutton.fhir import RESOURCE_QUERIES, ResourceQuery, iter_pages
-from worker.jobs.plan import cursor_after, queries_for, remaining_steps
 from worker.jobs.services import Services
-from worker.jobs.tokens import ConnectionTokens
 from worker.store import connections, resources, sync_runs
 from worker.store.resources import ResourceRow
-from worker.store.sync_runs import Kind, Plan, Run
+from worker.sync.model import Kind, Plan, Run
+from worker.sync.plan import cursor_after, queries_for, remaining_steps
+from worker.sync.tokens import ConnectionTokens
 
 log = structlog.get_logger(__name__)
 

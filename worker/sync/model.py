@@ -1,0 +1,47 @@
+"""The sync model: what a run is asked to do (plan), where it stands (cursor), the run itself
+and a connection's history of runs. Pure types: ``worker.store.sync_runs`` stores them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+Kind = Literal["connect", "resync"]
+Mode = Literal["full", "incremental"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A full pass (everything, and deletions found), or the changes after ``since``."""
+
+    mode: Mode
+    since: datetime | None = None
+
+
+FULL = Plan("full")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a sync stands: a resource type and its next page (None: its first page)."""
+
+    resource_type: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A sync run in progress; ``cursor`` is None when nothing was stored yet."""
+
+    run_id: int
+    plan: Plan
+    cursor: Cursor | None
+
+
+@dataclass(frozen=True)
+class History:
+    """When the connection's last successful syncs started."""
+
+    last_success: datetime | None
+    last_full: datetime | None
