@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from tests.chaos.leaks import read_logs
 from tests.chaos.run import Report, Size, Target, run_scenario
@@ -27,6 +28,8 @@ from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import running_emulator
 from worker.jobs.connect import connect
+from worker.jobs.services import close_services, open_services
+from worker.jobs.worker import _open_default_app
 from worker.local import emulator_stats, start_workers, worker_environment
 from worker.store.migrate import migrate
 
@@ -124,3 +127,23 @@ async def test_tokens_for_a_spent_code_wait_for_postgres(start: Start) -> None:
 async def _start_after(postgres: PrivatePostgres, pause: float) -> None:
     await asyncio.sleep(pause)
     await postgres.start()
+
+
+async def test_a_replica_whose_redis_is_away_at_start_opens_its_app_later(
+    pool: asyncpg.Pool,
+) -> None:
+    # The warm-up takes a budget slot in Redis: with Redis away it must not end the replica
+    # (its workers wait for Redis), only leave the app to open on first use. (``pool``: an
+    # empty database, whose stored key ids the replica checks at start.)
+    async with running_emulator(EmulatorConfig(beneficiaries=1)) as emulator:
+        settings = settings_for(
+            emulator.base_url, generate_key(), REDIS_URL="redis://127.0.0.1:9/0"
+        )
+        services = await open_services(settings, concurrency=2)
+        try:
+            with capture_logs() as logs:
+                await _open_default_app(services)
+        finally:
+            await close_services(services)
+        assert [entry["event"] for entry in logs] == ["default_app_not_opened"]
+        assert (await emulator_stats(emulator.base_url))["total"] == 0

@@ -30,6 +30,7 @@ from worker.jobs.resilient import ResilientWorker
 from worker.jobs.services import Services, close_services, open_services
 from worker.jobs.spec import JobSpec, specs_in
 from worker.ops import Heartbeat, operations
+from worker.outages import unavailable
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -169,6 +170,13 @@ async def _open_default_app(services: Services) -> None:
     except AppUnavailable as exc:
         # Not fatal: a deployment may serve registered apps only (bbingest apps).
         log.warning("default_app_not_configured", reason=str(exc))
+    except Exception as exc:
+        # The warm-up takes a budget slot in Redis: a Redis (or Postgres) away as the replica
+        # starts is met by the workers' outage handling, and the app opens on first use.
+        outage = unavailable(exc)
+        if outage is None:
+            raise
+        log.warning("default_app_not_opened", reason=str(outage))
 
 
 async def _settle(worker: Worker) -> None:
