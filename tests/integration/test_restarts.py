@@ -10,7 +10,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from structlog.testing import capture_logs
 
 from tests.chaos.leaks import read_logs
 from tests.chaos.run import Report, Size, Target, run_scenario
@@ -141,9 +140,7 @@ async def test_a_replica_whose_redis_is_away_at_start_opens_its_app_later(
         )
         services = await open_services(settings, concurrency=2)
         try:
-            with capture_logs() as logs:
-                await _open_default_app(services)
+            await _open_default_app(services)  # raised Redis's ConnectionError before
         finally:
             await close_services(services)
-        assert [entry["event"] for entry in logs] == ["default_app_not_opened"]
-        assert (await emulator_stats(emulator.base_url))["total"] == 0
+        assert (await emulator_stats(emulator.base_url))["total"] == 0  # nothing was sent
