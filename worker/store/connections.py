@@ -94,14 +94,17 @@ async def set_status(
     return bool(result == "UPDATE 1")
 
 
-async def lock_live(conn: Conn, connection_id: str) -> None:
+async def lock_live(conn: Conn, connection_id: str, *, exclusive: bool = False) -> None:
     """Share-lock the row for this transaction, or raise if it was unlinked meanwhile.
 
     Unlink takes the row FOR UPDATE, so a page written under this lock either commits
     before the unlink starts (and is deleted by it) or sees ``revoked`` and writes nothing.
+    ``exclusive``: no other transaction of this connection runs meanwhile (two full passes
+    finishing at once would delete overlapping rows in different orders: a deadlock).
     """
+    mode = "FOR NO KEY UPDATE" if exclusive else "FOR SHARE"
     status = await conn.fetchval(
-        "SELECT status FROM connections WHERE connection_id = $1 FOR SHARE", connection_id
+        f"SELECT status FROM connections WHERE connection_id = $1 {mode}", connection_id
     )
     if status is None or status == "revoked":
         raise ConnectionRevoked(f"connection {connection_id!r} was unlinked")

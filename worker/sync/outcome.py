@@ -110,7 +110,7 @@ def _sync_failures(
 
 async def _succeed(services: Services, connection_id: str, result: SyncResult) -> int:
     async with services.pool.acquire() as conn, conn.transaction():
-        await connections.lock_live(conn, connection_id)
+        await connections.lock_live(conn, connection_id, exclusive=result.plan.mode == "full")
         deleted = 0
         if result.plan.mode == "full":
             deleted = await sync_runs.delete_unseen(conn, result.run_id, connection_id)
