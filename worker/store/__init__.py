@@ -12,6 +12,7 @@ __all__ = [
     "keys",
     "listing",
     "migrate",
+    "outbox",
     "partitioning",
     "rekey",
     "resources",
