@@ -33,9 +33,14 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 @pytest.fixture(scope="session")
 async def migrated() -> str:
-    """Migrate the test database once per session; returns its DSN."""
+    """Rebuild the test database's schema from this checkout's migrations; returns its DSN.
+
+    Rebuilt, not merely migrated: a database last used by another branch may record
+    migrations (or hold tables) this checkout does not have.
+    """
     conn = await asyncpg.connect(DATABASE_URL)
     try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
         await migrate(conn)
     finally:
         await conn.close()
