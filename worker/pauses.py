@@ -3,13 +3,16 @@
 CMS answers an inactive app's FHIR calls 401 and its refreshes and revocations 403, all
 saying "This application, NAME, is temporarily inactive." (FACTS.md, Authorization).
 Nobody's consent changed: the app's jobs wait, and one of them asks again about once a
-minute (the probe); the first that gets through clears the flag for all.
+minute (the probe); the first that gets through clears the flag for all. Each transition is
+also told upstream once (``app.paused``, ``app.resumed``), through a Postgres row
+(:mod:`worker.store.app_pauses`) written with its event.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import asyncpg
 import structlog
 from redis.asyncio import Redis
 
@@ -20,13 +23,19 @@ from worker.constants import (
     APP_PAUSED_TTL_SECONDS,
     APP_PROBE_KEY,
 )
+from worker.events.emit import emit
 from worker.outages import open_redis
+from worker.store import app_pauses
 
 log = structlog.get_logger(__name__)
 
 
-async def mark_paused(redis: Redis, app: str) -> None:
-    """Note that CMS refused ``app`` as inactive (the first refusal is logged)."""
+async def mark_paused(redis: Redis, pool: asyncpg.Pool, app: str) -> None:
+    """Note that CMS refused ``app`` as inactive (the first refusal is logged, and told as
+    ``app.paused`` once, whichever replica meets it first)."""
+    async with pool.acquire() as conn, conn.transaction():
+        if (paused_at := await app_pauses.pause(conn, app)) is not None:
+            await emit(conn, "app.paused", app=app, connection_id=None, paused_at=paused_at)
     key = APP_PAUSED_KEY.format(app=app)
     since = datetime.now(UTC).isoformat()
     if await redis.set(key, since, nx=True, ex=APP_PAUSED_TTL_SECONDS):
@@ -38,8 +47,12 @@ async def mark_paused(redis: Redis, app: str) -> None:
     metrics.APP_PAUSED.labels(app).set(1)
 
 
-async def mark_active(redis: Redis, app: str) -> None:
-    """``app`` was served again: its other jobs go ahead."""
+async def mark_active(redis: Redis, pool: asyncpg.Pool, app: str) -> None:
+    """``app`` was served again: its other jobs go ahead (told as ``app.resumed`` once)."""
+    async with pool.acquire() as conn, conn.transaction():
+        if (paused_at := await app_pauses.resume(conn, app)) is not None:
+            resumed = {"paused_at": paused_at, "resumed_at": datetime.now(UTC)}
+            await emit(conn, "app.resumed", app=app, connection_id=None, **resumed)
     if await redis.delete(APP_PAUSED_KEY.format(app=app)):
         log.info("app_active_again", app=app)
     metrics.APP_PAUSED.labels(app).set(0)

@@ -106,6 +106,7 @@ class Settings(BaseModel):
     resync_hour_utc: int = Field(2, alias="RESYNC_HOUR_UTC", ge=0, le=23)
     dormant_retention_days: float = Field(30, alias="DORMANT_RETENTION_DAYS", gt=0)
     error_retention_days: float = Field(30, alias="ERROR_RETENTION_DAYS", gt=0)
+    webhook_consent_expiring_days: float = Field(7, alias="WEBHOOK_CONSENT_EXPIRING_DAYS", gt=0)
     log_format: Literal["json", "console"] = Field("json", alias="LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="LOG_LEVEL")
     allow_insecure_transport: bool = Field(False, alias="ALLOW_INSECURE_TRANSPORT")

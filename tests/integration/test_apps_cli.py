@@ -157,7 +157,7 @@ async def test_list_and_status_say_which_app_cms_made_inactive(
 ) -> None:
     assert await add_acme(secret_file) == 0
     await pool.execute("INSERT INTO connections (connection_id, app) VALUES ('c-1', 'acme')")
-    await pauses.mark_paused(redis, "acme")  # a job met "temporarily inactive"
+    await pauses.mark_paused(redis, pool, "acme")  # a job met "temporarily inactive"
     capsys.readouterr()
     assert await run_cli("apps", "list", "--json") == 0
     listed = {row["name"]: row["inactive_since"] for row in orjson.loads(capsys.readouterr().out)}

@@ -84,15 +84,17 @@ async def test_a_replica_starting_without_redis_is_not_ended_by_its_first_heartb
         await dead.aclose()
 
 
-async def test_every_replica_reports_which_app_cms_holds_inactive(redis: Redis) -> None:
-    pool = await create_pool(DATABASE_URL, max_size=2)
+async def test_every_replica_reports_which_app_cms_holds_inactive(
+    redis: Redis, migrated: str
+) -> None:
+    pool = await create_pool(migrated, max_size=2)
     try:
         heartbeat = Heartbeat(redis, pool, replica="host-c:1")
-        await pauses.mark_paused(redis, "acme")  # met by another replica
+        await pauses.mark_paused(redis, pool, "acme")  # met by another replica
         metrics.APP_PAUSED.labels("acme").set(0)  # this replica never saw the refusal
         await heartbeat.beat()
         assert metrics.APP_PAUSED.labels("acme")._value.get() == 1
-        await pauses.mark_active(redis, "acme")
+        await pauses.mark_active(redis, pool, "acme")
         metrics.APP_PAUSED.labels("acme").set(1)  # nor the recovery
         await heartbeat.beat()
         assert metrics.APP_PAUSED.labels("acme")._value.get() == 0

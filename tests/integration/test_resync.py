@@ -197,7 +197,7 @@ async def test_nightly_retries_only_unlinked_owed_revocations_and_spares_paused_
         """INSERT INTO pending_revocations (connection_id, refresh_token_enc, app, end_grant)
            VALUES ('live', 'x', 'default', false), ('gone', 'y', 'default', true)"""
     )
-    await pauses.mark_paused(redis, "default")  # CMS holds the app inactive: no purge
+    await pauses.mark_paused(redis, pool, "default")  # CMS holds the app inactive: no purge
     queue = await open_queue(settings.redis_url)
     try:
         result = await nightly({"services": services, "redis": queue})

@@ -4,7 +4,8 @@ the state change was is decided here, once, for every job that syncs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Final
 
 from worker.events.emit import emit
 from worker.events.reasons import reason_of
@@ -73,3 +74,30 @@ async def sync_failed(
         )
     else:
         await emit(conn, "connection.error", **common, reason=reason_of(error))
+
+
+# How a code exchange ended without tokens, as a reason code ("failed": the error's own).
+_EXCHANGE_REASONS: Final = {
+    "expired": "code_expired",
+    "refused": "authorization_refused",
+    "lost_in_flight": "authorization_lost",
+}
+
+
+async def exchange_failed(
+    conn: Conn, app: str, connection_id: str, outcome: str, error: BaseException | None
+) -> None:
+    """``authorization.expired`` for a code not exchanged in time, else ``connection.error``
+    with why the exchange failed."""
+    reason = _EXCHANGE_REASONS.get(outcome) or reason_of(error or RuntimeError())
+    if outcome == "expired":
+        await emit(
+            conn,
+            "authorization.expired",
+            app=app,
+            connection_id=connection_id,
+            reason=reason,
+            expired_at=datetime.now(UTC),
+        )
+    else:
+        await emit(conn, "connection.error", app=app, connection_id=connection_id, reason=reason)

@@ -34,6 +34,7 @@ from worker.apps import App
 from worker.bluebutton import oauth
 from worker.constants import JOB_MAX_TRIES
 from worker.errors import Decision
+from worker.events import connection as connection_events
 from worker.jobs import backlog, lanes
 from worker.jobs.context import JobContext
 from worker.jobs.exchange_grant import save_grant
@@ -62,17 +63,22 @@ log = structlog.get_logger(__name__)
 
 
 async def _end(
-    services: Services, code: Code, outcome: exchanges.Outcome, reason: str, event: str
+    services: Services,
+    code: Code,
+    outcome: exchanges.Outcome,
+    reason: str,
+    event: str,
+    error: errors.IngestError | None = None,
 ) -> None:
     """Record a code exchange that ended without tokens (the connection goes to ``error``,
-    unless it already holds this code's tokens)."""
+    unless it already holds this code's tokens), and its event (``error``: what failed)."""
+    cid = code.job.connection_id
     async with services.pool.acquire() as conn, conn.transaction():
-        failed = await connections.fail_exchange(
-            conn, code.job.connection_id, code.fingerprint, reason
-        )
-        await exchanges.finish(conn, code.job.connection_id, code.fingerprint, outcome, code.age())
+        failed = await connections.fail_exchange(conn, cid, code.fingerprint, reason)
+        await exchanges.finish(conn, cid, code.fingerprint, outcome, code.age())
         if failed:
-            await audit.record(conn, code.job.connection_id, event, outcome=outcome)
+            await audit.record(conn, cid, event, outcome=outcome)
+            await connection_events.exchange_failed(conn, code.job.app, cid, outcome, error)
     metrics.CODE_EXCHANGES.labels(code.job.app, outcome).inc()
     if outcome == "expired":
         metrics.CODES_EXPIRED.labels(code.job.app).inc()
@@ -139,18 +145,18 @@ def _exchange_failures(
         if isinstance(exc, errors.AuthorizationFailed):
             outcome: exchanges.Outcome = "lost_in_flight" if sent_before else "refused"
             reason = refusal_reason(exc, sent_before)
-            await _end(services, code, outcome, reason, "authorization_failed")
+            await _end(services, code, outcome, reason, "authorization_failed", exc)
             return "done"
         # A client CMS rejects, an answer we cannot trust, an app that cannot serve (or
         # whose secret cannot be read), a paused app: a code lives 60 s, it cannot wait.
-        await _end(services, code, "failed", str(exc), "authorization_failed")
+        await _end(services, code, "failed", str(exc), "authorization_failed", exc)
         return "done"
 
     async def retry_later(exc: errors.IngestError) -> Step:
         assert isinstance(exc, errors.RetryableError)
         delay = retry_delay(exc.retry_after, job_try, code.life_left())
         if delay is None and job_try >= JOB_MAX_TRIES:
-            await _end(services, code, "failed", str(exc), "authorization_failed")
+            await _end(services, code, "failed", str(exc), "authorization_failed", exc)
             return "done"
         if delay is None:
             await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")

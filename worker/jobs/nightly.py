@@ -1,6 +1,7 @@
 """The nightly cron: queue the resyncs that are due (within each app's budget), purge
 dormant and long-failed connections (worker.retention), and retry revocations CMS still
-owes us, all in the bulk lane.
+owes us, all in the bulk lane; and tell the consents about to lapse
+(``connection.consent_expiring``).
 
 arq runs it on exactly one replica per fire time (``unique=True``), however many run.
 """
@@ -15,6 +16,7 @@ from arq.connections import ArqRedis
 
 from worker import pauses
 from worker.apps import DEFAULT_APP
+from worker.events import consent
 from worker.jobs import lanes
 from worker.jobs.capacity import plan_night, requests_per_resync
 from worker.jobs.context import JobContext
@@ -74,6 +76,9 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         due_purge = await due_for_purge(conn, settings, now, paused_apps=paused)
         dormant = [purge.connection_id for purge in due_purge]
         owed = await revocations.unlinked_with_owed(conn)
+        expiring = await consent.announce_expiring(
+            conn, now, timedelta(days=settings.webhook_consent_expiring_days)
+        )
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
     # Unlinking purges a dormant (or long failed) connection's data, and tries again a
@@ -85,5 +90,6 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         resyncs_queued=len(chosen),
         dormant_purged=len(dormant),
         revocations_retried=len(owed),
+        consents_expiring=expiring,
     )
     return {"resyncs": len(chosen), "purged": len(dormant), "revocations": len(owed), "due": due}

@@ -2,6 +2,7 @@
 one module per table or concern; ``db`` opens the pool and ``migrate`` the schema."""
 
 __all__ = [
+    "app_pauses",
     "apps",
     "audit",
     "connections",

@@ -48,9 +48,9 @@ async def save_grant(
     exchange started from: the unlink is the later word. GrantConflict (nothing written)
     when the grant would move a live connection to another app or patient.
 
-    Tokens it replaces (a relink) are owed a revocation: of those tokens only when the new
-    grant is the same one at CMS (same client and patient), of their grant otherwise.
-    Call inside a transaction.
+    A new consent arms ``connection.consent_expiring`` again. Tokens it replaces (a relink)
+    are owed a revocation: of those tokens only when the new grant is the same one at CMS
+    (same client and patient), of their grant otherwise. Call inside a transaction.
     """
     conflict = grant_conflict(await get(conn, connection_id), grant)
     if conflict is not None:
@@ -61,6 +61,7 @@ async def save_grant(
                refresh_token_enc = $5, access_expires_at = $6, consent_expires_at = $7,
                code_sha256 = $8, app = $9, client_id = $10, environment = $11,
                status = 'pending', last_error = NULL, updated_at = now(),
+               consent_expiring_sent_at = NULL,
                status_changed_at = now(), token_generation = token_generation + 1
            WHERE connection_id = $1
              AND NOT (status = 'revoked' AND status_changed_at > $12)""",

@@ -108,3 +108,34 @@ async def active_ids(conn: Conn) -> list[str]:
         "SELECT connection_id FROM connections WHERE status = 'active' ORDER BY connection_id"
     )
     return [record["connection_id"] for record in records]
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """A live connection whose consent lapses soon."""
+
+    connection_id: str
+    app: str
+    consent_expires_at: datetime
+
+
+async def mark_consent_expiring(
+    conn: Conn, now: datetime, lapses_before: datetime, limit: int
+) -> list[Expiring]:
+    """Mark up to ``limit`` live connections whose consent lapses between ``now`` and
+    ``lapses_before`` and that were not told yet for this consent (a re-consent clears the
+    mark: :func:`worker.store.grants.save_grant`); them. Call inside a transaction."""
+    records = await conn.fetch(
+        """UPDATE connections SET consent_expiring_sent_at = $1
+           WHERE connection_id IN (
+               SELECT connection_id FROM connections
+               WHERE consent_expiring_sent_at IS NULL
+                 AND consent_expires_at > $1 AND consent_expires_at <= $2
+                 AND status IN ('active', 'pending', 'error')
+               ORDER BY connection_id LIMIT $3 FOR NO KEY UPDATE)
+           RETURNING connection_id, app, consent_expires_at""",
+        now,
+        lapses_before,
+        limit,
+    )
+    return [Expiring(r["connection_id"], r["app"], r["consent_expires_at"]) for r in records]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from worker.events.emit import emit
 from worker.store import revocations, sync_runs
 from worker.store.db import Conn
 
@@ -27,7 +29,7 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
     """
     async with conn.transaction():
         record = await conn.fetchrow(
-            """SELECT access_token_enc, refresh_token_enc, app, client_id, patient_id
+            """SELECT access_token_enc, refresh_token_enc, app, client_id, patient_id, status
                FROM connections WHERE connection_id = $1 FOR UPDATE""",
             connection_id,
         )
@@ -48,16 +50,29 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
                 client_id=record["client_id"],
                 patient_id=record["patient_id"],
             )
-        # Nothing that identifies the person stays (CONTRACT.md, unlink): not the patient
-        # id, nor what they consented to and until when, nor the code's fingerprint.
-        await conn.execute(
-            """UPDATE connections SET status = 'revoked', access_token_enc = NULL,
-                   refresh_token_enc = NULL, access_expires_at = NULL, code_sha256 = NULL,
-                   patient_id = NULL, scopes = '{}', consent_expires_at = NULL,
-                   last_error = NULL, updated_at = now(), status_changed_at = now(),
-                   token_generation = token_generation + 1
-               WHERE connection_id = $1""",
-            connection_id,
-        )
-        await sync_runs.fail_running(conn, connection_id, "unlinked")
+        await _mark_revoked(conn, connection_id)
+        if record["status"] != "revoked":  # unlinking twice tells nothing more
+            await emit(
+                conn,
+                "connection.revoked",
+                app=record["app"],
+                connection_id=connection_id,
+                resources_deleted=int(deleted),
+                revoked_at=datetime.now(UTC),
+            )
     return Unlinked(int(deleted), record["refresh_token_enc"] is not None)
+
+
+async def _mark_revoked(conn: Conn, connection_id: str) -> None:
+    # Nothing that identifies the person stays (CONTRACT.md, unlink): not the patient
+    # id, nor what they consented to and until when, nor the code's fingerprint.
+    await conn.execute(
+        """UPDATE connections SET status = 'revoked', access_token_enc = NULL,
+               refresh_token_enc = NULL, access_expires_at = NULL, code_sha256 = NULL,
+               patient_id = NULL, scopes = '{}', consent_expires_at = NULL,
+               last_error = NULL, updated_at = now(), status_changed_at = now(),
+               token_generation = token_generation + 1
+           WHERE connection_id = $1""",
+        connection_id,
+    )
+    await sync_runs.fail_running(conn, connection_id, "unlinked")

@@ -65,7 +65,7 @@ async def _wait_for_app(
     """CMS made the app inactive: nothing about this connection changes; the job comes
     back in about a minute (a probe), its run and cursor kept, and the wait spends none of
     its tries (``job_id``: arq's, to give the try back)."""
-    await pauses.mark_paused(services.redis, connection.app)
+    await pauses.mark_paused(services.redis, services.pool, connection.app)
     if job_id is not None:
         await give_back_try(services.redis, job_id)
     return Retry(defer=APP_PAUSE_PROBE_SECONDS)
@@ -183,7 +183,7 @@ async def run_sync(
         with structlog.contextvars.bound_contextvars(app=app.name):
             result = await sync_connection(services, connection, app, kind, plan)
             deleted = await _succeed(services, connection, result)
-        await pauses.mark_active(services.redis, app.name)
+        await pauses.mark_active(services.redis, services.pool, app.name)
     except errors.IngestError as exc:
         return await on_failure(exc, _sync_failures(services, connection, job_try, job_id))
     log.info(

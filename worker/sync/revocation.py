@@ -24,6 +24,7 @@ grant ended.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 
@@ -33,6 +34,7 @@ from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
 from worker.constants import MAX_GRANT_REFUSALS
 from worker.errors import Decision
+from worker.events.emit import emit
 from worker.jobs.failures import Handler, on_failure
 from worker.jobs.services import Services
 from worker.store import audit, revocations
@@ -123,6 +125,14 @@ async def _record(services: Services, owed: Owed, settled: Settled) -> None:
             grant_ended=settled.grant_ended,
             how=settled.how,
         )
+        if settled.grant_ended:
+            await emit(
+                conn,
+                "connection.grant_ended",
+                app=owed.app,
+                connection_id=owed.connection_id,
+                ended_at=datetime.now(UTC),
+            )
     log.info("revocation_settled", grant_ended=settled.grant_ended, how=settled.how)
 
 
@@ -130,7 +140,7 @@ def _owed_failures(services: Services, owed: Owed) -> dict[Decision, Handler[str
     """What settling an owed row does per decision (worker.errors draws the tree)."""
 
     async def wait_for_app(_: errors.IngestError) -> str:
-        await pauses.mark_paused(services.redis, owed.app)
+        await pauses.mark_paused(services.redis, services.pool, owed.app)
         log.warning("revocation_waits_for_app", app=owed.app)
         return WAITING
 
