@@ -220,3 +220,17 @@ async def test_the_nightly_run_tells_the_consents_lapsing_within_the_setting(
     finally:
         await queue.aclose()
     assert await types_of(pool) == ["connection.active", "connection.consent_expiring"]
+
+
+async def test_a_connection_in_error_failing_again_tells_nothing_more(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    emulator, _, services = await connected(start, CONFIG)
+    for job_try in (1, 2):
+        await emulator_post(emulator.base_url, "/_emulator/faults", {"kind": "malformed_json"})
+        assert (await resync(ctx(services, job_try=job_try), "conn-1"))["status"] == "error"
+    events = await emitted(pool, "conn-1")
+    assert [(e["type"], e["data"].get("reason")) for e in events] == [
+        ("connection.active", None),
+        ("connection.error", "bad_answer"),
+    ]

@@ -94,6 +94,16 @@ async def set_status(
     return bool(result == "UPDATE 1")
 
 
+async def status_locked(conn: Conn, connection_id: str) -> Status | None:
+    """The connection's status, its row locked for an update in this transaction (None:
+    no such connection)."""
+    status = await conn.fetchval(
+        "SELECT status FROM connections WHERE connection_id = $1 FOR NO KEY UPDATE",
+        connection_id,
+    )
+    return cast(Status | None, status)
+
+
 async def lock_live(conn: Conn, connection_id: str, *, exclusive: bool = False) -> Status:
     """Share-lock the row for this transaction, or raise if it was unlinked meanwhile; the
     status it holds under the lock.

@@ -47,6 +47,7 @@ async def _fail(
     connection_id = connection.connection_id
     reason = str(error) if reason is None else reason
     async with services.pool.acquire() as conn, conn.transaction():
+        before = await connections.status_locked(conn, connection_id)
         if not await connections.set_status(
             conn, connection_id, status, error=reason, grant=connection.code_sha256
         ):
@@ -54,7 +55,8 @@ async def _fail(
             return "superseded"
         await sync_runs.fail_running(conn, connection_id, reason)
         await audit.record(conn, connection_id, "sync_failed", status=status)
-        await connection_events.sync_failed(conn, connection, status, error)
+        if before != status:  # a connection in error failing again is no news
+            await connection_events.sync_failed(conn, connection, status, error)
     log.warning("sync_failed", status=status, reason=reason)
     return status
 
