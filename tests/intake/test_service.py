@@ -53,7 +53,7 @@ async def test_openapi_describes_every_route(intake: httpx.AsyncClient) -> None:
     assert answer.status_code == 200
     assert document["openapi"].startswith("3.1")
     assert documented == served
-    assert len(served) == 6
+    assert len(served) == 7
 
 
 async def test_openapi_documents_bodies_answers_and_signatures(intake: httpx.AsyncClient) -> None:

@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from worker.intake.accesslog import AccessLog
 from worker.intake.admission import ExchangeGate
@@ -18,6 +19,7 @@ from worker.intake.auth import Policy
 from worker.intake.backends import OpenBackends, open_backends
 from worker.intake.callers import parse_callers
 from worker.intake.errors import ApiError, api_error, http_error
+from worker.intake.feed import FEED_PATH, feed_endpoint
 from worker.intake.openapi import openapi_document
 from worker.intake.routes import Guard, routes
 from worker.settings import Settings
@@ -51,7 +53,7 @@ def build_app(settings: Settings, backends: OpenBackends = open_backends) -> Sta
         log.info("intake_stopped")
 
     return Starlette(
-        routes=routes(guard, openapi),
+        routes=[*routes(guard, openapi), Route(FEED_PATH, feed_endpoint(guard), methods=["GET"])],
         middleware=[Middleware(AccessLog)],
         exception_handlers={ApiError: api_error, HTTPException: http_error},
         lifespan=lifespan,

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from worker.intake.auth import KEY_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from worker.intake.body import MAX_BODY_BYTES
+from worker.intake.feed import FEED_PATH, MAX_LIMIT, FeedPage
 from worker.intake.models import (
     EVENT_KINDS,
     ConnectionStatusBody,
@@ -19,6 +20,7 @@ from worker.intake.models import (
     InvalidPayload,
     Queued,
 )
+from worker.intake.openapi_events import ENVELOPE_COMPONENT, event_components, webhooks
 from worker.intake.routes import CONNECTION_PATH
 
 _REF: Final = "#/components/schemas/{model}"
@@ -76,6 +78,11 @@ def openapi_document() -> dict[str, Any]:
     schemas = _Schemas()
     paths: dict[str, Any] = {k.path: {"post": _event_operation(k, schemas)} for k in EVENT_KINDS}
     paths[CONNECTION_PATH] = {"get": _status_operation(schemas)}
+    paths[FEED_PATH] = {"get": _feed_operation(schemas)}
+    schemas.components.update(event_components())
+    # A feed item's event is the envelope whose schema the webhooks use too.
+    item = schemas.components["FeedItem"]["properties"]["event"]
+    item["$ref"] = f"#/components/schemas/{ENVELOPE_COMPONENT}"
     paths["/healthz"] = {"get": _health_operation(schemas)}
     paths["/openapi.json"] = {
         "get": {
@@ -90,9 +97,12 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "bluebutton-ingest intake",
             "version": "1.0.0",
-            "description": "Signed connect / unlink / resync events, queued as jobs. " + _SIGNING,
+            "description": "Signed connect / unlink / resync events, queued as jobs; the events"
+            " of connections and apps, pulled (GET /v1/events) or received as webhooks. "
+            + _SIGNING,
         },
         "paths": paths,
+        "webhooks": webhooks(),
         "components": {
             "schemas": schemas.components,
             "securitySchemes": {
@@ -145,6 +155,34 @@ def _status_operation(schemas: _Schemas) -> dict[str, Any]:
             "200": schemas.answer("The connection.", ConnectionStatusBody),
             "401": schemas.answer("Signature missing or invalid.", ErrorBody),
             "404": schemas.answer("Unknown connection.", ErrorBody),
+            "503": schemas.answer("Postgres unavailable.", ErrorBody),
+        },
+    }
+
+
+def _feed_operation(schemas: _Schemas) -> dict[str, Any]:
+    return {
+        "operationId": "getEvents",
+        "summary": "The caller's apps' events after a position, in commit order (README, Events).",
+        "security": _SIGNED,
+        "parameters": [
+            {
+                "name": "after",
+                "in": "query",
+                "description": "A position this feed handed out (`next`); 0, the default, is the"
+                " start.",
+                "schema": {"type": "string", "default": "0"},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+            },
+        ],
+        "responses": {
+            "200": schemas.answer("Events, oldest first, and the next position.", FeedPage),
+            "400": schemas.answer("`after` or `limit` is not valid.", ErrorBody),
+            "401": schemas.answer("Signature missing or invalid.", ErrorBody),
             "503": schemas.answer("Postgres unavailable.", ErrorBody),
         },
     }
