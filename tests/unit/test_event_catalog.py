@@ -82,3 +82,13 @@ def test_the_schema_files_are_the_catalogs_one_to_one() -> None:
     assert set(expected) == {"envelope.json", *(f"{t.name}.json" for t in TYPES)}
     for name, content in expected.items():
         assert (SCHEMAS / name).read_bytes() == content, "run `make schemas`"
+
+
+def test_readme_lists_every_event_type_and_reason_code() -> None:
+    readme = (SCHEMAS.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Events\n", 1)[1].split("\n## ", 1)[0]
+    for name in [t.name for t in TYPES] + list(REASONS):
+        assert f"| `{name}` |" in section, name
+    for event_type in TYPES:
+        row = section.split(f"| `{event_type.name}` |", 1)[1].split("\n", 1)[0]
+        assert all(f"`{field}`" in row for field in event_type.fields), event_type.name
