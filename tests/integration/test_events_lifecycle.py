@@ -15,6 +15,7 @@ from tests.integration.conftest import Start, connected, ctx
 from tests.integration.event_checks import emitted
 from tests.integration.support import authorized_job, emulator_post, patient_id
 from tests.integration.test_events_sync import assert_no_personal_data
+from tests.integration.test_resync import expire_access_token
 from worker.constants import APP_PROBE_KEY
 from worker.emulator.config import EmulatorConfig
 from worker.events.consent import announce_expiring
@@ -36,8 +37,10 @@ async def types_of(pool: asyncpg.Pool, connection_id: str | None = "conn-1") -> 
     return [e["type"] for e in await emitted(pool, connection_id)]
 
 
-async def expire_access(pool: asyncpg.Pool) -> None:
-    await pool.execute("UPDATE connections SET access_expires_at = now() - interval '1 hour'")
+async def app_inactive(base_url: str, inactive: bool) -> None:
+    """CMS makes the app inactive, or active again."""
+    body = {"client_id": CLIENT_ID, "inactive": inactive}
+    await emulator_post(base_url, "/_emulator/apps/inactive", body)
 
 
 async def test_a_lapsed_grant_tells_needs_reauth_with_its_reason_and_expiry(
@@ -45,7 +48,7 @@ async def test_a_lapsed_grant_tells_needs_reauth_with_its_reason_and_expiry(
 ) -> None:
     emulator, _, services = await connected(start, CONFIG)
     await emulator_post(emulator.base_url, "/_emulator/grants/lapse", {"patient_id": patient_id(1)})
-    await expire_access(pool)
+    await expire_access_token(pool)
     assert (await resync(ctx(services), "conn-1"))["status"] == "needs_reauth"
     events = await emitted(pool, "conn-1")
     assert [e["type"] for e in events] == ["connection.active", "connection.needs_reauth"]
@@ -62,7 +65,7 @@ async def test_cms_failing_mid_refresh_tells_its_own_reason(
 ) -> None:
     emulator, _, services = await connected(start, CONFIG)
     await emulator_post(emulator.base_url, "/_emulator/faults/refresh", {"status": 502, "count": 1})
-    await expire_access(pool)
+    await expire_access_token(pool)
     assert (await resync(ctx(services), "conn-1"))["status"] == "needs_reauth"
     assert (await emitted(pool, "conn-1"))[-1]["data"]["reason"] == "refresh_interrupted"
 
@@ -125,12 +128,10 @@ async def test_grant_ended_comes_when_cms_confirms_it_later(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
     emulator, _, services = await connected(start, CONFIG)
-    inactive = {"client_id": CLIENT_ID, "inactive": True}
-    await emulator_post(emulator.base_url, "/_emulator/apps/inactive", inactive)
+    await app_inactive(emulator.base_url, True)
     await unlink(ctx(services), "conn-1")  # owed: CMS answers the inactive app 403
     assert await types_of(pool) == ["connection.active", "connection.revoked"]
-    active = {**inactive, "inactive": False}
-    await emulator_post(emulator.base_url, "/_emulator/apps/inactive", active)
+    await app_inactive(emulator.base_url, False)
     await unlink(ctx(services, job_try=2), "conn-1")  # the nightly retry of what is owed
     assert await types_of(pool) == [
         "connection.active",
@@ -160,15 +161,13 @@ async def test_an_app_cms_holds_inactive_tells_paused_and_resumed_once_each(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
     emulator, _, services = await connected(start, CONFIG)
-    inactive = {"client_id": CLIENT_ID, "inactive": True}
-    await emulator_post(emulator.base_url, "/_emulator/apps/inactive", inactive)
+    await app_inactive(emulator.base_url, True)
     await pool.execute("UPDATE sync_runs SET started_at = started_at - interval '60 days'")
     for job_try in (1, 2):  # the second waits for the probe: still one transition
         with pytest.raises(Retry):
             await resync(ctx(services, job_try=job_try), "conn-1")
     assert await types_of(pool, None) == ["connection.active", "app.paused"]
-    active = {**inactive, "inactive": False}
-    await emulator_post(emulator.base_url, "/_emulator/apps/inactive", active)
+    await app_inactive(emulator.base_url, False)
     await redis.delete(APP_PROBE_KEY.format(app="default"))  # the minute has passed
     assert (await resync(ctx(services, job_try=3), "conn-1"))["status"] == "active"
     assert (await resync(ctx(services, job_try=1), "conn-1"))["status"] == "active"
