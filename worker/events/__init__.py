@@ -1,5 +1,5 @@
-"""Events of issue 15: what happened to a connection or an app, told upstream."""
+"""Events of issue 15: what happened to a connection or an app, told upstream.
 
-from worker.events.envelope import envelope_bytes, envelope_of
+``envelope``: the one shape (and byte-stable body) every event travels in."""
 
-__all__ = ["envelope_bytes", "envelope_of"]
+__all__ = ["envelope"]
