@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from worker.events import envelope_bytes, envelope_of
+from worker.events.envelope import envelope_bytes, envelope_of
 from worker.store.outbox import Event
 
 EVENT = Event(
