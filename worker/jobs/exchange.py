@@ -75,9 +75,10 @@ async def _end(
     cid = code.job.connection_id
     async with services.pool.acquire() as conn, conn.transaction():
         failed = await connections.fail_exchange(conn, cid, code.fingerprint, reason)
-        await exchanges.finish(conn, cid, code.fingerprint, outcome, code.age())
+        ended_before = await exchanges.finish(conn, cid, code.fingerprint, outcome, code.age())
         if failed:
             await audit.record(conn, cid, event, outcome=outcome)
+        if failed and ended_before is None:  # a redelivered run's end is no news
             await connection_events.exchange_failed(conn, code.job.app, cid, outcome, error)
     metrics.CODE_EXCHANGES.labels(code.job.app, outcome).inc()
     if outcome == "expired":

@@ -52,8 +52,15 @@ async def mark_started(conn: Conn, connection_id: str, code_sha256: str) -> None
 
 async def finish(
     conn: Conn, connection_id: str, code_sha256: str, outcome: Outcome, age_seconds: float
-) -> None:
-    """Record how the code's exchange ended and how old the code was then."""
+) -> Outcome | None:
+    """Record how the code's exchange ended and how old the code was then; the outcome an
+    earlier run recorded (None: this run is the first to end it)."""
+    before: Outcome | None = await conn.fetchval(
+        """SELECT outcome FROM code_exchanges WHERE connection_id = $1 AND code_sha256 = $2
+           FOR NO KEY UPDATE""",
+        connection_id,
+        code_sha256,
+    )
     await conn.execute(
         """UPDATE code_exchanges SET outcome = $3, age_seconds = $4, finished_at = now()
            WHERE connection_id = $1 AND code_sha256 = $2""",
@@ -62,3 +69,4 @@ async def finish(
         outcome,
         age_seconds,
     )
+    return before
