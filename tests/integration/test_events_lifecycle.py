@@ -3,6 +3,7 @@ type and data, in its own transaction: none for a change that rolled back."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from tests.integration.event_checks import emitted
 from tests.integration.support import authorized_job, emulator_post, patient_id
 from tests.integration.test_events_sync import assert_no_personal_data
 from tests.integration.test_resync import expire_access_token
+from worker import pauses
 from worker.constants import APP_PROBE_KEY
 from worker.emulator.config import EmulatorConfig
 from worker.events.consent import announce_expiring
@@ -233,3 +235,11 @@ async def test_a_connection_in_error_failing_again_tells_nothing_more(
         ("connection.active", None),
         ("connection.error", "bad_answer"),
     ]
+
+
+async def test_replicas_meeting_a_pause_at_once_tell_it_once(
+    pool: asyncpg.Pool, redis: Redis
+) -> None:
+    await asyncio.gather(*(pauses.mark_paused(redis, pool, "default") for _ in range(8)))
+    await asyncio.gather(*(pauses.mark_active(redis, pool, "default") for _ in range(8)))
+    assert await types_of(pool, None) == ["app.paused", "app.resumed"]
