@@ -200,8 +200,13 @@ async def test_consent_expiring_is_told_once_and_armed_again_by_a_reconsent(
     await pool.execute(soon)
     async with pool.acquire() as conn:
         assert await announce_expiring(conn, now, timedelta(days=7)) == 1
+    assert await types_of(pool) == [
+        "connection.active",
+        "connection.consent_expiring",
+        "connection.active",  # the re-consent's first sync
+        "connection.consent_expiring",
+    ]
     events = [e for e in await emitted(pool, "conn-1") if e["type"].endswith("expiring")]
-    assert len(events) == 2
     expires = await pool.fetchval("SELECT consent_expires_at FROM connections")
     assert events[1]["data"] == {"consent_expires_at": expires.isoformat()}
 
