@@ -22,8 +22,8 @@ from worker.emulator import resources as emulated
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
 from worker.jobs.payloads import ConnectJob
-from worker.jobs.services import Services
 from worker.local import CLIENT_ID, REDIRECT_URI, authorize_beneficiary
+from worker.runtime.services import Services
 from worker.store.migrate import migrate
 
 Key = tuple[str, str]

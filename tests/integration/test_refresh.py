@@ -16,8 +16,8 @@ from tests.integration.support import authorized_job, emulator_post, patient_id,
 from worker.constants import BUDGET_COOLDOWN_KEY, REFRESH_LOCK_KEY
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.jobs.connect import connect
-from worker.jobs.services import Services
 from worker.local import emulator_stats
+from worker.runtime.services import Services
 from worker.store import revocations, unlinks
 from worker.store import tokens as token_store
 from worker.sync.outcome import load, run_sync

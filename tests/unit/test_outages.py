@@ -10,8 +10,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import errors
 from worker.constants import JOB_MAX_TRIES, OUTAGE_RETRY_CAP_SECONDS, REDIS_OUTAGE_POLL_SECONDS
-from worker.jobs.retrying import outage_retry_delay, retry_for_outage, retry_later
 from worker.outages import RedisOutage, is_redis_outage, unavailable
+from worker.runtime.job_retry import outage_retry_delay, retry_for_outage, retry_later
 
 
 def _raised_inside(error: Exception, outer: Exception) -> Exception:

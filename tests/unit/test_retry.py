@@ -10,7 +10,7 @@ from worker.bluebutton.retry import (
     is_transient_status,
     parse_retry_after,
 )
-from worker.jobs.retrying import job_retry_delay
+from worker.runtime.job_retry import job_retry_delay
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 

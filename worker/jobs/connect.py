@@ -14,10 +14,10 @@ from typing import Any
 
 import structlog
 
-from worker.jobs.context import JobContext
 from worker.jobs.exchange import exchange_step, settle_after_exchange, status_of
 from worker.jobs.payloads import ConnectJob, parse_payload
-from worker.jobs.services import Services
+from worker.runtime.context import JobContext
+from worker.runtime.services import Services
 from worker.sync.outcome import load, run_sync
 
 

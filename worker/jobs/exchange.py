@@ -34,8 +34,7 @@ from worker.apps import App
 from worker.bluebutton import oauth
 from worker.constants import JOB_MAX_TRIES
 from worker.errors import Decision
-from worker.jobs import backlog, lanes
-from worker.jobs.context import JobContext
+from worker.jobs import backlog
 from worker.jobs.exchange_grant import save_grant
 from worker.jobs.exchange_rules import (
     EXPIRED,
@@ -45,7 +44,6 @@ from worker.jobs.exchange_rules import (
     refusal_reason,
     retry_delay,
 )
-from worker.jobs.failures import Handler, on_failure
 from worker.jobs.payloads import (
     ConnectJob,
     ExchangeJob,
@@ -54,7 +52,10 @@ from worker.jobs.payloads import (
     parse_payload,
 )
 from worker.jobs.queue import enqueue
-from worker.jobs.services import Services
+from worker.runtime import lanes
+from worker.runtime.context import JobContext
+from worker.runtime.failures import Handler, on_failure
+from worker.runtime.services import Services
 from worker.store import audit, connections, exchanges
 from worker.sync.revocation import settle_owed
 

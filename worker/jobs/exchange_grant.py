@@ -15,8 +15,8 @@ from worker.apps import App
 from worker.bluebutton import oauth
 from worker.constants import GRANT_SAVE_PATIENCE_SECONDS, OUTAGE_RETRY_BASE_SECONDS
 from worker.jobs.exchange_rules import Code, grant_from
-from worker.jobs.services import Services
 from worker.outages import unavailable
+from worker.runtime.services import Services
 from worker.store import audit, grants, revocations
 from worker.store.db import Conn
 

@@ -13,7 +13,7 @@ from worker.apps import App
 from worker.bluebutton import oauth
 from worker.constants import JOB_MAX_TRIES
 from worker.jobs.payloads import ConnectJob, code_fingerprint
-from worker.jobs.retrying import job_retry_delay
+from worker.runtime.job_retry import job_retry_delay
 from worker.store.grants import Grant
 from worker.store.tokens import Tokens
 

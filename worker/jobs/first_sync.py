@@ -10,10 +10,10 @@ from typing import Any
 
 import structlog
 
-from worker.jobs.context import JobContext
 from worker.jobs.exchange import settle_after_exchange
 from worker.jobs.payloads import FirstSyncJob, parse_payload
-from worker.jobs.services import Services
+from worker.runtime.context import JobContext
+from worker.runtime.services import Services
 from worker.sync.outcome import load, run_sync
 
 

@@ -23,7 +23,7 @@ from worker.constants import (
     JOB_UNLINK,
 )
 from worker.errors import InvalidJob
-from worker.jobs.lanes import BULK, EXCHANGE, INTERACTIVE, Lane
+from worker.runtime.lanes import BULK, EXCHANGE, INTERACTIVE, Lane
 from worker.settings import is_loopback_host
 
 ConnectionId = Annotated[

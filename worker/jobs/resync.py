@@ -9,9 +9,9 @@ from typing import Any
 import structlog
 
 from worker import errors
-from worker.jobs.context import JobContext
 from worker.jobs.payloads import ResyncJob, parse_payload
-from worker.jobs.services import Services
+from worker.runtime.context import JobContext
+from worker.runtime.services import Services
 from worker.store import connections, sync_runs
 from worker.sync.outcome import run_sync
 from worker.sync.plan import choose_plan

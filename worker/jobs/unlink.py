@@ -14,11 +14,11 @@ import structlog
 
 from worker import errors
 from worker.errors import Decision
-from worker.jobs import retrying
-from worker.jobs.context import JobContext
-from worker.jobs.failures import on_failure
 from worker.jobs.payloads import UnlinkJob, parse_payload
-from worker.jobs.services import Services
+from worker.runtime import job_retry
+from worker.runtime.context import JobContext
+from worker.runtime.failures import on_failure
+from worker.runtime.services import Services
 from worker.store import audit, unlinks
 from worker.sync.revocation import KEPT, settle_owed
 
@@ -45,7 +45,7 @@ async def _delete_locally(services: Services, connection_id: str) -> bool:
 async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -> list[str]:
     async def retry_later_else_keep(exc: errors.IngestError) -> list[str]:
         assert isinstance(exc, errors.RetryableError)
-        if retry := retrying.retry_later(exc, job_try):
+        if retry := job_retry.retry_later(exc, job_try):
             raise retry from exc
         return [KEPT]
 

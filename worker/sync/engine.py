@@ -19,7 +19,7 @@ from worker.apps import App
 from worker.bluebutton.bundle import Page, parse_last_updated
 from worker.bluebutton.client import BlueButtonClient
 from worker.bluebutton.fhir import RESOURCE_QUERIES, ResourceQuery, iter_pages
-from worker.jobs.services import Services
+from worker.runtime.services import Services
 from worker.store import connections, resources, sync_runs
 from worker.store.resources import ResourceRow
 from worker.sync.model import Kind, Plan, Run

@@ -1,6 +1,6 @@
 """Runs a sync for a job and turns its outcome into the connection's status.
 
-Per decision (:func:`worker.decisions.decide`, through :mod:`worker.jobs.failures`): success
+Per decision (:func:`worker.decisions.decide`, through :mod:`worker.runtime.failures`): success
 → ``active``; a retryable failure → arq ``Retry`` with a delay
 (the run keeps its cursor and resumes), or ``error`` once the tries are spent; re-consent
 needed → ``needs_reauth``; anything permanent (an app that cannot serve the connection
@@ -21,10 +21,10 @@ from arq import Retry
 from worker import errors, pauses
 from worker.constants import APP_PAUSE_PROBE_SECONDS
 from worker.errors import Decision
-from worker.jobs import retrying
-from worker.jobs.failures import Handler, on_failure
-from worker.jobs.retrying import give_back_try
-from worker.jobs.services import Services
+from worker.runtime import job_retry
+from worker.runtime.failures import Handler, on_failure
+from worker.runtime.job_retry import give_back_try
+from worker.runtime.services import Services
 from worker.store import audit, connections, sync_runs
 from worker.store.connections import Status
 from worker.sync.engine import SyncResult, sync_connection
@@ -77,7 +77,7 @@ def _sync_failures(
 
     async def retry_later(exc: errors.IngestError) -> dict[str, Any]:
         assert isinstance(exc, errors.RetryableError)
-        if retry := retrying.retry_later(exc, job_try):
+        if retry := job_retry.retry_later(exc, job_try):
             log.warning("sync_deferred", reason=str(exc), job_try=job_try)
             raise retry from exc
         reason = f"gave up after {job_try} tries: {exc}"
@@ -86,7 +86,7 @@ def _sync_failures(
     async def retry_soon(exc: errors.IngestError) -> dict[str, Any]:
         if isinstance(exc, errors.KeyMissing):
             # This replica lacks a key another one sealed with: not the connection's fault.
-            raise retrying.key_missing_retry(exc, job_try) from exc
+            raise job_retry.key_missing_retry(exc, job_try) from exc
         raise exc  # an outage: the worker's outage retry brings the job back soon
 
     async def reconsent(exc: errors.IngestError) -> dict[str, Any]:

@@ -33,8 +33,8 @@ from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
 from worker.constants import MAX_GRANT_REFUSALS
 from worker.errors import Decision
-from worker.jobs.failures import Handler, on_failure
-from worker.jobs.services import Services
+from worker.runtime.failures import Handler, on_failure
+from worker.runtime.services import Services
 from worker.store import audit, revocations
 from worker.store.revocations import Owed
 from worker.sync.refresh_lock import RefreshLock

@@ -42,7 +42,7 @@ from worker import errors
 from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
-from worker.jobs.services import Services
+from worker.runtime.services import Services
 from worker.store import audit
 from worker.store import tokens as token_store
 from worker.store.tokens import Tokens

@@ -1,6 +1,6 @@
 """Job-level retry: when a job comes back (arq ``Retry``), with the tries a job has
 (JOB_MAX_TRIES). The one job-retry policy, beside the hook jobs meet failures through
-(:mod:`worker.jobs.failures`); request-level retry is :mod:`worker.bluebutton.retry`.
+(:mod:`worker.runtime.failures`); request-level retry is :mod:`worker.bluebutton.retry`.
 
 Every retried job resumes where it stopped: its pages and cursor are committed together.
 """

@@ -15,10 +15,10 @@ from arq import Retry
 
 from worker import metrics
 from worker.errors import InvalidJob
-from worker.jobs.context import JobContext
-from worker.jobs.lease import lease
-from worker.jobs.retrying import retry_for_outage
-from worker.jobs.services import Services
+from worker.runtime.context import JobContext
+from worker.runtime.job_retry import retry_for_outage
+from worker.runtime.lease import lease
+from worker.runtime.services import Services
 from worker.store import failures
 
 log = structlog.get_logger(__name__)

@@ -13,8 +13,8 @@ from worker.bluebutton.clients import AppClients, BlueButtonClients
 from worker.constants import BUDGET_WINDOW_SECONDS
 from worker.crypto import TokenCipher, cipher_for, uncovered
 from worker.errors import ConfigError
-from worker.jobs.lanes import INTERACTIVE, Lane
 from worker.outages import open_redis
+from worker.runtime.lanes import INTERACTIVE, Lane
 from worker.settings import Settings
 from worker.store import apps
 from worker.store.connections import Connection
