@@ -14,9 +14,9 @@ import httpx
 from redis.asyncio import Redis
 
 from worker.apps import DEFAULT_APP, App
+from worker.bluebutton.app_clients import BlueButtonClients, Lane
 from worker.bluebutton.budget import RequestBudget
 from worker.bluebutton.client import BlueButtonClient, build_http_client
-from worker.bluebutton.clients import BlueButtonClients, Lane
 from worker.bluebutton.retry import RetryPolicy
 from worker.emulator import resources as emulated
 from worker.emulator.config import EmulatorConfig

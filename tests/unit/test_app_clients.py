@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 
 from tests.unit.fakes import RecordingBudget
 from worker.apps import App
-from worker.bluebutton import clients as clients_module
-from worker.bluebutton.clients import AppClients
+from worker.bluebutton import app_clients as clients_module
+from worker.bluebutton.app_clients import AppClients
 
 SANDBOX = "https://sandbox.bluebutton.cms.gov"
 PRODUCTION = "https://api.bluebutton.cms.gov"

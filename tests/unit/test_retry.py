@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from worker import errors
-from worker.bluebutton.answers import fhir_error, token_error
+from worker.bluebutton.answer_errors import fhir_error, token_error
 from worker.bluebutton.retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,

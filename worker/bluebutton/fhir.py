@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from worker import errors
 from worker.bluebutton import endpoints
-from worker.bluebutton.answers import fhir_error
+from worker.bluebutton.answer_errors import fhir_error
 from worker.bluebutton.bundle import Page, check_content_type, parse_read, parse_search_page
 from worker.bluebutton.client import BlueButtonClient
 from worker.constants import EOB_PAGE_SIZE, MAX_PAGES_PER_QUERY

@@ -8,8 +8,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from worker.apps import DEFAULT_APP, App, default_app, issued_by
+from worker.bluebutton.app_clients import AppClients, BlueButtonClients
 from worker.bluebutton.client import BlueButtonClient
-from worker.bluebutton.clients import AppClients, BlueButtonClients
 from worker.constants import BUDGET_WINDOW_SECONDS
 from worker.crypto import TokenCipher, cipher_for, uncovered
 from worker.errors import ConfigError
