@@ -13,7 +13,6 @@ from typing import Literal, Protocol
 import httpx
 from redis.asyncio import Redis
 
-from worker.apps import App
 from worker.bluebutton.budget import BULK, INTERACTIVE, URGENT, RequestBudget
 from worker.bluebutton.client import BlueButtonClient, Budget, build_http_client, warm_up
 
@@ -22,6 +21,23 @@ from worker.bluebutton.client import BlueButtonClient, Budget, build_http_client
 Priority = Literal["exchange", "interactive", "bulk"]
 # Code exchanges go before everything (a code lives 60 s), bulk after everything.
 PRIORITIES: dict[Priority, int] = {"exchange": URGENT, "interactive": INTERACTIVE, "bulk": BULK}
+
+
+class App(Protocol):
+    """What a client is built from: an app of the registry (``worker.apps.App``) as this
+    package sees it, by name, base URL, client id and rate."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def rate_limit(self) -> int: ...
 
 
 class BlueButtonClients(Protocol):
