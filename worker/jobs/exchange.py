@@ -39,8 +39,9 @@ from worker.jobs.exchange_grant import save_grant
 from worker.jobs.exchange_rules import (
     EXPIRED,
     Code,
-    Step,
+    Exchanged,
     arrival_of,
+    ended,
     refusal_reason,
     retry_delay,
 )
@@ -64,9 +65,9 @@ log = structlog.get_logger(__name__)
 
 async def _end(
     services: Services, code: Code, outcome: exchanges.Outcome, reason: str, event: str
-) -> None:
+) -> Exchanged:
     """Record a code exchange that ended without tokens (the connection goes to ``error``,
-    unless it already holds this code's tokens)."""
+    unless it already holds this code's tokens or was unlinked)."""
     async with services.pool.acquire() as conn, conn.transaction():
         failed = await connections.fail_exchange(
             conn, code.job.connection_id, code.fingerprint, reason
@@ -74,15 +75,22 @@ async def _end(
         await exchanges.finish(conn, code.job.connection_id, code.fingerprint, outcome, code.age())
         if failed:
             await audit.record(conn, code.job.connection_id, event, outcome=outcome)
+        # Left as it was (it holds this code's tokens, or was unlinked): its status says so.
+        current = None if failed else await connections.get(conn, code.job.connection_id)
     metrics.CODE_EXCHANGES.labels(code.job.app, outcome).inc()
     if outcome == "expired":
         metrics.CODES_EXPIRED.labels(code.job.app).inc()
     log.warning("code_exchange_failed", outcome=outcome, reason=reason, changed=failed)
+    if failed:
+        return ended("error")
+    holds = current is not None and current.code_sha256 == code.fingerprint and current.has_tokens
+    return Exchanged(holds_tokens=holds, status=current.status if current else "unknown")
 
 
-async def _open(services: Services, code: Code) -> exchanges.Exchange | None:
-    """The code's row (and the connection's, ``pending`` if new); None when there is
-    nothing to send (the reason is logged). ``started_at`` is set if a run had sent it."""
+async def _open(services: Services, code: Code) -> exchanges.Exchange | Exchanged:
+    """The code's row (and the connection's, ``pending`` if new), or what the exchange left
+    when there is nothing to send (the reason is logged). ``started_at`` is set if a run had
+    sent it."""
     job = code.job
     received = datetime.fromtimestamp(code.arrival, UTC)
     async with services.pool.acquire() as conn, conn.transaction():
@@ -91,12 +99,12 @@ async def _open(services: Services, code: Code) -> exchanges.Exchange | None:
         if connection.status == "revoked" and received < connection.status_changed_at:
             # An event from before the unlink, processed after it: the latest word was unlink.
             log.info("connect_older_than_unlink")
-            return None
+            return ended(connection.status)
         if row.outcome == "exchanged":
             # A duplicate run after a success whose tokens are gone since (an unlink): the
             # code is spent for sure.
             log.info("code_already_spent")
-            return None
+            return ended(connection.status)
     return row
 
 
@@ -105,14 +113,17 @@ async def _mark_started(services: Services, code: Code) -> None:
         await exchanges.mark_started(conn, code.job.connection_id, code.fingerprint)
 
 
-async def _already_exchanged(services: Services, code: Code) -> bool:
+async def _already_exchanged(services: Services, code: Code) -> Exchanged | None:
+    """The connection, when it holds this code's tokens already (a redelivered job)."""
     async with services.pool.acquire() as conn:
         connection = await connections.get(conn, code.job.connection_id)
-    return (
+    if (
         connection is not None
         and connection.code_sha256 == code.fingerprint
         and connection.has_tokens
-    )
+    ):
+        return Exchanged(holds_tokens=True, status=connection.status)
+    return None
 
 
 async def _send(services: Services, code: Code, app: App) -> oauth.TokenSet:
@@ -129,33 +140,28 @@ async def _send(services: Services, code: Code, app: App) -> oauth.TokenSet:
 
 def _exchange_failures(
     services: Services, code: Code, sent_before: bool, job_try: int
-) -> dict[Decision, Handler[Step]]:
+) -> dict[Decision, Handler[Exchanged]]:
     """What an exchange does per decision (worker.errors draws the tree)."""
 
-    async def expired(_: errors.IngestError) -> Step:
-        await _end(services, code, "expired", EXPIRED, "code_expired")
-        return "done"
+    async def expired(_: errors.IngestError) -> Exchanged:
+        return await _end(services, code, "expired", EXPIRED, "code_expired")
 
-    async def failed(exc: errors.IngestError) -> Step:
+    async def failed(exc: errors.IngestError) -> Exchanged:
         if isinstance(exc, errors.AuthorizationFailed):
             outcome: exchanges.Outcome = "lost_in_flight" if sent_before else "refused"
             reason = refusal_reason(exc, sent_before)
-            await _end(services, code, outcome, reason, "authorization_failed")
-            return "done"
+            return await _end(services, code, outcome, reason, "authorization_failed")
         # A client CMS rejects, an answer we cannot trust, an app that cannot serve (or
         # whose secret cannot be read), a paused app: a code lives 60 s, it cannot wait.
-        await _end(services, code, "failed", str(exc), "authorization_failed")
-        return "done"
+        return await _end(services, code, "failed", str(exc), "authorization_failed")
 
-    async def retry_later(exc: errors.IngestError) -> Step:
+    async def retry_later(exc: errors.IngestError) -> Exchanged:
         assert isinstance(exc, errors.RetryableError)
         delay = retry_delay(exc.retry_after, job_try, code.life_left())
         if delay is None and job_try >= JOB_MAX_TRIES:
-            await _end(services, code, "failed", str(exc), "authorization_failed")
-            return "done"
+            return await _end(services, code, "failed", str(exc), "authorization_failed")
         if delay is None:
-            await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
-            return "done"
+            return await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
         log.warning("code_exchange_deferred", reason=str(exc), defer=round(delay, 2))
         raise Retry(defer=delay) from exc
 
@@ -167,18 +173,17 @@ def _exchange_failures(
     }
 
 
-async def _exchange(services: Services, code: Code, job_try: int) -> Step:
-    """Exchange the code unless a run already did; ``sync`` when the connection now holds
-    its tokens. Raises Retry when BB2 could not answer and the code has life left."""
-    if await _already_exchanged(services, code):
+async def _exchange(services: Services, code: Code, job_try: int) -> Exchanged:
+    """Exchange the code unless a run already did, and say what it left. Raises Retry when
+    BB2 could not answer and the code has life left."""
+    if done := await _already_exchanged(services, code):
         log.info("code_already_exchanged")  # a redelivered job: the code is spent
-        return "sync"
+        return done
     row = await _open(services, code)
-    if row is None:
-        return "done"
+    if isinstance(row, Exchanged):
+        return row
     if code.age() > code.lifetime:
-        await _end(services, code, "expired", EXPIRED, "code_expired")
-        return "done"
+        return await _end(services, code, "expired", EXPIRED, "code_expired")
     sent_before = row.started_at is not None
     if not sent_before:
         await _mark_started(services, code)
@@ -193,7 +198,7 @@ async def _exchange(services: Services, code: Code, job_try: int) -> Step:
     return await _keep(services, code, app, tokens)
 
 
-async def _keep(services: Services, code: Code, app: App, tokens: oauth.TokenSet) -> Step:
+async def _keep(services: Services, code: Code, app: App, tokens: oauth.TokenSet) -> Exchanged:
     """Store the tokens (or, if they may not be stored, owe their revocation)."""
     kept = await save_grant(services, code, app, tokens)
     async with services.pool.acquire() as conn:
@@ -201,12 +206,12 @@ async def _keep(services: Services, code: Code, app: App, tokens: oauth.TokenSet
             conn, code.job.connection_id, code.fingerprint, "exchanged", code.age()
         )
     metrics.CODE_EXCHANGES.labels(code.job.app, "exchanged").inc()
-    return "sync" if kept else "done"
+    return kept
 
 
-async def exchange_step(services: Services, job: ConnectJob, ctx: JobContext) -> Step:
-    """Exchange ``job``'s code through the urgent lane of the budget; ``sync`` when the
-    connection holds its tokens and its first sync should follow. Shared by the
+async def exchange_step(services: Services, job: ConnectJob, ctx: JobContext) -> Exchanged:
+    """Exchange ``job``'s code through the urgent lane of the budget and say what it left
+    (a first sync follows when the connection holds its tokens). Shared by the
     ``exchange`` job and the ``connect`` job of the contract."""
     received_at = job.received_at if isinstance(job, ExchangeJob) else None
     code = Code(
@@ -228,13 +233,6 @@ async def settle_after_exchange(services: Services, connection_id: str) -> None:
         await settle_owed(services, connection_id)
 
 
-async def status_of(services: Services, connection_id: str) -> str:
-    """The connection's status as a job's result."""
-    async with services.pool.acquire() as conn:
-        found = await connections.get(conn, connection_id)
-    return found.status if found else "unknown"
-
-
 async def exchange(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """arq job ``exchange(connection_id, code, code_verifier, redirect_uri, app,
     received_at)``: the code exchange, then the first sync queued as a job of its own."""
@@ -243,10 +241,11 @@ async def exchange(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]
     with structlog.contextvars.bound_contextvars(
         job="exchange", connection_id=job.connection_id, app=job.app
     ):
-        if await exchange_step(services, job, ctx) == "sync":
+        exchanged = await exchange_step(services, job, ctx)
+        if exchanged.holds_tokens:
             # The first sync settles what the relink left owed, in its own lane.
             await enqueue(ctx["redis"], FirstSyncJob(connection_id=job.connection_id))
             return {"status": "exchanged"}
         # The urgent priority is for codes: what is owed is revoked at interactive priority.
         await settle_after_exchange(services.in_lane(lanes.INTERACTIVE), job.connection_id)
-        return {"status": await status_of(services, job.connection_id)}
+        return {"status": exchanged.status}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Final
 
 from worker import errors
 from worker.apps import App
@@ -26,7 +26,19 @@ LOST_IN_FLIGHT: Final = (
 # A retry needs at least this much of the code's life left to be worth queueing.
 _MIN_LIFE_FOR_RETRY: Final = 1.0
 
-Step = Literal["sync", "done"]
+
+@dataclass(frozen=True)
+class Exchanged:
+    """What a code exchange left: whether the connection now holds this code's tokens (its
+    first sync follows), and the connection's status, so that nobody reads the row again."""
+
+    holds_tokens: bool
+    status: str
+
+
+def ended(status: str) -> Exchanged:
+    """An exchange that left the connection without this code's tokens, in ``status``."""
+    return Exchanged(holds_tokens=False, status=status)
 
 
 def arrival_of(received_at: float | None, enqueued_at: datetime | None, now: float) -> float:
