@@ -38,7 +38,7 @@ async def _remember(ctx: JobContext, name: str, outcome: str, error: Exception) 
     # A crash's text is an exception message of ours or a library's: never a payload.
     reason = str(error) if outcome == "invalid" else f"{type(error).__name__}: {error}"
     services: Services = ctx["services"]
-    kind: failures.Kind = "invalid" if outcome == "invalid" else "crashed"
+    kind: failures.FailureKind = "invalid" if outcome == "invalid" else "crashed"
     async with services.pool.acquire() as conn:
         await failures.record(conn, name, ctx["job_id"], ctx["job_try"], kind, reason)
 

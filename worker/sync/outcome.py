@@ -28,7 +28,7 @@ from worker.runtime.services import Services
 from worker.store import audit, connections, sync_runs
 from worker.store.connections import Status
 from worker.sync.engine import SyncResult, sync_connection
-from worker.sync.model import FULL, Kind, Plan
+from worker.sync.model import FULL, Plan, RunKind
 
 log = structlog.get_logger(__name__)
 
@@ -139,7 +139,7 @@ async def load(services: Services, connection_id: str) -> connections.Connection
 async def run_sync(
     services: Services,
     connection: connections.Connection,
-    kind: Kind,
+    kind: RunKind,
     *,
     job_try: int,
     job_id: str | None = None,
