@@ -71,7 +71,7 @@ def grant_from(app: App, tokens: oauth.TokenSet, code: str, now: datetime) -> Gr
         app=app.name,
         client_id=app.client_id,
         environment=app.environment,
-        tokens=Tokens(tokens.access_token, tokens.refresh_token, tokens.expires_at),
+        tokens=Tokens.issued(tokens),
         patient_id=tokens.patient_id,
         scopes=tuple(sorted(tokens.scopes)),
         consent_expires_at=tokens.grant_expires_at or now + timedelta(days=_DEFAULT_GRANT_DAYS),

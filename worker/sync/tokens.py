@@ -133,9 +133,7 @@ class ConnectionTokens:
                 log.warning("refresh_lost_to_another", fenced=held.lost)
                 return self._use(now_stored)
             raise
-        new = Tokens(
-            granted.access_token, granted.refresh_token, granted.expires_at, stored.generation
-        )
+        new = Tokens.issued(granted, stored.generation)
         if not await self._store(new):
             log.warning("refreshed_tokens_owed_revocation")
             return self._use(await self._load())  # ConnectionRevoked when it was unlinked
