@@ -26,8 +26,9 @@ from starlette.routing import Route
 
 from worker import metrics, pauses
 from worker.apps import DEFAULT_APP
-from worker.constants import QUEUE_BULK, QUEUE_EXCHANGE, QUEUE_INTERACTIVE, REDIS_PREFIX
+from worker.constants import REDIS_PREFIX
 from worker.jobs import backlog
+from worker.runtime.lanes import LANES
 from worker.store import listing
 from worker.store.connections import Status
 
@@ -66,7 +67,7 @@ class Heartbeat:
         """Announce this replica in Redis and refresh the queue, pause and connection gauges."""
         key = REPLICA_KEY.format(replica=self.replica)
         await self.redis.set(key, int(time.time()), ex=REPLICA_TTL_SECONDS)
-        for queue in (QUEUE_EXCHANGE, QUEUE_INTERACTIVE, QUEUE_BULK):
+        for queue in (lane.queue for lane in LANES):  # every lane the workers serve
             metrics.QUEUE_DEPTH.labels(queue).set(await self.redis.zcard(queue))
         # The pause flags are shared: every replica reports them, not only the one that met
         # CMS's refusal (or its end).
