@@ -21,7 +21,6 @@ tokens stays as it is.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -58,7 +57,7 @@ from worker.runtime.context import JobContext
 from worker.runtime.failures import Handler, on_failure
 from worker.runtime.services import Services
 from worker.store import audit, connections, exchanges
-from worker.sync.revocation import settle_owed
+from worker.sync.revocation import settle_owed_for_now
 
 log = structlog.get_logger(__name__)
 
@@ -229,8 +228,7 @@ async def settle_after_exchange(services: Services, connection_id: str) -> None:
     """Revoke what an exchange left owed (tokens a relink replaced, a grant dropped after an
     unlink, tokens refused for another app's connection) in the caller's lane, never in
     the urgent one, which is for codes. A failure is recorded and stays owed."""
-    with contextlib.suppress(errors.RetryableError):
-        await settle_owed(services, connection_id)
+    await settle_owed_for_now(services, connection_id)
 
 
 async def exchange(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from worker import errors
 from worker.jobs.payloads import ResyncJob, parse_payload
 from worker.runtime.context import JobContext
 from worker.runtime.services import Services
 from worker.store import connections, sync_runs
 from worker.sync.outcome import run_sync
 from worker.sync.plan import choose_plan
-from worker.sync.revocation import settle_owed
+from worker.sync.revocation import settle_owed_for_now
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +36,7 @@ async def resync(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
             return {"status": status}
         # Tokens a relink replaced are owed a revocation; the nightly unlink retries only
         # those of unlinked connections, so a live connection's next resync settles them.
-        with contextlib.suppress(errors.RetryableError):  # recorded: they stay owed
-            await settle_owed(services, job.connection_id)
+        await settle_owed_for_now(services, job.connection_id)
         plan = choose_plan(
             datetime.now(UTC),
             history,
