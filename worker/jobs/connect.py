@@ -17,6 +17,7 @@ import structlog
 from worker.jobs.exchange import exchange_step, settle_after_exchange
 from worker.jobs.payloads import ConnectJob, parse_payload
 from worker.runtime.context import JobContext
+from worker.runtime.job_retry import Attempt
 from worker.runtime.services import Services
 from worker.sync.outcome import load, run_sync
 
@@ -33,6 +34,4 @@ async def connect(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
         if not exchanged.holds_tokens:
             return {"status": exchanged.status}
         connection = await load(services, job.connection_id)
-        return await run_sync(
-            services, connection, "connect", job_try=ctx["job_try"], job_id=ctx.get("job_id")
-        )
+        return await run_sync(services, connection, "connect", Attempt.of(ctx))

@@ -31,7 +31,6 @@ from arq import Retry
 from worker import errors, metrics
 from worker.apps import App
 from worker.bluebutton import oauth
-from worker.constants import JOB_MAX_TRIES
 from worker.errors import Decision
 from worker.jobs import backlog
 from worker.jobs.exchange_grant import save_grant
@@ -55,6 +54,7 @@ from worker.jobs.queue import enqueue
 from worker.runtime import lanes
 from worker.runtime.context import JobContext
 from worker.runtime.failures import Handler, on_failure
+from worker.runtime.job_retry import Attempt
 from worker.runtime.services import Services
 from worker.store import audit, connections, exchanges
 from worker.sync.revocation import settle_owed_for_now
@@ -138,7 +138,7 @@ async def _send(services: Services, code: Code, app: App) -> oauth.TokenSet:
 
 
 def _exchange_failures(
-    services: Services, code: Code, sent_before: bool, job_try: int
+    services: Services, code: Code, sent_before: bool, attempt: Attempt
 ) -> dict[Decision, Handler[Exchanged]]:
     """What an exchange does per decision (worker.errors draws the tree)."""
 
@@ -156,8 +156,8 @@ def _exchange_failures(
 
     async def retry_later(exc: errors.IngestError) -> Exchanged:
         assert isinstance(exc, errors.RetryableError)
-        delay = retry_delay(exc.retry_after, job_try, code.life_left())
-        if delay is None and job_try >= JOB_MAX_TRIES:
+        delay = retry_delay(exc.retry_after, attempt.job_try, code.life_left())
+        if delay is None and attempt.last:
             return await _end(services, code, "failed", str(exc), "authorization_failed")
         if delay is None:
             return await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
@@ -172,7 +172,7 @@ def _exchange_failures(
     }
 
 
-async def _exchange(services: Services, code: Code, job_try: int) -> Exchanged:
+async def _exchange(services: Services, code: Code, attempt: Attempt) -> Exchanged:
     """Exchange the code unless a run already did, and say what it left. Raises Retry when
     BB2 could not answer and the code has life left."""
     if done := await _already_exchanged(services, code):
@@ -192,7 +192,7 @@ async def _exchange(services: Services, code: Code, job_try: int) -> Exchanged:
         app = await services.app(code.job.app)
         tokens = await _send(services, code, app)
     except errors.IngestError as exc:
-        return await on_failure(exc, _exchange_failures(services, code, sent_before, job_try))
+        return await on_failure(exc, _exchange_failures(services, code, sent_before, attempt))
     metrics.CODE_AGE_AT_EXCHANGE.labels(code.job.app).observe(code.age())
     return await _keep(services, code, app, tokens)
 
@@ -219,7 +219,7 @@ async def exchange_step(services: Services, job: ConnectJob, ctx: JobContext) ->
         arrival=arrival_of(received_at, ctx.get("enqueue_time"), time.time()),
         lifetime=services.settings.bb_code_lifetime,
     )
-    step = await _exchange(services.in_lane(lanes.EXCHANGE), code, ctx["job_try"])
+    step = await _exchange(services.in_lane(lanes.EXCHANGE), code, Attempt.of(ctx))
     await backlog.leave(services.redis, job.app, job.job_id())
     return step
 

@@ -9,6 +9,7 @@ import structlog
 
 from worker.jobs.payloads import ResyncJob, parse_payload
 from worker.runtime.context import JobContext
+from worker.runtime.job_retry import Attempt
 from worker.runtime.services import Services
 from worker.store import connections, sync_runs
 from worker.sync.outcome import run_sync
@@ -47,7 +48,6 @@ async def resync(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
             services,
             connection,
             "resync",
-            job_try=ctx["job_try"],
-            job_id=ctx.get("job_id"),
+            Attempt.of(ctx),
             plan=plan,
         )

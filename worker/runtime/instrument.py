@@ -16,7 +16,7 @@ from arq import Retry
 from worker import metrics
 from worker.errors import InvalidJob
 from worker.runtime.context import JobContext
-from worker.runtime.job_retry import retry_for_outage
+from worker.runtime.job_retry import Attempt
 from worker.runtime.lease import lease
 from worker.runtime.services import Services
 from worker.store import failures
@@ -61,7 +61,7 @@ def instrumented(name: str, job: Job, *, lease_seconds: float | None = None) -> 
             async with lease(ctx["redis"], ctx["job_id"], seconds):
                 result = await job(ctx, *args, **kwargs)
         except BaseException as exc:
-            retry = retry_for_outage(exc, ctx["job_try"])
+            retry = Attempt.of(ctx).retry_for_outage(exc)
             outcome = _outcome(retry or exc)
             _finished(name, ctx["job_try"], outcome)
             if outcome != "retry" and isinstance(exc, Exception):

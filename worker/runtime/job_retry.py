@@ -7,6 +7,8 @@ Every retried job resumes where it stopped: its pages and cursor are committed t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import structlog
 from arq import Retry
 from arq.constants import retry_key_prefix
@@ -16,6 +18,7 @@ from worker import errors
 from worker.constants import JOB_MAX_TRIES, OUTAGE_RETRY_BASE_SECONDS, OUTAGE_RETRY_CAP_SECONDS
 from worker.metrics import DECRYPT_KEY_MISSING
 from worker.outages import unavailable
+from worker.runtime.context import JobContext
 
 log = structlog.get_logger(__name__)
 
@@ -40,40 +43,56 @@ def outage_retry_delay(job_try: int) -> float:
     )
 
 
-def retry_later(error: errors.RetryableError, job_try: int) -> Retry | None:
-    """A Retry for a job whose BB2 request failed in a way that may pass (growing delays,
-    never sooner than BB2 asked); None on the last try."""
-    if job_try >= JOB_MAX_TRIES:
-        return None
-    return Retry(defer=job_retry_delay(job_try, error.retry_after))
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a job: arq's count of it (``job_try``, from 1) and arq's job id (None when
+    a test calls the job directly). What comes after a failure is decided here."""
 
+    job_try: int
+    job_id: str | None = None
 
-def retry_for_outage(error: BaseException, job_try: int) -> Retry | None:
-    """A Retry for a job that met an outage of Postgres or Redis while it has tries left.
+    @classmethod
+    def of(cls, ctx: JobContext) -> Attempt:
+        """The try a job function's ``ctx`` stands for."""
+        return cls(ctx["job_try"], ctx.get("job_id"))
 
-    Its pages and cursor are committed together, so the next try resumes where it stopped.
-    """
-    if not isinstance(error, Exception) or job_try >= JOB_MAX_TRIES:
-        return None
-    outage = unavailable(error)
-    if outage is None:
-        return None
-    log.warning("job_deferred", reason=str(outage), job_try=job_try)
-    return Retry(defer=outage_retry_delay(job_try))
+    @property
+    def last(self) -> bool:
+        """Whether no try follows this one (JOB_MAX_TRIES)."""
+        return self.job_try >= JOB_MAX_TRIES
 
+    def retry_later(self, error: errors.RetryableError) -> Retry | None:
+        """A Retry for a job whose BB2 request failed in a way that may pass (growing
+        delays, never sooner than BB2 asked); None on the last try."""
+        if self.last:
+            return None
+        return Retry(defer=job_retry_delay(self.job_try, error.retry_after))
 
-def key_missing_retry(error: errors.KeyMissing, job_try: int) -> Retry:
-    """A Retry for a job whose stored value is sealed under a key this replica lacks, with an
-    alert (log and ``bbingest_decrypt_key_missing_total``). Always a retry, never a final
-    error: another replica may hold the key, or the deployment gets fixed; when arq's tries
-    run out the job ends failed with the connection's status untouched."""
-    DECRYPT_KEY_MISSING.labels(key_id=error.key_id).inc()
-    log.error("decrypt_key_missing", key_id=error.key_id, job_try=job_try)
-    return Retry(defer=outage_retry_delay(job_try))
+    def retry_for_outage(self, error: BaseException) -> Retry | None:
+        """A Retry for a job that met an outage of Postgres or Redis while it has tries
+        left. Its pages and cursor are committed together, so the next try resumes where
+        it stopped."""
+        if not isinstance(error, Exception) or self.last:
+            return None
+        outage = unavailable(error)
+        if outage is None:
+            return None
+        log.warning("job_deferred", reason=str(outage), job_try=self.job_try)
+        return Retry(defer=outage_retry_delay(self.job_try))
 
+    def key_missing(self, error: errors.KeyMissing) -> Retry:
+        """A Retry for a job whose stored value is sealed under a key this replica lacks,
+        with an alert (log and ``bbingest_decrypt_key_missing_total``). Always a retry,
+        never a final error: another replica may hold the key, or the deployment gets
+        fixed; when arq's tries run out the job ends failed with the connection's status
+        untouched."""
+        DECRYPT_KEY_MISSING.labels(key_id=error.key_id).inc()
+        log.error("decrypt_key_missing", key_id=error.key_id, job_try=self.job_try)
+        return Retry(defer=outage_retry_delay(self.job_try))
 
-async def give_back_try(redis: Redis, job_id: str) -> None:
-    """Make the try that is ending free: arq counts a job's tries in its retry key, raised
-    as each try starts, so a job that only waits (for an app CMS holds inactive) keeps its
-    tries for real failures however long the wait lasts."""
-    await redis.decr(retry_key_prefix + job_id)
+    async def give_back(self, redis: Redis) -> None:
+        """Make this try free: arq counts a job's tries in its retry key, raised as each
+        try starts, so a job that only waits (for an app CMS holds inactive) keeps its
+        tries for real failures however long the wait lasts."""
+        if self.job_id is not None:
+            await redis.decr(retry_key_prefix + self.job_id)
