@@ -42,7 +42,7 @@ PROBE_TIMEOUT_SECONDS: Final = 2.0
 CONNECTION_COUNT_SECONDS: Final = 60.0
 
 
-def replica_id() -> str:
+def _replica_id() -> str:
     """This process, as operators see it: host and pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -53,7 +53,7 @@ class Heartbeat:
 
     redis: Redis
     pool: asyncpg.Pool
-    replica: str = field(default_factory=replica_id)
+    replica: str = field(default_factory=_replica_id)
     last_beat: float = field(default=0.0)
     next_count: float = field(default=0.0)
     apps_counted: set[str] = field(default_factory=lambda: {DEFAULT_APP})
