@@ -41,7 +41,7 @@ def positive(text: str) -> int:
     return value
 
 
-def read_secret(path: str) -> str:
+def _read_secret(path: str) -> str:
     """The text of ``path`` (``-``: stdin) without its surrounding whitespace; exit 2 when
     it cannot be read."""
     try:
@@ -79,10 +79,10 @@ def connect_secrets(args: argparse.Namespace) -> tuple[str, str]:
         fail("one of --code, --code-file or --stdin is required")
     if args.code_verifier is None and args.code_verifier_file is None:
         fail("one of --code-verifier, --code-verifier-file or --stdin is required")
-    code = args.code if args.code is not None else read_secret(args.code_file)
+    code = args.code if args.code is not None else _read_secret(args.code_file)
     verifier = (
         args.code_verifier
         if args.code_verifier is not None
-        else read_secret(args.code_verifier_file)
+        else _read_secret(args.code_verifier_file)
     )
     return code, verifier

@@ -107,7 +107,7 @@ def _sensitive(key: str) -> bool:
     return key in SENSITIVE_KEYS or key.endswith(SENSITIVE_SUFFIXES)
 
 
-def redact_text(text: str) -> str:
+def _redact_text(text: str) -> str:
     """``text`` with every sensitive value the patterns find replaced by the marker."""
     for pattern in _TEXT_PATTERNS:
         text = pattern.sub(lambda m: m["key"] + REDACTED, text)
@@ -120,7 +120,7 @@ def _redact(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_redact(item) for item in value)
     if isinstance(value, str):
-        return redact_text(value)
+        return _redact_text(value)
     return value
 
 

@@ -26,8 +26,9 @@ from starlette.routing import Route
 
 from worker import metrics, pauses
 from worker.apps import DEFAULT_APP
-from worker.constants import QUEUE_BULK, QUEUE_EXCHANGE, QUEUE_INTERACTIVE, REDIS_PREFIX
+from worker.constants import REDIS_PREFIX
 from worker.jobs import backlog
+from worker.runtime.lanes import LANES
 from worker.store import listing
 from worker.store.connections import Status
 
@@ -41,7 +42,7 @@ PROBE_TIMEOUT_SECONDS: Final = 2.0
 CONNECTION_COUNT_SECONDS: Final = 60.0
 
 
-def replica_id() -> str:
+def _replica_id() -> str:
     """This process, as operators see it: host and pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -52,7 +53,7 @@ class Heartbeat:
 
     redis: Redis
     pool: asyncpg.Pool
-    replica: str = field(default_factory=replica_id)
+    replica: str = field(default_factory=_replica_id)
     last_beat: float = field(default=0.0)
     next_count: float = field(default=0.0)
     apps_counted: set[str] = field(default_factory=lambda: {DEFAULT_APP})
@@ -66,7 +67,7 @@ class Heartbeat:
         """Announce this replica in Redis and refresh the queue, pause and connection gauges."""
         key = REPLICA_KEY.format(replica=self.replica)
         await self.redis.set(key, int(time.time()), ex=REPLICA_TTL_SECONDS)
-        for queue in (QUEUE_EXCHANGE, QUEUE_INTERACTIVE, QUEUE_BULK):
+        for queue in (lane.queue for lane in LANES):  # every lane the workers serve
             metrics.QUEUE_DEPTH.labels(queue).set(await self.redis.zcard(queue))
         # The pause flags are shared: every replica reports them, not only the one that met
         # CMS's refusal (or its end).

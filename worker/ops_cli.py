@@ -105,10 +105,10 @@ async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 async def _purge(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.jobs import lanes
     from worker.jobs import queue as jobqueue
     from worker.pauses import read_paused
     from worker.retention import due_for_purge
+    from worker.runtime import lanes
 
     paused = sorted(await read_paused(settings.redis_url))
     async with connection(settings.database_url) as conn:

@@ -46,7 +46,7 @@ def code_from_callback(query: Mapping[str, str], expected_state: str) -> str:
     return code
 
 
-async def wait_for_callback(port: int, state: str) -> str:
+async def _wait_for_callback(port: int, state: str) -> str:
     """Serve the callback on localhost:``port`` until BB2 redirects back; returns the code."""
     outcome: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -93,7 +93,7 @@ async def run_sandbox_connect(
     )
     announce(f"Open this URL, log in (sandbox users: BBUser00000 / PW00000!) and allow:\n{url}")
     async with asyncio.timeout(WAIT_SECONDS):
-        code = await wait_for_callback(port, state)
+        code = await _wait_for_callback(port, state)
     job = ConnectJob(
         connection_id=connection_id,
         code=code,

@@ -45,7 +45,7 @@ def _strip_port(hostport: str) -> str:
     return hostport.rpartition(":")[0] if hostport.count(":") == 1 else hostport
 
 
-def postgres_hosts(dsn: str, pghost: str = "") -> list[str]:
+def _postgres_hosts(dsn: str, pghost: str = "") -> list[str]:
     """The hosts a libpq-style DSN names, as asyncpg picks them: the ``host`` query
     parameters, else the netloc's (several, comma-separated), else ``PGHOST``; empty for the
     local socket. A ``service`` (pg_service.conf) hides its hosts: it counts as remote."""
@@ -63,7 +63,7 @@ def postgres_hosts(dsn: str, pghost: str = "") -> list[str]:
 
 def postgres_problem(dsn: str, pghost: str = "") -> str | None:
     """Why ``dsn`` (``DATABASE_URL``) would reach a remote Postgres unverified, or None."""
-    if all(_is_local_postgres_host(host) for host in postgres_hosts(dsn, pghost)):
+    if all(_is_local_postgres_host(host) for host in _postgres_hosts(dsn, pghost)):
         return None
     modes = parse_qs(urlsplit(dsn).query).get("sslmode", [""])
     # asyncpg takes the last value of a repeated parameter, and the DSN's over PGSSLMODE.

@@ -46,9 +46,9 @@ from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.jobs.connect import connect
 from worker.jobs.resync import resync
-from worker.jobs.services import Services, close_services, open_services
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, authorize_beneficiaries
+from worker.runtime.services import Services, close_services, open_services
 
 PREFIX = "cms-"
 Key = tuple[str, str]

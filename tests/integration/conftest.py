@@ -20,8 +20,8 @@ from tests.integration.support import TABLES, authorized_job
 from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
-from worker.jobs.services import Services, close_services, open_services
 from worker.local import CLIENT_ID, CLIENT_SECRET
+from worker.runtime.services import Services, close_services, open_services
 from worker.settings import Settings, load_settings
 from worker.store.db import create_pool
 from worker.store.migrate import migrate

@@ -14,16 +14,16 @@ import httpx
 from redis.asyncio import Redis
 
 from worker.apps import DEFAULT_APP, App
+from worker.bluebutton.app_clients import BlueButtonClients, Priority
 from worker.bluebutton.budget import RequestBudget
 from worker.bluebutton.client import BlueButtonClient, build_http_client
-from worker.bluebutton.clients import BlueButtonClients, Lane
 from worker.bluebutton.retry import RetryPolicy
 from worker.emulator import resources as emulated
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.data import Dataset
 from worker.jobs.payloads import ConnectJob
-from worker.jobs.services import Services
 from worker.local import CLIENT_ID, REDIRECT_URI, authorize_beneficiary
+from worker.runtime.services import Services
 from worker.store.migrate import migrate
 
 Key = tuple[str, str]
@@ -150,11 +150,11 @@ class _FastRetries:
     clients: BlueButtonClients
     http: httpx.AsyncClient | None
 
-    async def client(self, app: App, lane: Lane) -> BlueButtonClient:
+    async def client(self, app: App, priority: Priority) -> BlueButtonClient:
         budget = RequestBudget(self.redis, app.client_id, 1000)
         policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
-        http = self.http or (await self.clients.client(app, lane)).http
-        return BlueButtonClient(http, budget, lane=lane, app=app.name, policy=policy)
+        http = self.http or (await self.clients.client(app, priority)).http
+        return BlueButtonClient(http, budget, priority=priority, app=app.name, policy=policy)
 
     async def aclose(self) -> None:
         await self.clients.aclose()

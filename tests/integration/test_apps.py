@@ -28,10 +28,10 @@ from worker.jobs.connect import connect
 from worker.jobs.nightly import nightly
 from worker.jobs.queue import open_queue
 from worker.jobs.resync import resync
-from worker.jobs.services import Services
 from worker.jobs.unlink import unlink
 from worker.local import emulator_stats
 from worker.log import configure_logging
+from worker.runtime.services import Services
 from worker.store import apps
 
 ACME = RegisteredClient(client_id="acme-client", client_secret="acme-secret", name="Acme Health")

@@ -35,6 +35,7 @@ from worker.jobs.payloads import ConnectJob
 from worker.jobs.resync import resync
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID, emulator_stats
+from worker.runtime.job_retry import Attempt
 from worker.store import connections, revocations
 from worker.store import tokens as token_store
 from worker.sync.outcome import run_sync
@@ -281,7 +282,7 @@ async def test_a_job_of_the_replaced_grant_stops_quietly(
     assert (await connect(ctx(services), **again.model_dump()))["status"] == "active"
     # The old job now fails (here: its app reads as unknown); the new grant is not judged.
     failing = dataclasses.replace(read_by_old_job, app="no-such-app")
-    result = await run_sync(services, failing, "resync", job_try=1)
+    result = await run_sync(services, failing, "resync", Attempt(1))
     assert result == {"status": "superseded"}
     row = await pool.fetchrow("SELECT status, last_error FROM connections")
     assert (row["status"], row["last_error"]) == ("active", None)

@@ -23,9 +23,9 @@ from worker.jobs.exchange import exchange
 from worker.jobs.exchange_rules import EXPIRED
 from worker.jobs.payloads import ExchangeJob, code_fingerprint
 from worker.jobs.queue import open_queue
-from worker.jobs.services import Services
 from worker.jobs.worker import run_replica
 from worker.local import emulator_stats
+from worker.runtime.services import Services
 from worker.store import connections
 
 

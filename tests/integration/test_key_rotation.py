@@ -14,7 +14,7 @@ from worker.crypto import TokenCipher, generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.errors import ConfigError
 from worker.jobs.resync import resync
-from worker.jobs.services import close_services, open_services
+from worker.runtime.services import close_services, open_services
 from worker.store import connections, rekey
 
 

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from tests.integration.conftest import DATABASE_URL
 from worker import metrics, pauses
 from worker.ops import Heartbeat, live_replicas, operations, probe_app, readiness
+from worker.runtime.lanes import LANES
 from worker.store.db import create_pool
 
 
@@ -26,7 +27,8 @@ async def test_probes_and_heartbeat(redis: Redis) -> None:
             ready = await http.get("/readyz")
             assert (ready.status_code, ready.json()) == (200, {"redis": "ok", "postgres": "ok"})
             metrics = (await http.get("/metrics")).text
-            assert 'bbingest_queue_depth{queue="arq:queue"}' in metrics
+            for lane in LANES:  # every lane's queue is measured
+                assert f'bbingest_queue_depth{{queue="{lane.queue}"}}' in metrics
         assert await live_replicas(redis) == ["host-a:1"]
     finally:
         await pool.close()

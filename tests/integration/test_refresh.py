@@ -16,8 +16,9 @@ from tests.integration.support import authorized_job, emulator_post, patient_id,
 from worker.constants import BUDGET_COOLDOWN_KEY, REFRESH_LOCK_KEY
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.jobs.connect import connect
-from worker.jobs.services import Services
 from worker.local import emulator_stats
+from worker.runtime.job_retry import Attempt
+from worker.runtime.services import Services
 from worker.store import revocations, unlinks
 from worker.store import tokens as token_store
 from worker.sync.outcome import load, run_sync
@@ -72,7 +73,7 @@ async def test_one_time_app_ends_in_needs_reauth_once_its_token_expires(
     past = datetime.now(UTC) - timedelta(minutes=1)
     await pool.execute("UPDATE connections SET access_expires_at = $1", past)
     await emulator_stats(emulator.base_url, reset=True)
-    assert (await run_sync(services, await load(services, "conn-0"), "resync", job_try=1)) == {
+    assert (await run_sync(services, await load(services, "conn-0"), "resync", Attempt(1))) == {
         "status": "needs_reauth"
     }
     stats = await emulator_stats(emulator.base_url)

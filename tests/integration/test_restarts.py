@@ -27,9 +27,9 @@ from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import running_emulator
 from worker.jobs.connect import connect
-from worker.jobs.services import close_services, open_services
 from worker.jobs.worker import _open_default_app
 from worker.local import emulator_stats, start_workers, worker_environment
+from worker.runtime.services import close_services, open_services
 from worker.store.migrate import migrate
 
 SYNC = EmulatorConfig(beneficiaries=1, claims_per_beneficiary=60)

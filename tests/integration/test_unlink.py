@@ -25,13 +25,13 @@ from tests.integration.support import (
 )
 from worker.bluebutton.endpoints import TOKEN_PATH
 from worker.emulator.config import EmulatorConfig
-from worker.jobs import lanes
 from worker.jobs.connect import connect
 from worker.jobs.payloads import UnlinkJob
 from worker.jobs.queue import enqueue, open_queue
 from worker.jobs.unlink import unlink
 from worker.jobs.worker import run_replica
 from worker.local import CLIENT_ID, emulator_stats
+from worker.runtime import lanes
 from worker.store import unlinks
 from worker.sync.revocation import settle_owed
 

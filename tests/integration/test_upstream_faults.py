@@ -34,7 +34,6 @@ from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator
 from worker.jobs.connect import connect
 from worker.jobs.payloads import ConnectJob
-from worker.jobs.services import Services
 from worker.local import (
     authorize_beneficiaries,
     emulator_stats,
@@ -42,6 +41,7 @@ from worker.local import (
     start_workers,
     worker_environment,
 )
+from worker.runtime.services import Services
 
 Setup = tuple[RunningEmulator, ConnectJob, Services]
 EOB = "ExplanationOfBenefit"

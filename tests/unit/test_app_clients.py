@@ -9,8 +9,8 @@ from redis.asyncio import Redis
 
 from tests.unit.fakes import RecordingBudget
 from worker.apps import App
-from worker.bluebutton import clients as clients_module
-from worker.bluebutton.clients import AppClients
+from worker.bluebutton import app_clients as clients_module
+from worker.bluebutton.app_clients import AppClients
 
 SANDBOX = "https://sandbox.bluebutton.cms.gov"
 PRODUCTION = "https://api.bluebutton.cms.gov"
@@ -72,7 +72,7 @@ async def test_each_app_and_lane_has_its_own_client_kept_for_reuse(clients: AppC
     assert await clients.client(app("a"), "interactive") is first
     bulk = await clients.client(app("a"), "bulk")
     assert bulk is not first
-    assert bulk.lane == "bulk"
+    assert bulk.priority == "bulk"
     # A new client id (say, a re-registered app) is a new budget, not the old one's.
     assert await clients.client(app("a", client_id="other"), "interactive") is not first
 

@@ -9,7 +9,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from worker import errors
 from worker.decisions import decide
 from worker.errors import Decision
-from worker.jobs.failures import on_failure
+from worker.runtime.failures import on_failure
 
 RETRY_SOON, RETRY_LATER = Decision.RETRY_SOON, Decision.RETRY_LATER
 

@@ -10,8 +10,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from worker import errors
 from worker.constants import JOB_MAX_TRIES, OUTAGE_RETRY_CAP_SECONDS, REDIS_OUTAGE_POLL_SECONDS
-from worker.jobs.retrying import outage_retry_delay, retry_for_outage, retry_later
 from worker.outages import RedisOutage, is_redis_outage, unavailable
+from worker.runtime.job_retry import Attempt, outage_retry_delay
 
 
 def _raised_inside(error: Exception, outer: Exception) -> Exception:
@@ -105,18 +105,18 @@ def test_a_redis_outage_longer_than_the_patience_gives_up() -> None:
 
 def test_a_job_that_met_an_outage_retries_until_its_last_try() -> None:
     outage = asyncpg.CannotConnectNowError("the database system is starting up")
-    retry = retry_for_outage(outage, job_try=2)
+    retry = Attempt(2).retry_for_outage(outage)
     assert retry is not None
     assert retry.defer_score == 4000  # ms: the second outage delay
     # On the last try it is a crash like any other, recorded for `bbingest failures`.
-    assert retry_for_outage(outage, job_try=JOB_MAX_TRIES) is None
-    assert retry_for_outage(ValueError("a bug"), job_try=1) is None
+    assert Attempt(JOB_MAX_TRIES).retry_for_outage(outage) is None
+    assert Attempt(1).retry_for_outage(ValueError("a bug")) is None
 
 
 def test_a_job_bb2_failed_retries_no_sooner_than_asked_until_its_last_try() -> None:
     failed = errors.RateLimited("BB2 answered 429", status=429, retry_after=40)
-    retry = retry_later(failed, job_try=1)
+    retry = Attempt(1).retry_later(failed)
     assert retry is not None
     assert retry.defer_score == 40_000  # ms: BB2's 40 s, above the first 15 s
-    assert retry_later(errors.ServerError("502"), job_try=2).defer_score == 30_000  # type: ignore[union-attr]
-    assert retry_later(failed, job_try=JOB_MAX_TRIES) is None
+    assert Attempt(2).retry_later(errors.ServerError("502")).defer_score == 30_000  # type: ignore[union-attr]
+    assert Attempt(JOB_MAX_TRIES).retry_later(failed) is None

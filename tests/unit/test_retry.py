@@ -3,14 +3,14 @@ from datetime import UTC, datetime
 import pytest
 
 from worker import errors
-from worker.bluebutton.answers import fhir_error, token_error
+from worker.bluebutton.answer_errors import fhir_error, token_error
 from worker.bluebutton.retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,
     is_transient_status,
     parse_retry_after,
 )
-from worker.jobs.retrying import job_retry_delay
+from worker.runtime.job_retry import job_retry_delay
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 

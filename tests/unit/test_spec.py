@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from worker.cli import build_parser
 from worker.intake.models import EVENT_KINDS
-from worker.jobs import lanes
 from worker.jobs.payloads import JobPayload
 from worker.jobs.schemas import PAYLOADS
 from worker.jobs.spec import SPECS
 from worker.jobs.worker import LANES
+from worker.runtime import lanes
 
 
 def _payload_models(root: type[JobPayload]) -> set[type[JobPayload]]:

@@ -37,7 +37,7 @@ def check_content_type(content_type: str | None) -> None:
         raise ProtocolError(f"expected JSON from BB2, got content type {media or 'none'!r}")
 
 
-def load_json_object(body: bytes, what: str) -> dict[str, Any]:
+def _load_json_object(body: bytes, what: str) -> dict[str, Any]:
     """Decode a JSON object, or raise a ProtocolError naming ``what`` was malformed."""
     try:
         data = orjson.loads(body)
@@ -106,7 +106,7 @@ def _next_link(bundle: dict[str, Any]) -> str | None:
 
 def parse_search_page(body: bytes, url: str, resource_type: str, patient_id: str) -> Page:
     """A searchset Bundle as a :class:`Page` of validated resources."""
-    bundle = load_json_object(body, "search Bundle")
+    bundle = _load_json_object(body, "search Bundle")
     if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "searchset":
         raise ProtocolError("search answer is not a searchset Bundle")
     entries = bundle.get("entry", [])
@@ -123,5 +123,5 @@ def parse_search_page(body: bytes, url: str, resource_type: str, patient_id: str
 
 def parse_read(body: bytes, url: str, resource_type: str, patient_id: str) -> Page:
     """A single-resource read as a one-resource :class:`Page`."""
-    resource = check_resource(load_json_object(body, resource_type), resource_type, patient_id)
+    resource = check_resource(_load_json_object(body, resource_type), resource_type, patient_id)
     return Page(url=url, resources=(resource,), next_url=None)

@@ -113,7 +113,7 @@ class BlueButtonClient:
         http: httpx.AsyncClient,
         budget: Budget,
         *,
-        lane: str = "interactive",
+        priority: str = "interactive",
         app: str = "default",
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -122,7 +122,7 @@ class BlueButtonClient:
         self.http = http
         self.base_url = str(http.base_url).rstrip("/")
         self._budget = budget
-        self.lane = lane
+        self.priority = priority
         self.app = app
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
@@ -185,7 +185,7 @@ class BlueButtonClient:
 
     async def take_slot(self) -> None:
         """Wait for a slot of the app's budget (a 429 cool-down included) and take it."""
-        metrics.BUDGET_WAIT.labels(self.app, self.lane).observe(await self._budget.acquire())
+        metrics.BUDGET_WAIT.labels(self.app, self.priority).observe(await self._budget.acquire())
         metrics.BUDGET_RATE.labels(self.app).set(self._budget.current_rate)
 
     async def _send(

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from worker import errors
 from worker.bluebutton import endpoints
-from worker.bluebutton.answers import fhir_error
+from worker.bluebutton.answer_errors import fhir_error
 from worker.bluebutton.bundle import Page, check_content_type, parse_read, parse_search_page
 from worker.bluebutton.client import BlueButtonClient
 from worker.constants import EOB_PAGE_SIZE, MAX_PAGES_PER_QUERY
@@ -81,7 +81,7 @@ class AccessTokens(Protocol):
     async def refreshed(self, stale: str) -> str: ...
 
 
-async def fetch_page(
+async def _fetch_page(
     client: BlueButtonClient, url: str, access_token: str, query: ResourceQuery, patient_id: str
 ) -> Page:
     """GET one page (or the single resource of a read) and validate it."""
@@ -106,18 +106,18 @@ async def _fetch_with_refresh(
 ) -> Page:
     token = await tokens.current()
     try:
-        return await fetch_page(client, url, token, query, patient_id)
+        return await _fetch_page(client, url, token, query, patient_id)
     except errors.TokenExpired:
         token = await tokens.refreshed(token)
     try:
-        return await fetch_page(client, url, token, query, patient_id)
+        return await _fetch_page(client, url, token, query, patient_id)
     except errors.TokenExpired as exc:
         raise errors.ReconsentRequired(
             "BB2 still answers 401 with a freshly refreshed token", status=401
         ) from exc
 
 
-def page_key(url: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+def _page_key(url: str) -> tuple[str, str, tuple[tuple[str, str], ...]]:
     """What identifies a page: its host, its path and its decoded, sorted query parameters
     (the host too: a link to another host is refused as such, not as a repeat)."""
     parts = urlsplit(url)
@@ -144,7 +144,7 @@ async def iter_pages(
     url: str | None = start_url or query.first_url(client.base_url, patient_id, since)
     seen: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
     while url is not None:
-        key = page_key(url)
+        key = _page_key(url)
         if key in seen:
             raise errors.ProtocolError(f"{query.resource_type} next link repeats a page")
         if len(seen) >= MAX_PAGES_PER_QUERY:

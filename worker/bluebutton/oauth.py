@@ -15,7 +15,7 @@ import orjson
 
 from worker import errors
 from worker.bluebutton import endpoints
-from worker.bluebutton.answers import TokenGrant, revoke_error, token_error
+from worker.bluebutton.answer_errors import TokenGrant, revoke_error, token_error
 from worker.bluebutton.client import BlueButtonClient
 
 

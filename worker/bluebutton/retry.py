@@ -1,7 +1,7 @@
 """Request-level retry, pure: how often and how patiently the client repeats a request
 (:class:`RetryPolicy`), which statuses are worth repeating, and what ``Retry-After`` and
-``X-RateLimit-Limit`` ask for. What each BB2 answer means is :mod:`worker.bluebutton.answers`;
-when a job comes back after its requests gave up is :mod:`worker.jobs.retrying`.
+``X-RateLimit-Limit`` ask for. What each BB2 answer means is :mod:`worker.bluebutton.answer_errors`;
+when a job comes back after its requests gave up is :mod:`worker.runtime.job_retry`.
 
 Nothing here does I/O or reads a clock, so every retry decision is unit-tested without a
 network or sleeping.

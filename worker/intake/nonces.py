@@ -12,7 +12,7 @@ from worker.constants import REDIS_PREFIX
 NONCE_KEY: Final = REDIS_PREFIX + ":intake:nonce:{caller}:{nonce}"
 
 
-def nonce_ttl(max_skew: int) -> int:
+def _nonce_ttl(max_skew: int) -> int:
     """Seconds a nonce is remembered: a timestamp passes the check from ``max_skew`` seconds
     before it was made until ``max_skew`` after, so a replay is possible for twice that."""
     return 2 * max_skew
@@ -21,4 +21,4 @@ def nonce_ttl(max_skew: int) -> int:
 async def first_use(redis: Redis, caller: str, nonce: str, *, max_skew: int) -> bool:
     """True the first time ``caller`` sends ``nonce``, False for a replay."""
     key = NONCE_KEY.format(caller=caller, nonce=nonce)
-    return bool(await redis.set(key, b"1", nx=True, ex=nonce_ttl(max_skew)))
+    return bool(await redis.set(key, b"1", nx=True, ex=_nonce_ttl(max_skew)))

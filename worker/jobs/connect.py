@@ -14,10 +14,11 @@ from typing import Any
 
 import structlog
 
-from worker.jobs.context import JobContext
-from worker.jobs.exchange import exchange_step, settle_after_exchange, status_of
+from worker.jobs.exchange import exchange_step, settle_after_exchange
 from worker.jobs.payloads import ConnectJob, parse_payload
-from worker.jobs.services import Services
+from worker.runtime.context import JobContext
+from worker.runtime.job_retry import Attempt
+from worker.runtime.services import Services
 from worker.sync.outcome import load, run_sync
 
 
@@ -28,11 +29,9 @@ async def connect(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     with structlog.contextvars.bound_contextvars(
         job="connect", connection_id=job.connection_id, app=job.app
     ):
-        step = await exchange_step(services, job, ctx)
+        exchanged = await exchange_step(services, job, ctx)
         await settle_after_exchange(services, job.connection_id)
-        if step != "sync":
-            return {"status": await status_of(services, job.connection_id)}
+        if not exchanged.holds_tokens:
+            return {"status": exchanged.status}
         connection = await load(services, job.connection_id)
-        return await run_sync(
-            services, connection, "connect", job_try=ctx["job_try"], job_id=ctx.get("job_id")
-        )
+        return await run_sync(services, connection, "connect", Attempt.of(ctx))

@@ -21,7 +21,6 @@ tokens stays as it is.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -32,21 +31,19 @@ from arq import Retry
 from worker import errors, metrics
 from worker.apps import App
 from worker.bluebutton import oauth
-from worker.constants import JOB_MAX_TRIES
 from worker.errors import Decision
 from worker.events import connection as connection_events
-from worker.jobs import backlog, lanes
-from worker.jobs.context import JobContext
+from worker.jobs import backlog
 from worker.jobs.exchange_grant import save_grant
 from worker.jobs.exchange_rules import (
     EXPIRED,
     Code,
-    Step,
+    Exchanged,
     arrival_of,
+    ended,
     refusal_reason,
     retry_delay,
 )
-from worker.jobs.failures import Handler, on_failure
 from worker.jobs.payloads import (
     ConnectJob,
     ExchangeJob,
@@ -55,9 +52,13 @@ from worker.jobs.payloads import (
     parse_payload,
 )
 from worker.jobs.queue import enqueue
-from worker.jobs.services import Services
+from worker.runtime import lanes
+from worker.runtime.context import JobContext
+from worker.runtime.failures import Handler, on_failure
+from worker.runtime.job_retry import Attempt
+from worker.runtime.services import Services
 from worker.store import audit, connections, exchanges
-from worker.sync.revocation import settle_owed
+from worker.sync.revocation import settle_owed_for_now
 
 log = structlog.get_logger(__name__)
 
@@ -69,9 +70,10 @@ async def _end(
     reason: str,
     event: str,
     error: errors.IngestError | None = None,
-) -> None:
+) -> Exchanged:
     """Record a code exchange that ended without tokens (the connection goes to ``error``,
-    unless it already holds this code's tokens), and its event (``error``: what failed)."""
+    unless it already holds this code's tokens or was unlinked), and its event (``error``:
+    what failed)."""
     cid = code.job.connection_id
     async with services.pool.acquire() as conn, conn.transaction():
         failed = await connections.fail_exchange(conn, cid, code.fingerprint, reason)
@@ -80,15 +82,22 @@ async def _end(
             await audit.record(conn, cid, event, outcome=outcome)
         if failed and ended_before is None:  # a redelivered run's end is no news
             await connection_events.exchange_failed(conn, code.job.app, cid, outcome, error)
+        # Left as it was (it holds this code's tokens, or was unlinked): its status says so.
+        current = None if failed else await connections.get(conn, cid)
     metrics.CODE_EXCHANGES.labels(code.job.app, outcome).inc()
     if outcome == "expired":
         metrics.CODES_EXPIRED.labels(code.job.app).inc()
     log.warning("code_exchange_failed", outcome=outcome, reason=reason, changed=failed)
+    if failed:
+        return ended("error")
+    holds = current is not None and current.code_sha256 == code.fingerprint and current.has_tokens
+    return Exchanged(holds_tokens=holds, status=current.status if current else "unknown")
 
 
-async def _open(services: Services, code: Code) -> exchanges.Exchange | None:
-    """The code's row (and the connection's, ``pending`` if new); None when there is
-    nothing to send (the reason is logged). ``started_at`` is set if a run had sent it."""
+async def _open(services: Services, code: Code) -> exchanges.Exchange | Exchanged:
+    """The code's row (and the connection's, ``pending`` if new), or what the exchange left
+    when there is nothing to send (the reason is logged). ``started_at`` is set if a run had
+    sent it."""
     job = code.job
     received = datetime.fromtimestamp(code.arrival, UTC)
     async with services.pool.acquire() as conn, conn.transaction():
@@ -97,12 +106,12 @@ async def _open(services: Services, code: Code) -> exchanges.Exchange | None:
         if connection.status == "revoked" and received < connection.status_changed_at:
             # An event from before the unlink, processed after it: the latest word was unlink.
             log.info("connect_older_than_unlink")
-            return None
+            return ended(connection.status)
         if row.outcome == "exchanged":
             # A duplicate run after a success whose tokens are gone since (an unlink): the
             # code is spent for sure.
             log.info("code_already_spent")
-            return None
+            return ended(connection.status)
     return row
 
 
@@ -111,14 +120,17 @@ async def _mark_started(services: Services, code: Code) -> None:
         await exchanges.mark_started(conn, code.job.connection_id, code.fingerprint)
 
 
-async def _already_exchanged(services: Services, code: Code) -> bool:
+async def _already_exchanged(services: Services, code: Code) -> Exchanged | None:
+    """The connection, when it holds this code's tokens already (a redelivered job)."""
     async with services.pool.acquire() as conn:
         connection = await connections.get(conn, code.job.connection_id)
-    return (
+    if (
         connection is not None
         and connection.code_sha256 == code.fingerprint
         and connection.has_tokens
-    )
+    ):
+        return Exchanged(holds_tokens=True, status=connection.status)
+    return None
 
 
 async def _send(services: Services, code: Code, app: App) -> oauth.TokenSet:
@@ -134,34 +146,29 @@ async def _send(services: Services, code: Code, app: App) -> oauth.TokenSet:
 
 
 def _exchange_failures(
-    services: Services, code: Code, sent_before: bool, job_try: int
-) -> dict[Decision, Handler[Step]]:
+    services: Services, code: Code, sent_before: bool, attempt: Attempt
+) -> dict[Decision, Handler[Exchanged]]:
     """What an exchange does per decision (worker.errors draws the tree)."""
 
-    async def expired(_: errors.IngestError) -> Step:
-        await _end(services, code, "expired", EXPIRED, "code_expired")
-        return "done"
+    async def expired(_: errors.IngestError) -> Exchanged:
+        return await _end(services, code, "expired", EXPIRED, "code_expired")
 
-    async def failed(exc: errors.IngestError) -> Step:
+    async def failed(exc: errors.IngestError) -> Exchanged:
         if isinstance(exc, errors.AuthorizationFailed):
             outcome: exchanges.Outcome = "lost_in_flight" if sent_before else "refused"
             reason = refusal_reason(exc, sent_before)
-            await _end(services, code, outcome, reason, "authorization_failed", exc)
-            return "done"
+            return await _end(services, code, outcome, reason, "authorization_failed", exc)
         # A client CMS rejects, an answer we cannot trust, an app that cannot serve (or
         # whose secret cannot be read), a paused app: a code lives 60 s, it cannot wait.
-        await _end(services, code, "failed", str(exc), "authorization_failed", exc)
-        return "done"
+        return await _end(services, code, "failed", str(exc), "authorization_failed", exc)
 
-    async def retry_later(exc: errors.IngestError) -> Step:
+    async def retry_later(exc: errors.IngestError) -> Exchanged:
         assert isinstance(exc, errors.RetryableError)
-        delay = retry_delay(exc.retry_after, job_try, code.life_left())
-        if delay is None and job_try >= JOB_MAX_TRIES:
-            await _end(services, code, "failed", str(exc), "authorization_failed", exc)
-            return "done"
+        delay = retry_delay(exc.retry_after, attempt.job_try, code.life_left())
+        if delay is None and attempt.last:
+            return await _end(services, code, "failed", str(exc), "authorization_failed", exc)
         if delay is None:
-            await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
-            return "done"
+            return await _end(services, code, "expired", f"{EXPIRED} ({exc})", "code_expired")
         log.warning("code_exchange_deferred", reason=str(exc), defer=round(delay, 2))
         raise Retry(defer=delay) from exc
 
@@ -173,18 +180,17 @@ def _exchange_failures(
     }
 
 
-async def _exchange(services: Services, code: Code, job_try: int) -> Step:
-    """Exchange the code unless a run already did; ``sync`` when the connection now holds
-    its tokens. Raises Retry when BB2 could not answer and the code has life left."""
-    if await _already_exchanged(services, code):
+async def _exchange(services: Services, code: Code, attempt: Attempt) -> Exchanged:
+    """Exchange the code unless a run already did, and say what it left. Raises Retry when
+    BB2 could not answer and the code has life left."""
+    if done := await _already_exchanged(services, code):
         log.info("code_already_exchanged")  # a redelivered job: the code is spent
-        return "sync"
+        return done
     row = await _open(services, code)
-    if row is None:
-        return "done"
+    if isinstance(row, Exchanged):
+        return row
     if code.age() > code.lifetime:
-        await _end(services, code, "expired", EXPIRED, "code_expired")
-        return "done"
+        return await _end(services, code, "expired", EXPIRED, "code_expired")
     sent_before = row.started_at is not None
     if not sent_before:
         await _mark_started(services, code)
@@ -194,12 +200,12 @@ async def _exchange(services: Services, code: Code, job_try: int) -> Step:
         app = await services.app(code.job.app)
         tokens = await _send(services, code, app)
     except errors.IngestError as exc:
-        return await on_failure(exc, _exchange_failures(services, code, sent_before, job_try))
+        return await on_failure(exc, _exchange_failures(services, code, sent_before, attempt))
     metrics.CODE_AGE_AT_EXCHANGE.labels(code.job.app).observe(code.age())
     return await _keep(services, code, app, tokens)
 
 
-async def _keep(services: Services, code: Code, app: App, tokens: oauth.TokenSet) -> Step:
+async def _keep(services: Services, code: Code, app: App, tokens: oauth.TokenSet) -> Exchanged:
     """Store the tokens (or, if they may not be stored, owe their revocation)."""
     kept = await save_grant(services, code, app, tokens)
     async with services.pool.acquire() as conn:
@@ -207,12 +213,12 @@ async def _keep(services: Services, code: Code, app: App, tokens: oauth.TokenSet
             conn, code.job.connection_id, code.fingerprint, "exchanged", code.age()
         )
     metrics.CODE_EXCHANGES.labels(code.job.app, "exchanged").inc()
-    return "sync" if kept else "done"
+    return kept
 
 
-async def exchange_step(services: Services, job: ConnectJob, ctx: JobContext) -> Step:
-    """Exchange ``job``'s code through the urgent lane of the budget; ``sync`` when the
-    connection holds its tokens and its first sync should follow. Shared by the
+async def exchange_step(services: Services, job: ConnectJob, ctx: JobContext) -> Exchanged:
+    """Exchange ``job``'s code through the urgent lane of the budget and say what it left
+    (a first sync follows when the connection holds its tokens). Shared by the
     ``exchange`` job and the ``connect`` job of the contract."""
     received_at = job.received_at if isinstance(job, ExchangeJob) else None
     code = Code(
@@ -221,7 +227,7 @@ async def exchange_step(services: Services, job: ConnectJob, ctx: JobContext) ->
         arrival=arrival_of(received_at, ctx.get("enqueue_time"), time.time()),
         lifetime=services.settings.bb_code_lifetime,
     )
-    step = await _exchange(services.in_lane(lanes.EXCHANGE), code, ctx["job_try"])
+    step = await _exchange(services.in_lane(lanes.EXCHANGE), code, Attempt.of(ctx))
     await backlog.leave(services.redis, job.app, job.job_id())
     return step
 
@@ -230,15 +236,7 @@ async def settle_after_exchange(services: Services, connection_id: str) -> None:
     """Revoke what an exchange left owed (tokens a relink replaced, a grant dropped after an
     unlink, tokens refused for another app's connection) in the caller's lane, never in
     the urgent one, which is for codes. A failure is recorded and stays owed."""
-    with contextlib.suppress(errors.RetryableError):
-        await settle_owed(services, connection_id)
-
-
-async def status_of(services: Services, connection_id: str) -> str:
-    """The connection's status as a job's result."""
-    async with services.pool.acquire() as conn:
-        found = await connections.get(conn, connection_id)
-    return found.status if found else "unknown"
+    await settle_owed_for_now(services, connection_id)
 
 
 async def exchange(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -249,10 +247,11 @@ async def exchange(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]
     with structlog.contextvars.bound_contextvars(
         job="exchange", connection_id=job.connection_id, app=job.app
     ):
-        if await exchange_step(services, job, ctx) == "sync":
+        exchanged = await exchange_step(services, job, ctx)
+        if exchanged.holds_tokens:
             # The first sync settles what the relink left owed, in its own lane.
             await enqueue(ctx["redis"], FirstSyncJob(connection_id=job.connection_id))
             return {"status": "exchanged"}
         # The urgent priority is for codes: what is owed is revoked at interactive priority.
         await settle_after_exchange(services.in_lane(lanes.INTERACTIVE), job.connection_id)
-        return {"status": await status_of(services, job.connection_id)}
+        return {"status": exchanged.status}

@@ -14,18 +14,18 @@ from worker import errors
 from worker.apps import App
 from worker.bluebutton import oauth
 from worker.constants import GRANT_SAVE_PATIENCE_SECONDS, OUTAGE_RETRY_BASE_SECONDS
-from worker.jobs.exchange_rules import Code, grant_from
-from worker.jobs.services import Services
+from worker.jobs.exchange_rules import Code, Exchanged, ended, grant_from
 from worker.outages import unavailable
-from worker.store import audit, grants, revocations
+from worker.runtime.services import Services
+from worker.store import audit, connections, grants, revocations
 from worker.store.db import Conn
 
 log = structlog.get_logger(__name__)
 
 
-async def save_grant(services: Services, code: Code, app: App, tokens: oauth.TokenSet) -> bool:
-    """Store the new grant (False: it may not be stored, and its tokens are owed a
-    revocation instead), waiting out a Postgres restart: the code is spent, so these tokens
+async def save_grant(services: Services, code: Code, app: App, tokens: oauth.TokenSet) -> Exchanged:
+    """Store the new grant (or, when it may not be stored, owe its tokens a revocation
+    instead), waiting out a Postgres restart: the code is spent, so these tokens
     exist nowhere else."""
     deadline = time.monotonic() + GRANT_SAVE_PATIENCE_SECONDS
     while True:
@@ -42,14 +42,14 @@ async def save_grant(services: Services, code: Code, app: App, tokens: oauth.Tok
 
 async def store_grant(
     conn: Conn, services: Services, code: Code, app: App, tokens: oauth.TokenSet
-) -> bool:
+) -> Exchanged:
     connection_id = code.job.connection_id
     grant = grant_from(app, tokens, code.job.code, datetime.now(UTC))
     seen_at = datetime.fromtimestamp(code.arrival, UTC)
     try:
         if await grants.save_grant(conn, services.cipher, connection_id, grant, seen_at=seen_at):
             await audit.record(conn, connection_id, "authorized", scopes=sorted(tokens.scopes))
-            return True
+            return Exchanged(holds_tokens=True, status="pending")  # until its first sync
         # Unlinked while the code was exchanged: the unlink stands, and the new grant ends.
         end_grant, event = True, "grant_dropped_after_unlink"
     except errors.GrantConflict as exc:
@@ -67,4 +67,7 @@ async def store_grant(
         patient_id=tokens.patient_id,
     )
     await audit.record(conn, connection_id, event)
-    return False
+    if end_grant:
+        return ended("revoked")
+    current = await connections.get(conn, connection_id)  # another app's, left as it was
+    return ended(current.status if current else "unknown")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, Literal
+from typing import Final
 
 from worker import errors
 from worker.apps import App
 from worker.bluebutton import oauth
 from worker.constants import JOB_MAX_TRIES
 from worker.jobs.payloads import ConnectJob, code_fingerprint
-from worker.jobs.retrying import job_retry_delay
+from worker.runtime.job_retry import job_retry_delay
 from worker.store.grants import Grant
 from worker.store.tokens import Tokens
 
@@ -26,7 +26,19 @@ LOST_IN_FLIGHT: Final = (
 # A retry needs at least this much of the code's life left to be worth queueing.
 _MIN_LIFE_FOR_RETRY: Final = 1.0
 
-Step = Literal["sync", "done"]
+
+@dataclass(frozen=True)
+class Exchanged:
+    """What a code exchange left: whether the connection now holds this code's tokens (its
+    first sync follows), and the connection's status, so that nobody reads the row again."""
+
+    holds_tokens: bool
+    status: str
+
+
+def ended(status: str) -> Exchanged:
+    """An exchange that left the connection without this code's tokens, in ``status``."""
+    return Exchanged(holds_tokens=False, status=status)
 
 
 def arrival_of(received_at: float | None, enqueued_at: datetime | None, now: float) -> float:
@@ -59,7 +71,7 @@ def grant_from(app: App, tokens: oauth.TokenSet, code: str, now: datetime) -> Gr
         app=app.name,
         client_id=app.client_id,
         environment=app.environment,
-        tokens=Tokens(tokens.access_token, tokens.refresh_token, tokens.expires_at),
+        tokens=Tokens.issued(tokens),
         patient_id=tokens.patient_id,
         scopes=tuple(sorted(tokens.scopes)),
         consent_expires_at=tokens.grant_expires_at or now + timedelta(days=_DEFAULT_GRANT_DAYS),

@@ -10,10 +10,11 @@ from typing import Any
 
 import structlog
 
-from worker.jobs.context import JobContext
 from worker.jobs.exchange import settle_after_exchange
 from worker.jobs.payloads import FirstSyncJob, parse_payload
-from worker.jobs.services import Services
+from worker.runtime.context import JobContext
+from worker.runtime.job_retry import Attempt
+from worker.runtime.services import Services
 from worker.sync.outcome import load, run_sync
 
 
@@ -24,6 +25,4 @@ async def first_sync(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, An
     with structlog.contextvars.bound_contextvars(job="first_sync", connection_id=job.connection_id):
         await settle_after_exchange(services, job.connection_id)
         connection = await load(services, job.connection_id)
-        return await run_sync(
-            services, connection, "connect", job_try=ctx["job_try"], job_id=ctx.get("job_id")
-        )
+        return await run_sync(services, connection, "connect", Attempt.of(ctx))

@@ -17,13 +17,13 @@ from arq.connections import ArqRedis
 from worker import pauses
 from worker.apps import DEFAULT_APP
 from worker.events import consent
-from worker.jobs import lanes
 from worker.jobs.capacity import plan_night, requests_per_resync
-from worker.jobs.context import JobContext
 from worker.jobs.payloads import ResyncJob, UnlinkJob
 from worker.jobs.queue import enqueue
-from worker.jobs.services import Services
 from worker.retention import due_for_purge
+from worker.runtime import lanes
+from worker.runtime.context import JobContext
+from worker.runtime.services import Services
 from worker.store import apps, listing, revocations
 from worker.store.db import Conn
 

@@ -23,7 +23,7 @@ from worker.constants import (
     JOB_UNLINK,
 )
 from worker.errors import InvalidJob
-from worker.jobs.lanes import BULK, EXCHANGE, INTERACTIVE, Lane
+from worker.runtime.lanes import BULK, EXCHANGE, INTERACTIVE, Lane
 from worker.settings import is_loopback_host
 
 ConnectionId = Annotated[
@@ -136,7 +136,7 @@ class ResyncJob(JobPayload):
 Payload = TypeVar("Payload", bound=JobPayload)
 
 
-def describe_errors(error: ValidationError) -> str:
+def _describe_errors(error: ValidationError) -> str:
     """A one-line reason naming each bad field, never echoing the (secret) value."""
     reasons = []
     for item in error.errors(include_input=False, include_url=False):
@@ -157,4 +157,4 @@ def parse_payload(model: type[Payload], args: Sequence[Any], kwargs: Mapping[str
     try:
         return model.model_validate({**data, **kwargs})
     except ValidationError as exc:
-        raise InvalidJob(f"invalid {model.__name__} payload: {describe_errors(exc)}") from None
+        raise InvalidJob(f"invalid {model.__name__} payload: {_describe_errors(exc)}") from None

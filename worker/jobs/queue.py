@@ -9,9 +9,9 @@ import orjson
 from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from worker.constants import QUEUE_INTERACTIVE
-from worker.jobs.lanes import Lane
 from worker.jobs.payloads import JobPayload
 from worker.outages import redis_retry_options
+from worker.runtime.lanes import Lane
 from worker.transport import redis_tls_options
 
 

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from worker import errors
-from worker.jobs.context import JobContext
 from worker.jobs.payloads import ResyncJob, parse_payload
-from worker.jobs.services import Services
+from worker.runtime.context import JobContext
+from worker.runtime.job_retry import Attempt
+from worker.runtime.services import Services
 from worker.store import connections, sync_runs
 from worker.sync.outcome import run_sync
 from worker.sync.plan import choose_plan
-from worker.sync.revocation import settle_owed
+from worker.sync.revocation import settle_owed_for_now
 
 log = structlog.get_logger(__name__)
 
@@ -38,8 +37,7 @@ async def resync(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
             return {"status": status}
         # Tokens a relink replaced are owed a revocation; the nightly unlink retries only
         # those of unlinked connections, so a live connection's next resync settles them.
-        with contextlib.suppress(errors.RetryableError):  # recorded: they stay owed
-            await settle_owed(services, job.connection_id)
+        await settle_owed_for_now(services, job.connection_id)
         plan = choose_plan(
             datetime.now(UTC),
             history,
@@ -50,7 +48,6 @@ async def resync(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
             services,
             connection,
             "resync",
-            job_try=ctx["job_try"],
-            job_id=ctx.get("job_id"),
+            Attempt.of(ctx),
             plan=plan,
         )

@@ -17,7 +17,7 @@ from worker.jobs.spec import SPECS
 PAYLOADS: dict[str, type[JobPayload]] = {spec.name: spec.payload for spec in SPECS}
 
 
-def schema_of(job: str) -> dict[str, Any]:
+def _schema_of(job: str) -> dict[str, Any]:
     """The JSON Schema of one job's keyword arguments."""
     schema = PAYLOADS[job].model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": job, **schema}
@@ -25,10 +25,10 @@ def schema_of(job: str) -> dict[str, Any]:
 
 def render(job: str) -> bytes:
     """The schema file's exact bytes."""
-    return orjson.dumps(schema_of(job), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    return orjson.dumps(_schema_of(job), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
-def write_all(directory: Path) -> None:
+def _write_all(directory: Path) -> None:
     """Write ``<job>.schema.json`` for every job into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     for job in PAYLOADS:
@@ -36,4 +36,4 @@ def write_all(directory: Path) -> None:
 
 
 if __name__ == "__main__":
-    write_all(Path(sys.argv[1]))
+    _write_all(Path(sys.argv[1]))

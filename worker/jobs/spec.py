@@ -18,12 +18,9 @@ from worker.constants import (
     JOB_MAX_TRIES,
     JOB_TIMEOUT_SECONDS,
 )
-from worker.jobs import lanes
 from worker.jobs.connect import connect
 from worker.jobs.exchange import exchange
 from worker.jobs.first_sync import first_sync
-from worker.jobs.instrument import Job
-from worker.jobs.lanes import Lane
 from worker.jobs.payloads import (
     ConnectJob,
     ExchangeJob,
@@ -34,12 +31,15 @@ from worker.jobs.payloads import (
 )
 from worker.jobs.resync import resync
 from worker.jobs.unlink import unlink
+from worker.runtime import lanes
+from worker.runtime.instrument import Job
+from worker.runtime.lanes import Lane
 
 
 @dataclass(frozen=True)
 class JobSpec:
     """One job: its payload, the function arq calls, how often and how long it may run,
-    and the lease a replica holds while it runs (``worker.jobs.lease``). Every job keeps no
+    and the lease a replica holds while it runs (``worker.runtime.lease``). Every job keeps no
     result in Redis (JOB_KEEP_RESULT_SECONDS: the arguments hold codes and verifiers)."""
 
     payload: type[JobPayload]

@@ -14,11 +14,11 @@ import structlog
 
 from worker import errors
 from worker.errors import Decision
-from worker.jobs import retrying
-from worker.jobs.context import JobContext
-from worker.jobs.failures import on_failure
 from worker.jobs.payloads import UnlinkJob, parse_payload
-from worker.jobs.services import Services
+from worker.runtime.context import JobContext
+from worker.runtime.failures import on_failure
+from worker.runtime.job_retry import Attempt
+from worker.runtime.services import Services
 from worker.store import audit, unlinks
 from worker.sync.revocation import KEPT, settle_owed
 
@@ -42,10 +42,10 @@ async def _delete_locally(services: Services, connection_id: str) -> bool:
     return True
 
 
-async def _revoke_at_cms(services: Services, connection_id: str, job_try: int) -> list[str]:
+async def _revoke_at_cms(services: Services, connection_id: str, attempt: Attempt) -> list[str]:
     async def retry_later_else_keep(exc: errors.IngestError) -> list[str]:
         assert isinstance(exc, errors.RetryableError)
-        if retry := retrying.retry_later(exc, job_try):
+        if retry := attempt.retry_later(exc):
             raise retry from exc
         return [KEPT]
 
@@ -62,7 +62,7 @@ async def unlink(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     with structlog.contextvars.bound_contextvars(job="unlink", connection_id=job.connection_id):
         found = await _delete_locally(services, job.connection_id)
         # Rows owed for a connection that is gone (a purge) are settled all the same.
-        revocation = await _revoke_at_cms(services, job.connection_id, ctx["job_try"])
+        revocation = await _revoke_at_cms(services, job.connection_id, Attempt.of(ctx))
         if not found:
             log.info("unlink_of_unknown_connection")
             return {"status": "unknown", **({"cms": revocation} if revocation else {})}

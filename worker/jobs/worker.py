@@ -21,16 +21,16 @@ from arq.worker import Function, func
 from worker.apps import default_app
 from worker.constants import JOB_KEEP_RESULT_SECONDS, JOB_MAX_TRIES, JOB_TIMEOUT_SECONDS
 from worker.errors import AppUnavailable
-from worker.jobs import lanes
-from worker.jobs.instrument import instrumented
-from worker.jobs.lanes import Lane
 from worker.jobs.nightly import nightly
 from worker.jobs.queue import deserialize, open_queue, serialize
-from worker.jobs.resilient import ResilientWorker
-from worker.jobs.services import Services, close_services, open_services
 from worker.jobs.spec import JobSpec, specs_in
 from worker.ops import Heartbeat, operations
 from worker.outages import unavailable
+from worker.runtime import lanes
+from worker.runtime.instrument import instrumented
+from worker.runtime.lanes import Lane
+from worker.runtime.resilient import ResilientWorker
+from worker.runtime.services import Services, close_services, open_services
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)

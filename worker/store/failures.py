@@ -9,7 +9,7 @@ from typing import Literal
 from worker.constants import MAX_ERROR_CHARS
 from worker.store.db import Conn
 
-Kind = Literal["invalid", "crashed"]
+FailureKind = Literal["invalid", "crashed"]
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,13 @@ class Failure:
     job: str
     job_id: str
     job_try: int
-    kind: Kind
+    kind: FailureKind
     reason: str
 
 
-async def record(conn: Conn, job: str, job_id: str, job_try: int, kind: Kind, reason: str) -> None:
+async def record(
+    conn: Conn, job: str, job_id: str, job_try: int, kind: FailureKind, reason: str
+) -> None:
     """Remember a job that will not be retried."""
     await conn.execute(
         "INSERT INTO job_failures (job, job_id, job_try, kind, reason) VALUES ($1, $2, $3, $4, $5)",

@@ -28,7 +28,7 @@ class Grant:
     code_sha256: str
 
 
-def grant_conflict(current: Connection | None, grant: Grant) -> str | None:
+def _grant_conflict(current: Connection | None, grant: Grant) -> str | None:
     """Why ``grant`` may not be stored on ``current``: a live (not revoked) connection never
     moves to another app or another patient without an unlink first."""
     if current is None or current.status == "revoked":
@@ -52,7 +52,7 @@ async def save_grant(
     are owed a revocation: of those tokens only when the new grant is the same one at CMS
     (same client and patient), of their grant otherwise. Call inside a transaction.
     """
-    conflict = grant_conflict(await get(conn, connection_id), grant)
+    conflict = _grant_conflict(await get(conn, connection_id), grant)
     if conflict is not None:
         raise GrantConflict(conflict)
     await _owe_replaced(conn, connection_id, grant)

@@ -15,7 +15,7 @@ from worker.crypto import TokenCipher
 from worker.store.db import Conn
 
 
-def patient_hash(patient_id: str | None) -> str | None:
+def _patient_hash(patient_id: str | None) -> str | None:
     """What a row keeps of the patient id: enough to compare, nothing to read."""
     return None if patient_id is None else hashlib.sha256(patient_id.encode()).hexdigest()
 
@@ -68,7 +68,7 @@ async def owe(
         end_grant=end_grant,
         app=app,
         client_id=client_id,
-        patient_sha256=patient_hash(patient_id),
+        patient_sha256=_patient_hash(patient_id),
     )
 
 

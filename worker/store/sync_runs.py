@@ -5,10 +5,10 @@ from __future__ import annotations
 from worker.constants import MAX_ERROR_CHARS
 from worker.store.db import Conn
 from worker.store.resources import UpsertCounts
-from worker.sync.model import Cursor, History, Kind, Plan, Run
+from worker.sync.model import Cursor, History, Plan, Run, RunKind
 
 
-async def start_or_resume(conn: Conn, connection_id: str, kind: Kind, plan: Plan) -> Run:
+async def start_or_resume(conn: Conn, connection_id: str, kind: RunKind, plan: Plan) -> Run:
     """Resume the connection's unfinished run (with the plan it started with), or start one."""
     async with conn.transaction():
         record = await conn.fetchrow(

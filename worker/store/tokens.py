@@ -6,12 +6,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from worker.crypto import TokenCipher
 from worker.errors import ConnectionRevoked, UnknownConnection
 from worker.store import revocations
 from worker.store.db import Conn
 from worker.store.revocations import token_context
+
+
+class Issued(Protocol):
+    """A token answer of CMS as the store sees it (``worker.bluebutton.oauth.TokenSet``)."""
+
+    @property
+    def access_token(self) -> str: ...
+
+    @property
+    def refresh_token(self) -> str: ...
+
+    @property
+    def expires_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -23,6 +37,11 @@ class Tokens:
     access_expires_at: datetime
     # connections.token_generation when read: what a refresh's compare-and-swap expects.
     generation: int = 0
+
+    @classmethod
+    def issued(cls, answer: Issued, generation: int = 0) -> Tokens:
+        """The tokens of a token answer, of the row's ``generation`` when read."""
+        return cls(answer.access_token, answer.refresh_token, answer.expires_at, generation)
 
     def __repr__(self) -> str:
         return f"Tokens(access_expires_at={self.access_expires_at})"

@@ -19,10 +19,10 @@ from worker.apps import App
 from worker.bluebutton.bundle import Page, parse_last_updated
 from worker.bluebutton.client import BlueButtonClient
 from worker.bluebutton.fhir import RESOURCE_QUERIES, ResourceQuery, iter_pages
-from worker.jobs.services import Services
+from worker.runtime.services import Services
 from worker.store import connections, resources, sync_runs
 from worker.store.resources import ResourceRow
-from worker.sync.model import Kind, Plan, Run
+from worker.sync.model import Plan, Run, RunKind
 from worker.sync.plan import cursor_after, queries_for, remaining_steps
 from worker.sync.tokens import ConnectionTokens
 
@@ -150,7 +150,7 @@ class _Sync:
 
 
 async def sync_connection(
-    services: Services, connection: connections.Connection, app: App, kind: Kind, plan: Plan
+    services: Services, connection: connections.Connection, app: App, kind: RunKind, plan: Plan
 ) -> SyncResult:
     """Fetch what ``plan`` asks of ``connection`` into the store through ``app`` (a resumed
     run keeps its own plan).

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-Kind = Literal["connect", "resync"]
+RunKind = Literal["connect", "resync"]
 Mode = Literal["full", "incremental"]
 
 

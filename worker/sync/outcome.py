@@ -1,6 +1,6 @@
 """Runs a sync for a job and turns its outcome into the connection's status.
 
-Per decision (:func:`worker.decisions.decide`, through :mod:`worker.jobs.failures`): success
+Per decision (:func:`worker.decisions.decide`, through :mod:`worker.runtime.failures`): success
 → ``active``; a retryable failure → arq ``Retry`` with a delay
 (the run keeps its cursor and resumes), or ``error`` once the tries are spent; re-consent
 needed → ``needs_reauth``; anything permanent (an app that cannot serve the connection
@@ -22,14 +22,13 @@ from worker import errors, pauses
 from worker.constants import APP_PAUSE_PROBE_SECONDS
 from worker.errors import Decision
 from worker.events import connection as connection_events
-from worker.jobs import retrying
-from worker.jobs.failures import Handler, on_failure
-from worker.jobs.retrying import give_back_try
-from worker.jobs.services import Services
+from worker.runtime.failures import Handler, on_failure
+from worker.runtime.job_retry import Attempt
+from worker.runtime.services import Services
 from worker.store import audit, connections, sync_runs
 from worker.store.connections import Status
 from worker.sync.engine import SyncResult, sync_connection
-from worker.sync.model import FULL, Kind, Plan
+from worker.sync.model import FULL, Plan, RunKind
 
 log = structlog.get_logger(__name__)
 
@@ -62,19 +61,18 @@ async def _fail(
 
 
 async def _wait_for_app(
-    services: Services, connection: connections.Connection, job_id: str | None
+    services: Services, connection: connections.Connection, attempt: Attempt
 ) -> Retry:
     """CMS made the app inactive: nothing about this connection changes; the job comes
     back in about a minute (a probe), its run and cursor kept, and the wait spends none of
-    its tries (``job_id``: arq's, to give the try back)."""
+    its tries."""
     await pauses.mark_paused(services.redis, services.pool, connection.app)
-    if job_id is not None:
-        await give_back_try(services.redis, job_id)
+    await attempt.give_back(services.redis)
     return Retry(defer=APP_PAUSE_PROBE_SECONDS)
 
 
 def _sync_failures(
-    services: Services, connection: connections.Connection, job_try: int, job_id: str | None
+    services: Services, connection: connections.Connection, attempt: Attempt
 ) -> dict[Decision, Handler[dict[str, Any]]]:
     """What a sync job does per decision (worker.errors draws the tree)."""
 
@@ -83,20 +81,20 @@ def _sync_failures(
         return {"status": "revoked"}
 
     async def wait_for_app(exc: errors.IngestError) -> dict[str, Any]:
-        raise await _wait_for_app(services, connection, job_id) from exc
+        raise await _wait_for_app(services, connection, attempt) from exc
 
     async def retry_later(exc: errors.IngestError) -> dict[str, Any]:
         assert isinstance(exc, errors.RetryableError)
-        if retry := retrying.retry_later(exc, job_try):
-            log.warning("sync_deferred", reason=str(exc), job_try=job_try)
+        if retry := attempt.retry_later(exc):
+            log.warning("sync_deferred", reason=str(exc), job_try=attempt.job_try)
             raise retry from exc
-        reason = f"gave up after {job_try} tries: {exc}"
+        reason = f"gave up after {attempt.job_try} tries: {exc}"
         return {"status": await _fail(services, connection, "error", exc, reason)}
 
     async def retry_soon(exc: errors.IngestError) -> dict[str, Any]:
         if isinstance(exc, errors.KeyMissing):
             # This replica lacks a key another one sealed with: not the connection's fault.
-            raise retrying.key_missing_retry(exc, job_try) from exc
+            raise attempt.key_missing(exc) from exc
         raise exc  # an outage: the worker's outage retry brings the job back soon
 
     async def reconsent(exc: errors.IngestError) -> dict[str, Any]:
@@ -167,15 +165,13 @@ async def load(services: Services, connection_id: str) -> connections.Connection
 async def run_sync(
     services: Services,
     connection: connections.Connection,
-    kind: Kind,
+    kind: RunKind,
+    attempt: Attempt,
     *,
-    job_try: int,
-    job_id: str | None = None,
     plan: Plan = FULL,
 ) -> dict[str, Any]:
     """Sync the connection (as the job just read it) and record the outcome; raises
-    ``Retry`` to come back later (``job_id``: arq's, so that waiting for an app CMS holds
-    inactive spends no try)."""
+    ``Retry`` to come back later."""
     if connection.status == "revoked" or not connection.has_tokens:
         log.info("sync_not_needed", status=connection.status)
         return {"status": connection.status}
@@ -187,7 +183,7 @@ async def run_sync(
             deleted = await _succeed(services, connection, result)
         await pauses.mark_active(services.redis, services.pool, app.name)
     except errors.IngestError as exc:
-        return await on_failure(exc, _sync_failures(services, connection, job_try, job_id))
+        return await on_failure(exc, _sync_failures(services, connection, attempt))
     log.info(
         "sync_succeeded",
         mode=result.plan.mode,

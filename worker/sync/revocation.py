@@ -35,8 +35,8 @@ from worker.bluebutton.client import BlueButtonClient
 from worker.constants import MAX_GRANT_REFUSALS
 from worker.errors import Decision
 from worker.events.emit import emit
-from worker.jobs.failures import Handler, on_failure
-from worker.jobs.services import Services
+from worker.runtime.failures import Handler, on_failure
+from worker.runtime.services import Services
 from worker.store import audit, revocations
 from worker.store.revocations import Owed
 from worker.sync.refresh_lock import RefreshLock
@@ -186,3 +186,16 @@ async def settle_owed(services: Services, connection_id: str) -> list[str]:
         async with services.pool.acquire() as conn:
             owed = await revocations.owed_of(conn, services.cipher, connection_id)
         return [await _settle_one(services, row) for row in owed]
+
+
+async def settle_owed_for_now(services: Services, connection_id: str) -> None:
+    """:func:`settle_owed`, for a job whose own work comes next: what BB2 cannot take now
+    (a retryable failure, recorded on its row) stays owed for a later job or the nightly run."""
+
+    async def left_owed(exc: errors.IngestError) -> None:
+        log.info("revocation_left_owed", reason=str(exc))
+
+    try:
+        await settle_owed(services, connection_id)
+    except errors.IngestError as exc:
+        await on_failure(exc, {Decision.RETRY_LATER: left_owed})

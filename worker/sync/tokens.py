@@ -42,7 +42,7 @@ from worker import errors
 from worker.apps import App
 from worker.bluebutton import oauth
 from worker.bluebutton.client import BlueButtonClient
-from worker.jobs.services import Services
+from worker.runtime.services import Services
 from worker.store import audit
 from worker.store import tokens as token_store
 from worker.store.tokens import Tokens
@@ -133,9 +133,7 @@ class ConnectionTokens:
                 log.warning("refresh_lost_to_another", fenced=held.lost)
                 return self._use(now_stored)
             raise
-        new = Tokens(
-            granted.access_token, granted.refresh_token, granted.expires_at, stored.generation
-        )
+        new = Tokens.issued(granted, stored.generation)
         if not await self._store(new):
             log.warning("refreshed_tokens_owed_revocation")
             return self._use(await self._load())  # ConnectionRevoked when it was unlinked

@@ -8,13 +8,13 @@ import asyncpg
 from redis.asyncio import Redis
 
 from worker.apps import DEFAULT_APP, App, default_app, issued_by
+from worker.bluebutton.app_clients import AppClients, BlueButtonClients
 from worker.bluebutton.client import BlueButtonClient
-from worker.bluebutton.clients import AppClients, BlueButtonClients
 from worker.constants import BUDGET_WINDOW_SECONDS
 from worker.crypto import TokenCipher, cipher_for, uncovered
 from worker.errors import ConfigError
-from worker.jobs.lanes import INTERACTIVE, Lane
 from worker.outages import open_redis
+from worker.runtime.lanes import INTERACTIVE, Lane
 from worker.settings import Settings
 from worker.store import apps
 from worker.store.connections import Connection

@@ -15,10 +15,10 @@ from arq import Retry
 
 from worker import metrics
 from worker.errors import InvalidJob
-from worker.jobs.context import JobContext
-from worker.jobs.lease import lease
-from worker.jobs.retrying import retry_for_outage
-from worker.jobs.services import Services
+from worker.runtime.context import JobContext
+from worker.runtime.job_retry import Attempt
+from worker.runtime.lease import lease
+from worker.runtime.services import Services
 from worker.store import failures
 
 log = structlog.get_logger(__name__)
@@ -38,7 +38,7 @@ async def _remember(ctx: JobContext, name: str, outcome: str, error: Exception) 
     # A crash's text is an exception message of ours or a library's: never a payload.
     reason = str(error) if outcome == "invalid" else f"{type(error).__name__}: {error}"
     services: Services = ctx["services"]
-    kind: failures.Kind = "invalid" if outcome == "invalid" else "crashed"
+    kind: failures.FailureKind = "invalid" if outcome == "invalid" else "crashed"
     async with services.pool.acquire() as conn:
         await failures.record(conn, name, ctx["job_id"], ctx["job_try"], kind, reason)
 
@@ -61,7 +61,7 @@ def instrumented(name: str, job: Job, *, lease_seconds: float | None = None) -> 
             async with lease(ctx["redis"], ctx["job_id"], seconds):
                 result = await job(ctx, *args, **kwargs)
         except BaseException as exc:
-            retry = retry_for_outage(exc, ctx["job_try"])
+            retry = Attempt.of(ctx).retry_for_outage(exc)
             outcome = _outcome(retry or exc)
             _finished(name, ctx["job_try"], outcome)
             if outcome != "retry" and isinstance(exc, Exception):

@@ -7,7 +7,7 @@ from typing import Required, TypedDict
 
 from arq.connections import ArqRedis
 
-from worker.jobs.services import Services
+from worker.runtime.services import Services
 
 
 class JobContext(TypedDict, total=False):

@@ -4,7 +4,7 @@ A job states what it does per :class:`~worker.errors.Decision` (its own small ta
 handlers); :func:`on_failure` asks :func:`worker.decisions.decide` for the failure's decision
 and runs that handler. Jobs catch only :class:`~worker.errors.IngestError` (failures of
 ours); a failure the job has no handler for is raised again, like every other exception (a
-driver's outage, a bug): arq records it (``worker.jobs.instrument``), and an outage of our
+driver's outage, a bug): arq records it (``worker.runtime.instrument``), and an outage of our
 own Postgres or Redis comes back soon through the outage retry there.
 """
 

@@ -39,7 +39,7 @@ def _json_field(body: bytes, *names: str) -> str:
     return ""
 
 
-def is_app_inactive(text: str) -> bool:
+def _is_app_inactive(text: str) -> bool:
     """CMS's words for an app it made inactive: "This application, NAME, is temporarily
     inactive." (apps/constants.py; FACTS.md, Authorization)."""
     return APP_INACTIVE_TEXT in text.lower()
@@ -54,7 +54,7 @@ def fhir_error(status: int, body: bytes) -> errors.BlueButtonError:
     detail = _json_field(body, "detail")
     message = f"BB2 answered {status}: {detail or f'HTTP {status}'}"
     if status == 401:
-        if is_app_inactive(detail):
+        if _is_app_inactive(detail):
             return errors.AppPaused(message, status=status)
         if LAPSED_GRANT_TEXT in detail.lower():
             return errors.ReconsentRequired(message, status=status, grant_ended=True)
@@ -109,7 +109,7 @@ def token_error(status: int, body: bytes, grant: TokenGrant) -> errors.BlueButto
         return (errors.ServerError if _json_object(body) else errors.EdgeError)(
             message, status=status
         )
-    if code == "invalid_client" and is_app_inactive(description):
+    if code == "invalid_client" and _is_app_inactive(description):
         return errors.AppPaused(message, status=status)
     if code == "invalid_client" and status == 401:
         return errors.ClientRejected(message, status=status)
@@ -131,6 +131,6 @@ def revoke_error(status: int, body: bytes) -> errors.BlueButtonError:
     the revocation waits for the app. ``/v2/o/revoke/`` answers 500 for a token it cannot
     find as an access token (FACTS.md, Revocation): a ServerError with status 500."""
     text = _json_field(body, "description", "error_description", "detail").lower()
-    if status == 403 and ("not active" in text or is_app_inactive(text)):
+    if status == 403 and ("not active" in text or _is_app_inactive(text)):
         return errors.AppPaused(f"revocation answered 403: {text}", status=status)
     return token_error(status, body, "refresh_token")

@@ -1,4 +1,4 @@
-"""One :class:`BlueButtonClient` per app and lane, built on first use and kept.
+"""One :class:`BlueButtonClient` per app and budget priority, built on first use and kept.
 
 Apps that share a base URL share its connection pool; each client id has its own budget
 (BB2 counts requests per app), so one app's traffic or 429 cool-down never slows another.
@@ -13,25 +13,43 @@ from typing import Literal, Protocol
 import httpx
 from redis.asyncio import Redis
 
-from worker.apps import App
 from worker.bluebutton.budget import BULK, INTERACTIVE, URGENT, RequestBudget
 from worker.bluebutton.client import BlueButtonClient, Budget, build_http_client, warm_up
 
-Lane = Literal["exchange", "interactive", "bulk"]
+# The budget priority of a request, named after the lane whose jobs send it (a lane is a
+# queue and one of these: worker.runtime.lanes).
+Priority = Literal["exchange", "interactive", "bulk"]
 # Code exchanges go before everything (a code lives 60 s), bulk after everything.
-PRIORITIES: dict[Lane, int] = {"exchange": URGENT, "interactive": INTERACTIVE, "bulk": BULK}
+PRIORITIES: dict[Priority, int] = {"exchange": URGENT, "interactive": INTERACTIVE, "bulk": BULK}
+
+
+class App(Protocol):
+    """What a client is built from: an app of the registry (``worker.apps.App``) as this
+    package sees it, by name, base URL, client id and rate."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def rate_limit(self) -> int: ...
 
 
 class BlueButtonClients(Protocol):
     """Where jobs get the BB2 client of an app (see :class:`AppClients`)."""
 
-    async def client(self, app: App, lane: Lane) -> BlueButtonClient: ...
+    async def client(self, app: App, priority: Priority) -> BlueButtonClient: ...
 
     async def aclose(self) -> None: ...
 
 
 class AppClients:
-    """The BB2 clients of a replica, per app and lane."""
+    """The BB2 clients of a replica, per app and priority."""
 
     def __init__(
         self,
@@ -49,26 +67,26 @@ class AppClients:
         self._window = window
         self._http: dict[str, httpx.AsyncClient] = {}
         self._opening: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._clients: dict[tuple[str, str, str, int, Lane], BlueButtonClient] = {}
+        self._clients: dict[tuple[str, str, str, int, Priority], BlueButtonClient] = {}
 
-    async def client(self, app: App, lane: Lane) -> BlueButtonClient:
-        """The client that sends ``app``'s requests in ``lane`` through its budget."""
-        key = (app.name, app.base_url, app.client_id, app.rate_limit, lane)
+    async def client(self, app: App, priority: Priority) -> BlueButtonClient:
+        """The client that sends ``app``'s requests at ``priority`` through its budget."""
+        key = (app.name, app.base_url, app.client_id, app.rate_limit, priority)
         found = self._clients.get(key)
         if found is None:
-            # Each lane yields to the lanes of higher priority waiting for the same budget.
+            # Each priority yields to the higher ones waiting for the same budget.
             budget = RequestBudget(
                 self._redis,
                 app.client_id,
                 app.rate_limit,
                 burst=min(self._burst, app.rate_limit),
-                priority=PRIORITIES[lane],
+                priority=PRIORITIES[priority],
                 window=self._window,
             )
             found = BlueButtonClient(
                 await self.http(app.base_url, budget),
                 budget,
-                lane=lane,
+                priority=priority,
                 app=app.name,
             )
             self._clients[key] = found

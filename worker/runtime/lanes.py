@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from worker.bluebutton.clients import Lane as Priority
+from worker.bluebutton.app_clients import Priority
 from worker.constants import QUEUE_BULK, QUEUE_EXCHANGE, QUEUE_INTERACTIVE
 
 
