@@ -22,6 +22,9 @@ from worker.jobs.queue import open_queue
 from worker.jobs.resync import resync
 from worker.jobs.worker import build_worker
 from worker.local import emulator_stats
+from worker.sync.engine import sync_connection
+from worker.sync.model import FULL
+from worker.sync.outcome import _succeed, load, run_sync
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=80)
 
@@ -93,6 +96,31 @@ async def test_full_pass_deletes_what_bb2_no_longer_serves(
     assert synced["detail"]["mode"] == "full"
     assert synced["detail"]["deleted"] == 1
     assert await pool.fetchval("SELECT count(*) FROM sync_seen") == 0
+
+
+async def test_a_stale_full_pass_deletes_nothing_a_newer_pass_stored(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    """A re-consent mid-sync: a second pass resumes the first's run and closes it, a third
+    stores a claim CMS added since; the first pass, finishing last, closed no run and must
+    delete nothing (its run's seen ids were used and dropped by the pass that closed it)."""
+    emulator, _, services = await connected(start, CONFIG)
+    connection = await load(services, "conn-1")
+    app = await services.app_of(connection)
+    stale = await sync_connection(services, connection, app, "resync", FULL)
+    assert (await run_sync(services, connection, "resync", job_try=1))["status"] == "active"
+    await emulator_post(
+        emulator.base_url,
+        "/_emulator/claims/add",
+        {"patient_id": patient_id(1), "claim_type": "snf"},
+    )
+    assert (await run_sync(services, connection, "resync", job_try=1))["status"] == "active"
+    stored = await stored_resources(pool, "conn-1")
+    assert len(stored) == 80 + 1 + 4 + 1
+    assert await _succeed(services, "conn-1", stale) is None
+    assert await stored_resources(pool, "conn-1") == stored
+    runs = await pool.fetch("SELECT status FROM sync_runs ORDER BY run_id")
+    assert [run["status"] for run in runs] == ["succeeded"] * 3
 
 
 async def test_resync_of_connections_without_live_tokens_does_nothing(

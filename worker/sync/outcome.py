@@ -108,13 +108,18 @@ def _sync_failures(
     }
 
 
-async def _succeed(services: Services, connection_id: str, result: SyncResult) -> int:
+async def _succeed(services: Services, connection_id: str, result: SyncResult) -> int | None:
+    """Close the run, delete what a full pass did not see, mark the connection active; the
+    number deleted. None when the run was no longer running (another pass of the
+    connection sharing it closed it, or it failed meanwhile): that word stands, and this
+    pass's partial view of what was seen must delete nothing."""
     async with services.pool.acquire() as conn, conn.transaction():
         await connections.lock_live(conn, connection_id, exclusive=result.plan.mode == "full")
+        if not await sync_runs.finish(conn, result.run_id):
+            return None
         deleted = 0
         if result.plan.mode == "full":
             deleted = await sync_runs.delete_unseen(conn, result.run_id, connection_id)
-        await sync_runs.finish(conn, result.run_id)
         await connections.set_status(conn, connection_id, "active", synced_at=datetime.now(UTC))
         await audit.record(
             conn,
@@ -161,6 +166,9 @@ async def run_sync(
         await pauses.mark_active(services.redis, app.name)
     except errors.IngestError as exc:
         return await on_failure(exc, _sync_failures(services, connection, job_try, job_id))
+    if deleted is None:
+        log.info("sync_superseded", reason="run closed by another pass")
+        return {"status": "superseded"}
     log.info(
         "sync_succeeded",
         mode=result.plan.mode,
