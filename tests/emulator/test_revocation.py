@@ -219,3 +219,65 @@ async def test_the_grant_is_per_app_and_another_apps_token_is_refused(
     assert ended.status_code == 200
     assert [grant["client_id"] for grant in await grants(harness)] == [ACME.client_id]
     assert (await harness.fhir("Coverage", acme["access_token"])).status_code == 200
+
+
+async def test_revoke_finds_the_app_as_bb2_does_for_every_request_shape(
+    harness: Harness,
+) -> None:
+    # RevokeView.post (apps/dot_ext/views/authorization.py) -> validate_app_is_active ->
+    # get_application_from_request (apps/dot_ext/utils.py): the data's token names the app
+    # before its client_id does, and InvalidRequestError is not caught (handler500).
+    tokens = await harness.tokens()
+    body_creds = {"client_id": CLIENT[0], "client_secret": CLIENT[1]}
+    post = harness.http.post
+    unknown_client = {"client_id": "no-such-app", "client_secret": "x"}
+    with_token = await post(
+        "/v2/o/revoke/", data={"token": tokens["access_token"], **unknown_client}
+    )
+    without_token = await post("/v2/o/revoke/", data=unknown_client)
+    other_client = await post(
+        "/v2/o/revoke/",
+        data={"token": tokens["access_token"], "client_id": "no-such-app"},
+        auth=CLIENT,
+    )
+    unknown_bearer = await post(
+        "/v2/o/revoke/",
+        data={"token": tokens["access_token"]},
+        headers={"Authorization": "Bearer x"},
+    )
+    assert with_token.status_code == other_client.status_code == unknown_bearer.status_code == 500
+    assert without_token.status_code == 400
+    assert without_token.json() == {
+        "status_code": 400,
+        "error": "invalid_client",
+        "error_description": "Application does not exist (client_id)",
+    }
+    assert (await grants(harness))[0]["grant"] is True  # none of them reached the grant
+    ended = await post("/v2/o/revoke/", data={"token": tokens["access_token"], **body_creds})
+    assert ended.status_code == 200
+    assert await grants(harness) == []
+
+
+async def test_revoke_through_a_bearer_header_ends_the_grant_then_wants_the_secret(
+    harness: Harness,
+) -> None:
+    # get_application_from_meta: a Bearer header names its access token's app; the grant
+    # goes before django-oauth-toolkit finds no client credentials (401).
+    tokens = await harness.tokens()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    response = await harness.http.post(
+        "/v2/o/revoke/", data={"token": tokens["access_token"]}, headers=bearer
+    )
+    assert response.status_code == 401
+    assert await grants(harness) == []
+
+
+async def test_revoke_token_answers_200_for_an_unknown_client_id(harness: Harness) -> None:
+    # RevokeTokenView.post: any InvalidClientError/InvalidRequestError of
+    # get_application_from_data is a 200, an unknown client_id without a token included.
+    tokens = await harness.tokens()
+    response = await harness.http.post(
+        "/v2/o/revoke_token/", data={"client_id": "no-such-app"}, auth=CLIENT
+    )
+    assert response.status_code == 200
+    assert (await harness.fhir("Coverage", tokens["access_token"])).status_code == 200
