@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from worker.store import revocations, sync_runs
 from worker.store.db import Conn
@@ -61,3 +62,18 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
         )
         await sync_runs.fail_running(conn, connection_id, "unlinked")
     return Unlinked(int(deleted), record["refresh_token_enc"] is not None)
+
+
+async def relinked_since_unlinked(conn: Conn, connection_id: str, asked_at: datetime) -> bool:
+    """Whether an unlink took effect after ``asked_at`` (an unlink job asked then: its own
+    first try, say) and the connection was authorized again after it: that later consent
+    stands, and a retry of the job must not unlink it."""
+    found = await conn.fetchval(
+        """SELECT EXISTS (
+               SELECT 1 FROM audit_log u JOIN audit_log a USING (connection_id)
+               WHERE u.connection_id = $1 AND u.event = 'unlinked' AND u.at >= $2
+                 AND a.event = 'authorized' AND a.audit_id > u.audit_id)""",
+        connection_id,
+        asked_at,
+    )
+    return bool(found)
