@@ -24,6 +24,7 @@ from tests.integration.support import (
     sync_in_flight,
 )
 from worker.bluebutton.endpoints import TOKEN_PATH
+from worker.constants import JOB_MAX_TRIES
 from worker.emulator.config import EmulatorConfig
 from worker.jobs import lanes
 from worker.jobs.connect import connect
@@ -109,6 +110,37 @@ async def test_a_retried_unlink_leaves_a_relink_made_since_alone(
     assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
     # The grant the relink holds stays at CMS: only the unlinked tokens were revoked.
     assert (await resync(ctx(services), "conn-1"))["status"] == "active"
+
+
+async def test_the_nightly_unlink_of_an_owed_revocation_leaves_a_relink_alone(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    """The nightly run queues the unlink of a connection still owed a revocation; the
+    person connects again before the bulk lane reaches it: the new link stays."""
+    emulator, _, services = await connected(start, CONFIG)
+    async with bb2_unreachable(services) as offline:
+        assert (await unlink(ctx(offline, job_try=JOB_MAX_TRIES), "conn-1"))["status"] == "revoked"
+    nightly_asked = {**ctx(services), "enqueue_time": datetime.now(UTC)}
+    again = await authorized_job(emulator.base_url, 1)
+    assert (await connect(ctx(services), **again.model_dump()))["status"] == "active"
+    assert (await unlink(nightly_asked, "conn-1"))["status"] == "superseded"
+    assert await pool.fetchval("SELECT status FROM connections") == "active"
+    assert await stored_resources(pool, "conn-1") == served_resources(CONFIG, 1)
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+
+
+async def test_an_unlink_asked_of_a_live_link_stands_however_late_a_grant_comes(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    """A grant stored after the unlink was asked, but before it ran (a re-consent whose
+    exchange came first), replaces a live link: no unlink preceded it, so the unlink
+    stands."""
+    emulator, _, services = await connected(start, CONFIG)
+    asked = {**ctx(services), "enqueue_time": datetime.now(UTC)}
+    again = await authorized_job(emulator.base_url, 1)
+    assert (await connect(ctx(services), **again.model_dump()))["status"] == "active"
+    assert (await unlink(asked, "conn-1"))["status"] == "revoked"
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
 
 
 async def test_unlink_wins_against_a_sync_in_flight(

@@ -65,14 +65,23 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
 
 
 async def relinked_since_unlinked(conn: Conn, connection_id: str, asked_at: datetime) -> bool:
-    """Whether an unlink took effect after ``asked_at`` (an unlink job asked then: its own
-    first try, say) and the connection was authorized again after it: that later consent
-    stands, and a retry of the job must not unlink it."""
+    """Whether the connection, unlinked when an unlink job was asked at ``asked_at`` (the
+    nightly retry of an owed revocation) or by that job since (its first try), was
+    authorized again after that unlink: the later consent stands, and the job must not
+    unlink it. A connect seen before the unlink but stored after it is no relink: its
+    grant is refused (:func:`worker.store.grants.save_grant`), and no unlink preceded it."""
     found = await conn.fetchval(
-        """SELECT EXISTS (
-               SELECT 1 FROM audit_log u JOIN audit_log a USING (connection_id)
-               WHERE u.connection_id = $1 AND u.event = 'unlinked' AND u.at >= $2
-                 AND a.event = 'authorized' AND a.audit_id > u.audit_id)""",
+        """WITH last_before AS (
+               SELECT event, audit_id FROM audit_log
+               WHERE connection_id = $1 AND event IN ('unlinked', 'authorized') AND at < $2
+               ORDER BY audit_id DESC LIMIT 1),
+           unlinked AS (
+               SELECT audit_id FROM audit_log
+               WHERE connection_id = $1 AND event = 'unlinked' AND at >= $2
+               UNION ALL SELECT audit_id FROM last_before WHERE event = 'unlinked')
+           SELECT EXISTS (
+               SELECT 1 FROM audit_log a JOIN unlinked u ON a.audit_id > u.audit_id
+               WHERE a.connection_id = $1 AND a.event = 'authorized')""",
         connection_id,
         asked_at,
     )
