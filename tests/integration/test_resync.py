@@ -234,3 +234,29 @@ async def test_nightly_retries_only_unlinked_owed_revocations_and_spares_paused_
     assert (result["purged"], result["revocations"]) == (0, 1)
     bulk = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
     assert bulk == ["unlink:gone"]  # an unlink of 'live' would end a working connection
+
+
+async def test_a_connection_waiting_for_reconsent_still_settles_what_cms_is_owed(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    # A relink's old tokens stayed owed (CMS failed then), and the connection now waits
+    # for a re-consent: no resync syncs it, yet the nightly run queues one that settles.
+    _, settings, services = await connected(start, CONFIG)
+    await pool.execute(
+        """INSERT INTO pending_revocations (connection_id, access_token_enc, refresh_token_enc,
+               end_grant, app, client_id)
+           SELECT connection_id, access_token_enc, refresh_token_enc, false, app, client_id
+           FROM connections"""
+    )
+    await pool.execute("UPDATE connections SET status = 'needs_reauth', last_error = 'lapsed'")
+    queue = await open_queue(settings.redis_url)
+    try:
+        await nightly({"services": services, "redis": queue})
+    finally:
+        await queue.aclose()
+    bulk = [j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1)]
+    assert bulk == ["resync:conn-1"]
+    assert (await resync(ctx(services), "conn-1"))["status"] == "needs_reauth"
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+    settled = await pool.fetchrow("SELECT detail FROM audit_log WHERE event = 'revoked_at_cms'")
+    assert settled["detail"]["grant_ended"] is False

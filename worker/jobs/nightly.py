@@ -74,6 +74,8 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         due_purge = await due_for_purge(conn, settings, now, paused_apps=paused)
         dormant = [purge.connection_id for purge in due_purge]
         owed = await revocations.unlinked_with_owed(conn)
+        # Their resync only settles what is owed: nothing to sync without a consent.
+        chosen += [c for c in await revocations.unsynced_with_owed(conn) if c not in chosen]
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
     # Unlinking purges a dormant (or long failed) connection's data, and tries again a
