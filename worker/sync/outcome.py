@@ -167,8 +167,10 @@ async def run_sync(
     except errors.IngestError as exc:
         return await on_failure(exc, _sync_failures(services, connection, job_try, job_id))
     if deleted is None:
-        log.info("sync_superseded", reason="run closed by another pass")
-        return {"status": "superseded"}
+        # Another pass of the connection closed the run (a re-consent's sync resumed it):
+        # its outcome is the connection's.
+        log.info("sync_run_closed_by_another_pass")
+        return {"status": (await load(services, connection_id)).status}
     log.info(
         "sync_succeeded",
         mode=result.plan.mode,
