@@ -34,8 +34,7 @@ from typing import Any
 import httpx
 from arq import Retry
 
-from tests.chaos.run import Size, Target
-from tests.integration.conftest import settings_for
+from tests.chaos.run import Size, Target, target_settings
 from tests.integration.support import (
     authorized_job,
     emulator_post,
@@ -45,7 +44,6 @@ from tests.integration.support import (
 )
 from worker.bluebutton.endpoints import REVOKE_GRANT_PATH
 from worker.constants import APP_PROBE_KEY, JOB_MAX_TRIES
-from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.jobs.connect import connect
@@ -357,13 +355,7 @@ async def run_event(scenario: EventScenario, target: Target, size: Size) -> Even
     config = EmulatorConfig(beneficiaries=size.beneficiaries, claims_per_beneficiary=size.claims)
     async with AsyncExitStack() as stack:
         emulator = await stack.enter_async_context(running_emulator(config))
-        settings = settings_for(
-            emulator.base_url,
-            generate_key(),
-            DATABASE_URL=target.database_url,
-            REDIS_URL=target.redis_url,
-            BB_RATE_LIMIT=str(size.rate_limit),
-        )
+        settings = target_settings(emulator, target, size)
         services = await open_services(settings, concurrency=size.concurrency)
         stack.push_async_callback(close_services, services)
         jobs = await authorize_beneficiaries(emulator.base_url, size.beneficiaries, PREFIX)

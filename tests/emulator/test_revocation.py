@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.emulator.support import CLIENT, ME, REDIRECT_URI, Harness, MakeHarness
+from tests.emulator.support import ACME, CLIENT, ME, Harness, MakeHarness
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 
 NOT_AUTHENTICATED = {"detail": "Authentication credentials were not provided."}
@@ -187,21 +187,6 @@ async def test_grants_listing_needs_a_known_patient(harness: Harness) -> None:
     assert response.status_code == 404
 
 
-ACME = RegisteredClient(client_id="acme-client", client_secret="acme-secret", name="Acme Health")
-
-
-async def acme_tokens(harness: Harness) -> dict[str, Any]:
-    code, verifier = await harness.code(client_id=ACME.client_id)
-    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
-    exchanged = await harness.http.post(
-        "/v2/o/token/",
-        data={**data, "redirect_uri": REDIRECT_URI},
-        auth=(ACME.client_id, ACME.client_secret),
-    )
-    body: dict[str, Any] = exchanged.json()
-    return body
-
-
 async def test_the_grant_is_per_app_and_another_apps_token_is_refused(
     make_harness: MakeHarness,
 ) -> None:
@@ -209,7 +194,7 @@ async def test_the_grant_is_per_app_and_another_apps_token_is_refused(
     # another app: RevokeView's get_application_from_request raises an uncaught
     # InvalidRequestError (500); RevokeTokenView answers 403.
     harness = await make_harness(EmulatorConfig(clients=(RegisteredClient(), ACME)))
-    acme = await acme_tokens(harness)
+    acme = await harness.tokens(client=ACME)
     own = await harness.tokens()
     crossed = await revoke(harness, "revoke", acme["access_token"])
     crossed_rfc = await revoke(harness, "revoke_token", acme["access_token"])
