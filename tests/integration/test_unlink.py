@@ -132,9 +132,10 @@ async def test_the_nightly_unlink_of_an_owed_revocation_leaves_a_relink_alone(
 async def test_an_unlink_asked_of_a_live_link_stands_however_late_a_grant_comes(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
-    """A grant stored after the unlink was asked, but before it ran (a re-consent whose
-    exchange came first), replaces a live link: no unlink preceded it, so the unlink
-    stands."""
+    """A grant stored after the unlink was asked, but before it ran, replaced a live link:
+    no unlink preceded it, so the unlink stands (its code may even have come before the
+    unlink: the store keeps no arrival time of a grant, and in doubt the person's unlink
+    wins over their data)."""
     emulator, _, services = await connected(start, CONFIG)
     asked = {**ctx(services), "enqueue_time": datetime.now(UTC)}
     again = await authorized_job(emulator.base_url, 1)
