@@ -2,13 +2,17 @@
 
 Each scenario connects every beneficiary, makes CMS do one thing (FACTS.md: an app made
 inactive, an edge's HTML 403s, a refresh that rotates then fails, a cursor past the end, a
-re-consent mid-sync, a lost revoke answer, one of two connections of a person unlinked),
+re-consent mid-sync, a lost revoke answer, one of two connections of a person unlinked,
+claims removed),
 runs the jobs it touches to the end (a job's arq ``Retry`` runs it again with the next try;
 a minute of an app's pause is simulated by clearing its probe key) and counts:
 
-- **lost**: served resources missing at the end from a connection that should hold them;
-- **wrongly deleted**: rows stored before the event and gone after it, of a connection
-  nobody unlinked;
+- **lost**: served resources missing at the end from a connection that should hold them,
+  and any row stored before the event and gone after it that no deletion in the audit log
+  accounts for (of a connection nobody unlinked);
+- **wrongly deleted**: deletions the audit log records beyond what CMS stopped serving (a
+  full pass deleting what CMS still serves, even if a later pass stored it again); a
+  resource deleted because CMS no longer returns it is legitimate;
 - **wrongly ended**: connections in ``needs_reauth`` or ``error`` without the beneficiary's
   doing (those CMS truly cost their consent are counted apart, as ``re-consent``);
 - **leaked**: for an unlinked connection, a grant or live token CMS still holds for it, or a
@@ -30,8 +34,7 @@ from typing import Any
 import httpx
 from arq import Retry
 
-from tests.chaos.run import Size, Target
-from tests.integration.conftest import settings_for
+from tests.chaos.run import Size, Target, target_settings
 from tests.integration.support import (
     authorized_job,
     emulator_post,
@@ -41,7 +44,6 @@ from tests.integration.support import (
 )
 from worker.bluebutton.endpoints import REVOKE_GRANT_PATH
 from worker.constants import APP_PROBE_KEY, JOB_MAX_TRIES
-from worker.crypto import generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.jobs.connect import connect
@@ -85,6 +87,8 @@ class World:
     config: EmulatorConfig
     connections: dict[str, int]
     before: dict[str, set[Key]] = dataclasses.field(default_factory=dict)
+    removed: dict[str, set[Key]] = dataclasses.field(default_factory=dict)  # by CMS
+    audit_mark: int = 0  # the last audit row before the event
     unlinked: set[str] = dataclasses.field(default_factory=set)
     expected_reauth: int = 0
     problems: list[str] = dataclasses.field(default_factory=list)
@@ -237,6 +241,17 @@ async def unlink_one_of_two(world: World) -> None:
     await each(world, resync, list(seconds))
 
 
+async def claims_removed(world: World) -> None:
+    for cid, index in world.connections.items():
+        eobs = sorted(rid for kind, rid in world.before[cid] if kind == "ExplanationOfBenefit")
+        for eob_id in eobs[:2]:
+            remove = {"patient_id": patient_id(index), "eob_id": eob_id}
+            await emulator_post(world.emulator.base_url, "/_emulator/claims/remove", remove)
+        world.removed[cid] = {("ExplanationOfBenefit", eob_id) for eob_id in eobs[:2]}
+    await age_runs(world)
+    await each(world, resync)  # full passes: each deletes its two claims, audited
+
+
 @dataclass(frozen=True)
 class EventScenario:
     """A row: its name and the event it plays."""
@@ -253,6 +268,7 @@ EVENT_SCENARIOS: tuple[EventScenario, ...] = (
     EventScenario("re-consent mid-sync", reconsent_mid_sync),
     EventScenario("unlink, first revoke answer lost", unlink_answer_lost),
     EventScenario("unlink one of two connections of a person", unlink_one_of_two),
+    EventScenario("claims removed at CMS", claims_removed),
 )
 
 
@@ -274,6 +290,40 @@ async def _leaked(world: World) -> int:
     return leaked
 
 
+@dataclass(frozen=True)
+class Held:
+    """One connection's rows before the event and at the end, what CMS serves it at the
+    end, and how many rows the audit log says passes deleted since the event."""
+
+    before: set[Key]
+    stored: set[Key]
+    served: set[Key]
+    audited_deletions: int
+
+
+def lost_and_wrongly_deleted(held: Held, *, healthy: bool) -> tuple[int, int]:
+    """Lost: served but missing (from a ``healthy`` connection, one that should hold
+    everything), plus disappearances beyond the deletions audited. Wrongly deleted:
+    audited deletions beyond what CMS stopped serving."""
+    missing = held.served - held.stored if healthy else set()
+    gone = held.before - held.stored - missing
+    unaudited = max(0, len(gone) - held.audited_deletions)
+    wrong = max(0, held.audited_deletions - len(held.before - held.served))
+    return len(missing) + unaudited, wrong
+
+
+async def _held(world: World, connection_id: str, index: int) -> Held:
+    deleted = await world.services.pool.fetchval(
+        """SELECT coalesce(sum((detail->>'deleted')::int), 0) FROM audit_log
+           WHERE connection_id = $1 AND event = 'synced' AND audit_id > $2""",
+        connection_id,
+        world.audit_mark,
+    )
+    served = set(served_resources(world.config, index)) - world.removed.get(connection_id, set())
+    before = world.before.get(connection_id, set())
+    return Held(before, await stored_keys(world, connection_id), served, int(deleted))
+
+
 async def judge(world: World, name: str) -> EventFigures:
     lost = deleted = ended = reconsent = 0
     for cid, index in world.connections.items():
@@ -282,12 +332,10 @@ async def judge(world: World, name: str) -> EventFigures:
         status = await world.services.pool.fetchval(
             "SELECT status FROM connections WHERE connection_id = $1", cid
         )
-        stored = await stored_keys(world, cid)
-        deleted += len(world.before.get(cid, set()) - stored)
-        if status in ("needs_reauth", "error"):
-            reconsent += 1
-            continue
-        lost += len(set(served_resources(world.config, index)) - stored)
+        healthy = status not in ("needs_reauth", "error")
+        reconsent += not healthy
+        missing, wrong = lost_and_wrongly_deleted(await _held(world, cid, index), healthy=healthy)
+        lost, deleted = lost + missing, deleted + wrong
     ended = max(0, reconsent - world.expected_reauth)
     return EventFigures(
         name,
@@ -307,13 +355,7 @@ async def run_event(scenario: EventScenario, target: Target, size: Size) -> Even
     config = EmulatorConfig(beneficiaries=size.beneficiaries, claims_per_beneficiary=size.claims)
     async with AsyncExitStack() as stack:
         emulator = await stack.enter_async_context(running_emulator(config))
-        settings = settings_for(
-            emulator.base_url,
-            generate_key(),
-            DATABASE_URL=target.database_url,
-            REDIS_URL=target.redis_url,
-            BB_RATE_LIMIT=str(size.rate_limit),
-        )
+        settings = target_settings(emulator, target, size)
         services = await open_services(settings, concurrency=size.concurrency)
         stack.push_async_callback(close_services, services)
         jobs = await authorize_beneficiaries(emulator.base_url, size.beneficiaries, PREFIX)
@@ -323,6 +365,9 @@ async def run_event(scenario: EventScenario, target: Target, size: Size) -> Even
         ctx = {"services": services, "job_try": 1}
         await asyncio.gather(*(connect(ctx, **job.model_dump()) for job in jobs))
         world.before = {cid: await stored_keys(world, cid) for cid in world.connections}
+        world.audit_mark = await services.pool.fetchval(
+            "SELECT coalesce(max(audit_id), 0) FROM audit_log"
+        )
         await scenario.play(world)
         return await judge(world, scenario.name)
 

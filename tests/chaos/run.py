@@ -39,6 +39,7 @@ from worker.local import (
     wait_for_replicas,
     worker_environment,
 )
+from worker.settings import Settings
 from worker.store.db import connection
 
 Served = dict[str, dict[Key, Any]]  # connection id -> what the emulator serves it
@@ -163,16 +164,21 @@ def _burst(scenario: Scenario) -> bool:
     return scenario.disruption != "sigkill-exchanges"
 
 
-async def _start(
-    scenario: Scenario, target: Target, emulator: RunningEmulator, workdir: Path, size: Size
-) -> Live:
-    settings = settings_for(
+def target_settings(emulator: RunningEmulator, target: Target, size: Size) -> Settings:
+    """Worker settings for a chaos run: the emulator, the target's stores, a new key."""
+    return settings_for(
         emulator.base_url,
         generate_key(),
         DATABASE_URL=target.database_url,
         REDIS_URL=target.redis_url,
         BB_RATE_LIMIT=str(size.rate_limit),
     )
+
+
+async def _start(
+    scenario: Scenario, target: Target, emulator: RunningEmulator, workdir: Path, size: Size
+) -> Live:
+    settings = target_settings(emulator, target, size)
     env = worker_environment(
         settings,
         emulator.base_url,

@@ -10,11 +10,22 @@ from urllib.parse import parse_qs, urlencode, urlparse
 
 import httpx
 
+from worker.emulator.config import RegisteredClient
 from worker.emulator.state import EmulatorState
 from worker.emulator.useragent import authorize
 
 REDIRECT_URI = "http://localhost:3000/api/auth/smart/callback"
 CLIENT = ("emulator-client", "emulator-secret")
+# A second app registered at the emulator (one grant per beneficiary and app).
+ACME = RegisteredClient(client_id="acme-client", client_secret="acme-secret", name="Acme Health")
+
+
+def code_grant(code: str, verifier: str, **fields: str) -> dict[str, str]:
+    """The form of an authorization_code token request (FACTS "Authorization")."""
+    grant = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
+    return {**grant, "redirect_uri": REDIRECT_URI, **fields}
+
+
 ME = "-19990000000001"
 
 
@@ -75,16 +86,26 @@ class Harness:
         location = await authorize(self.http, url, username, password, share_personal_info=share)
         return parse_qs(urlparse(location).query)["code"][0], verifier
 
-    async def exchange(self, code: str, verifier: str, **fields: str) -> httpx.Response:
-        """POST the code to the token endpoint with Basic auth."""
-        data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
-        data["redirect_uri"] = REDIRECT_URI
-        data.update(fields)
-        return await self.http.post("/v2/o/token/", data=data, auth=CLIENT)
+    async def exchange(
+        self, code: str, verifier: str, *, client: RegisteredClient | None = None, **fields: str
+    ) -> httpx.Response:
+        """POST the code to the token endpoint with Basic auth (of ``client``, else CLIENT)."""
+        auth = CLIENT if client is None else (client.client_id, client.client_secret)
+        return await self.http.post(
+            "/v2/o/token/", data=code_grant(code, verifier, **fields), auth=auth
+        )
 
-    async def tokens(self, username: str = "BBUser00000", *, share: bool = True) -> dict[str, Any]:
-        """A fresh token response for this user."""
-        response = await self.exchange(*await self.code(username, share=share))
+    async def tokens(
+        self,
+        username: str = "BBUser00000",
+        *,
+        share: bool = True,
+        client: RegisteredClient | None = None,
+    ) -> dict[str, Any]:
+        """A fresh token response for this user (through ``client``, else CLIENT)."""
+        overrides = {} if client is None else {"client_id": client.client_id}
+        code, verifier = await self.code(username, share=share, **overrides)
+        response = await self.exchange(code, verifier, client=client)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body

@@ -13,6 +13,7 @@ from tests.emulator.support import (
     Harness,
     MakeHarness,
     authorize_query,
+    code_grant,
     pkce_pair,
 )
 from worker.emulator.config import EmulatorConfig, RegisteredClient
@@ -133,12 +134,7 @@ async def test_bad_client_credentials_are_invalid_client(
     harness: Harness, auth: tuple[str, str] | None
 ) -> None:
     code, verifier = await harness.code()
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier,
-    }
+    data = code_grant(code, verifier)
     response = await harness.http.post("/v2/o/token/", data=data, auth=auth)
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
@@ -146,14 +142,7 @@ async def test_bad_client_credentials_are_invalid_client(
 
 async def test_client_credentials_in_the_form_are_accepted(harness: Harness) -> None:
     code, verifier = await harness.code()
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier,
-        "client_id": CLIENT[0],
-        "client_secret": CLIENT[1],
-    }
+    data = code_grant(code, verifier, client_id=CLIENT[0], client_secret=CLIENT[1])
     response = await harness.http.post("/v2/o/token/", data=data)
     assert response.status_code == 200
 

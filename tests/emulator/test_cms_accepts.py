@@ -11,7 +11,14 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.emulator.support import CLIENT, ME, REDIRECT_URI, Harness, MakeHarness, authorize_query
+from tests.emulator.support import (
+    CLIENT,
+    ME,
+    Harness,
+    MakeHarness,
+    authorize_query,
+    code_grant,
+)
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.useragent import authorize
 
@@ -58,14 +65,7 @@ async def test_a_multipart_token_request_with_the_secret_in_the_body_works(
     # FACTS "Authorization": the SDK "sends the token request as multipart form data with
     # the client secret in the body".
     code, verifier = await harness.code()
-    fields = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier,
-        "client_id": CLIENT[0],
-        "client_secret": CLIENT[1],
-    }
+    fields = code_grant(code, verifier, client_id=CLIENT[0], client_secret=CLIENT[1])
     files = {name: (None, value) for name, value in fields.items()}
     response = await harness.http.post("/v2/o/token/", files=files)
     assert response.headers.get("content-type") == "application/json"

@@ -1,11 +1,12 @@
 """Rate limiting, request statistics, and the admin API."""
 
 import argparse
+from dataclasses import replace
 
 import httpx
 import pytest
 
-from tests.emulator.support import CLIENT, ME, REDIRECT_URI, Harness, MakeHarness
+from tests.emulator.support import ACME, CLIENT, ME, Harness, MakeHarness
 from worker.emulator.config import EmulatorConfig, RegisteredClient, parse_client
 
 
@@ -191,23 +192,12 @@ async def test_injected_faults_fail_the_next_fhir_requests(harness: Harness) -> 
     assert statuses == [502, 502, 200]
 
 
-ACME = RegisteredClient(
-    client_id="acme-client", client_secret="acme-secret", name="Acme Health", rate_limit=4
-)
-
-
 async def test_each_registered_app_has_its_own_limit(
     make_harness: MakeHarness,
 ) -> None:
-    harness = await make_harness(EmulatorConfig(rate_limit=2, clients=(RegisteredClient(), ACME)))
-    code, verifier = await harness.code(client_id=ACME.client_id)
-    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
-    exchanged = await harness.http.post(
-        "/v2/o/token/",
-        data={**data, "redirect_uri": REDIRECT_URI},
-        auth=(ACME.client_id, ACME.client_secret),
-    )
-    acme_token = exchanged.json()["access_token"]
+    acme = replace(ACME, rate_limit=4)
+    harness = await make_harness(EmulatorConfig(rate_limit=2, clients=(RegisteredClient(), acme)))
+    acme_token = (await harness.tokens(client=acme))["access_token"]
     own_token = (await harness.tokens("BBUser00001"))["access_token"]
     harness.clock.advance(1)
     acme = [(await harness.fhir("Coverage", acme_token)).status_code for _ in range(5)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.emulator.support import CLIENT, ME, REDIRECT_URI, Harness, MakeHarness
+from tests.emulator.support import ACME, CLIENT, ME, Harness, MakeHarness
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 
 NOT_AUTHENTICATED = {"detail": "Authentication credentials were not provided."}
@@ -187,21 +187,6 @@ async def test_grants_listing_needs_a_known_patient(harness: Harness) -> None:
     assert response.status_code == 404
 
 
-ACME = RegisteredClient(client_id="acme-client", client_secret="acme-secret", name="Acme Health")
-
-
-async def acme_tokens(harness: Harness) -> dict[str, Any]:
-    code, verifier = await harness.code(client_id=ACME.client_id)
-    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
-    exchanged = await harness.http.post(
-        "/v2/o/token/",
-        data={**data, "redirect_uri": REDIRECT_URI},
-        auth=(ACME.client_id, ACME.client_secret),
-    )
-    body: dict[str, Any] = exchanged.json()
-    return body
-
-
 async def test_the_grant_is_per_app_and_another_apps_token_is_refused(
     make_harness: MakeHarness,
 ) -> None:
@@ -209,7 +194,7 @@ async def test_the_grant_is_per_app_and_another_apps_token_is_refused(
     # another app: RevokeView's get_application_from_request raises an uncaught
     # InvalidRequestError (500); RevokeTokenView answers 403.
     harness = await make_harness(EmulatorConfig(clients=(RegisteredClient(), ACME)))
-    acme = await acme_tokens(harness)
+    acme = await harness.tokens(client=ACME)
     own = await harness.tokens()
     crossed = await revoke(harness, "revoke", acme["access_token"])
     crossed_rfc = await revoke(harness, "revoke_token", acme["access_token"])
@@ -219,3 +204,65 @@ async def test_the_grant_is_per_app_and_another_apps_token_is_refused(
     assert ended.status_code == 200
     assert [grant["client_id"] for grant in await grants(harness)] == [ACME.client_id]
     assert (await harness.fhir("Coverage", acme["access_token"])).status_code == 200
+
+
+async def test_revoke_finds_the_app_as_bb2_does_for_every_request_shape(
+    harness: Harness,
+) -> None:
+    # RevokeView.post (apps/dot_ext/views/authorization.py) -> validate_app_is_active ->
+    # get_application_from_request (apps/dot_ext/utils.py): the data's token names the app
+    # before its client_id does, and InvalidRequestError is not caught (handler500).
+    tokens = await harness.tokens()
+    body_creds = {"client_id": CLIENT[0], "client_secret": CLIENT[1]}
+    post = harness.http.post
+    unknown_client = {"client_id": "no-such-app", "client_secret": "x"}
+    with_token = await post(
+        "/v2/o/revoke/", data={"token": tokens["access_token"], **unknown_client}
+    )
+    without_token = await post("/v2/o/revoke/", data=unknown_client)
+    other_client = await post(
+        "/v2/o/revoke/",
+        data={"token": tokens["access_token"], "client_id": "no-such-app"},
+        auth=CLIENT,
+    )
+    unknown_bearer = await post(
+        "/v2/o/revoke/",
+        data={"token": tokens["access_token"]},
+        headers={"Authorization": "Bearer x"},
+    )
+    assert with_token.status_code == other_client.status_code == unknown_bearer.status_code == 500
+    assert without_token.status_code == 400
+    assert without_token.json() == {
+        "status_code": 400,
+        "error": "invalid_client",
+        "error_description": "Application does not exist (client_id)",
+    }
+    assert (await grants(harness))[0]["grant"] is True  # none of them reached the grant
+    ended = await post("/v2/o/revoke/", data={"token": tokens["access_token"], **body_creds})
+    assert ended.status_code == 200
+    assert await grants(harness) == []
+
+
+async def test_revoke_through_a_bearer_header_ends_the_grant_then_wants_the_secret(
+    harness: Harness,
+) -> None:
+    # get_application_from_meta: a Bearer header names its access token's app; the grant
+    # goes before django-oauth-toolkit finds no client credentials (401).
+    tokens = await harness.tokens()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    response = await harness.http.post(
+        "/v2/o/revoke/", data={"token": tokens["access_token"]}, headers=bearer
+    )
+    assert response.status_code == 401
+    assert await grants(harness) == []
+
+
+async def test_revoke_token_answers_200_for_an_unknown_client_id(harness: Harness) -> None:
+    # RevokeTokenView.post: any InvalidClientError/InvalidRequestError of
+    # get_application_from_data is a 200, an unknown client_id without a token included.
+    tokens = await harness.tokens()
+    response = await harness.http.post(
+        "/v2/o/revoke_token/", data={"client_id": "no-such-app"}, auth=CLIENT
+    )
+    assert response.status_code == 200
+    assert (await harness.fhir("Coverage", tokens["access_token"])).status_code == 200

@@ -324,7 +324,8 @@ async def test_a_revoke_that_keeps_failing_ends_in_revoked_tokens_not_a_loop(
 ) -> None:
     emulator, _, services = await connected(start, CONFIG)
     with respx.mock(base_url=emulator.base_url, assert_all_called=False) as cms:
-        cms.post(REVOKE_GRANT_PATH).respond(500)  # CMS failing for real, every time
+        # CMS failing for real, every time: its handler500's JSON (hhs_oauth_server/urls.py).
+        cms.post(REVOKE_GRANT_PATH).respond(500, json={"error": "Server Error (500)"})
         cms.route().pass_through()
         for job_try in range(1, MAX_GRANT_REFUSALS + 1):
             with pytest.raises(Retry):
@@ -336,6 +337,26 @@ async def test_a_revoke_that_keeps_failing_ends_in_revoked_tokens_not_a_loop(
     assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
     grants = await grants_at_cms(emulator.base_url, 1)
     assert [(g["live_access_tokens"], g["live_refresh_tokens"]) for g in grants] == [(0, 0)]
+
+
+async def test_an_edge_failing_the_revoke_spends_no_refresh_and_counts_no_refusal(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    # A 500 that is not BB2's JSON came from an edge (FACTS.md, Errors): it says nothing
+    # about the token, so the try is repeated later as it was, and ends the grant then.
+    emulator, _, services = await connected(start, CONFIG)
+    with respx.mock(base_url=emulator.base_url, assert_all_called=False) as edge:
+        edge.post(REVOKE_GRANT_PATH).respond(500, text="<html>Internal Server Error</html>")
+        edge.route().pass_through()
+        await emulator_stats(emulator.base_url, reset=True)
+        for job_try in range(1, MAX_GRANT_REFUSALS + 2):
+            with pytest.raises(Retry):
+                await unlink(ctx(services, job_try=job_try), "conn-1")
+    assert "token" not in (await emulator_stats(emulator.base_url))["by_endpoint"]
+    assert await pool.fetchval("SELECT grant_refusals FROM pending_revocations") == 0
+    result = await unlink(ctx(services, job_try=MAX_GRANT_REFUSALS + 2), "conn-1")
+    assert result["cms"] == ["grant ended at CMS"]
+    assert await grants_at_cms(emulator.base_url, 1) == []
 
 
 async def test_a_relink_before_cms_settled_the_unlink_keeps_the_new_grant(

@@ -22,6 +22,9 @@ from worker.jobs.queue import open_queue
 from worker.jobs.resync import resync
 from worker.jobs.worker import build_worker
 from worker.local import emulator_stats
+from worker.sync.engine import sync_connection
+from worker.sync.model import FULL
+from worker.sync.outcome import _succeed, load, run_sync
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=80)
 
@@ -93,6 +96,31 @@ async def test_full_pass_deletes_what_bb2_no_longer_serves(
     assert synced["detail"]["mode"] == "full"
     assert synced["detail"]["deleted"] == 1
     assert await pool.fetchval("SELECT count(*) FROM sync_seen") == 0
+
+
+async def test_a_stale_full_pass_deletes_nothing_a_newer_pass_stored(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    """A re-consent mid-sync: a second pass resumes the first's run and closes it, a third
+    stores a claim CMS added since; the first pass, finishing last, closed no run and must
+    delete nothing (its run's seen ids were used and dropped by the pass that closed it)."""
+    emulator, _, services = await connected(start, CONFIG)
+    connection = await load(services, "conn-1")
+    app = await services.app_of(connection)
+    stale = await sync_connection(services, connection, app, "resync", FULL)
+    assert (await run_sync(services, connection, "resync", job_try=1))["status"] == "active"
+    await emulator_post(
+        emulator.base_url,
+        "/_emulator/claims/add",
+        {"patient_id": patient_id(1), "claim_type": "snf"},
+    )
+    assert (await run_sync(services, connection, "resync", job_try=1))["status"] == "active"
+    stored = await stored_resources(pool, "conn-1")
+    assert len(stored) == 80 + 1 + 4 + 1
+    assert await _succeed(services, "conn-1", stale) is None
+    assert await stored_resources(pool, "conn-1") == stored
+    runs = await pool.fetch("SELECT status FROM sync_runs ORDER BY run_id")
+    assert [run["status"] for run in runs] == ["succeeded"] * 3
 
 
 async def test_resync_of_connections_without_live_tokens_does_nothing(
@@ -206,3 +234,29 @@ async def test_nightly_retries_only_unlinked_owed_revocations_and_spares_paused_
     assert (result["purged"], result["revocations"]) == (0, 1)
     bulk = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
     assert bulk == ["unlink:gone"]  # an unlink of 'live' would end a working connection
+
+
+async def test_a_connection_waiting_for_reconsent_still_settles_what_cms_is_owed(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    # A relink's old tokens stayed owed (CMS failed then), and the connection now waits
+    # for a re-consent: no resync syncs it, yet the nightly run queues one that settles.
+    _, settings, services = await connected(start, CONFIG)
+    await pool.execute(
+        """INSERT INTO pending_revocations (connection_id, access_token_enc, refresh_token_enc,
+               end_grant, app, client_id)
+           SELECT connection_id, access_token_enc, refresh_token_enc, false, app, client_id
+           FROM connections"""
+    )
+    await pool.execute("UPDATE connections SET status = 'needs_reauth', last_error = 'lapsed'")
+    queue = await open_queue(settings.redis_url)
+    try:
+        await nightly({"services": services, "redis": queue})
+    finally:
+        await queue.aclose()
+    bulk = [j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1)]
+    assert bulk == ["resync:conn-1"]
+    assert (await resync(ctx(services), "conn-1"))["status"] == "needs_reauth"
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+    settled = await pool.fetchrow("SELECT detail FROM audit_log WHERE event = 'revoked_at_cms'")
+    assert settled["detail"]["grant_ended"] is False

@@ -16,7 +16,7 @@ from worker.store.grants import Grant
 from worker.store.migrate import Migration, load_migrations, migrate
 from worker.store.resources import ResourceRow
 from worker.store.tokens import Tokens
-from worker.sync.model import FULL
+from worker.sync.model import FULL, Cursor
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -143,6 +143,23 @@ async def test_a_full_pass_deletes_unseen_rows_only_of_the_types_it_read(
         assert await sync_runs.delete_unseen(conn, run.run_id, "c") == 1
     left = await pool.fetch("SELECT resource_type FROM fhir_resources")
     assert [row["resource_type"] for row in left] == ["Patient"]
+
+
+async def test_a_run_closes_once_and_takes_no_page_once_closed(pool: asyncpg.Pool) -> None:
+    """A pass that did not close its run (another did) must not delete; a page written
+    after the close leaves no seen ids (nothing would delete them) and no cursor."""
+    await pool.execute("INSERT INTO connections (connection_id, app) VALUES ('c', 'default')")
+    async with pool.acquire() as conn:
+        run = await sync_runs.start_or_resume(conn, "c", "resync", FULL)
+        assert await sync_runs.finish(conn, run.run_id) is True
+        assert await sync_runs.finish(conn, run.run_id) is False
+        await sync_runs.remember_seen(conn, run.run_id, "Patient", ["p"])
+        cursor = Cursor("ExplanationOfBenefit", "https://bb2/next?patient=-1")
+        await sync_runs.record_page(conn, run.run_id, resources.UpsertCounts(1, 0, 0), cursor)
+        await sync_runs.fail_running(conn, "c", "unlinked")
+    assert await pool.fetchval("SELECT count(*) FROM sync_seen") == 0
+    closed = await pool.fetchrow("SELECT status, pages, cursor_url FROM sync_runs")
+    assert tuple(closed) == ("succeeded", 0, None)
 
 
 async def test_a_stored_resource_is_the_json_bb2_sent(pool: asyncpg.Pool) -> None:

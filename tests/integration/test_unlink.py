@@ -24,10 +24,12 @@ from tests.integration.support import (
     sync_in_flight,
 )
 from worker.bluebutton.endpoints import TOKEN_PATH
+from worker.constants import JOB_MAX_TRIES
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.connect import connect
 from worker.jobs.payloads import UnlinkJob
 from worker.jobs.queue import enqueue, open_queue
+from worker.jobs.resync import resync
 from worker.jobs.unlink import unlink
 from worker.jobs.worker import run_replica
 from worker.local import CLIENT_ID, emulator_stats
@@ -86,6 +88,60 @@ async def test_data_goes_at_once_even_when_cms_is_unreachable(
     # The retried job owes CMS only the revocation, and pays it.
     assert (await unlink(ctx(services, job_try=2), "conn-1"))["cms"] == ["grant ended at CMS"]
     assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+
+
+async def test_a_retried_unlink_leaves_a_relink_made_since_alone(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    """The unlink deleted everything, CMS failed the revocation (the job comes back later);
+    meanwhile the person connected again: the retry settles what is owed, and the new
+    link, the later word, stays."""
+    emulator, _, services = await connected(start, CONFIG)
+    asked = {**ctx(services), "enqueue_time": datetime.now(UTC), "job_id": "unlink:conn-1"}
+    async with bb2_unreachable(services) as offline:
+        with pytest.raises(Retry):
+            await unlink({**asked, "services": offline}, "conn-1")
+    again = await authorized_job(emulator.base_url, 1)
+    assert (await connect(ctx(services), **again.model_dump()))["status"] == "active"
+    retried = await unlink({**asked, "job_try": 2}, "conn-1")
+    assert retried["status"] == "superseded"
+    assert await pool.fetchval("SELECT status FROM connections") == "active"
+    assert await stored_resources(pool, "conn-1") == served_resources(CONFIG, 1)
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+    # The grant the relink holds stays at CMS: only the unlinked tokens were revoked.
+    assert (await resync(ctx(services), "conn-1"))["status"] == "active"
+
+
+async def test_the_nightly_unlink_of_an_owed_revocation_leaves_a_relink_alone(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    """The nightly run queues the unlink of a connection still owed a revocation; the
+    person connects again before the bulk lane reaches it: the new link stays."""
+    emulator, _, services = await connected(start, CONFIG)
+    async with bb2_unreachable(services) as offline:
+        assert (await unlink(ctx(offline, job_try=JOB_MAX_TRIES), "conn-1"))["status"] == "revoked"
+    nightly_asked = {**ctx(services), "enqueue_time": datetime.now(UTC)}
+    again = await authorized_job(emulator.base_url, 1)
+    assert (await connect(ctx(services), **again.model_dump()))["status"] == "active"
+    assert (await unlink(nightly_asked, "conn-1"))["status"] == "superseded"
+    assert await pool.fetchval("SELECT status FROM connections") == "active"
+    assert await stored_resources(pool, "conn-1") == served_resources(CONFIG, 1)
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+
+
+async def test_an_unlink_asked_of_a_live_link_stands_however_late_a_grant_comes(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    """A grant stored after the unlink was asked, but before it ran, replaced a live link:
+    no unlink preceded it, so the unlink stands (its code may even have come before the
+    unlink: the store keeps no arrival time of a grant, and in doubt the person's unlink
+    wins over their data)."""
+    emulator, _, services = await connected(start, CONFIG)
+    asked = {**ctx(services), "enqueue_time": datetime.now(UTC)}
+    again = await authorized_job(emulator.base_url, 1)
+    assert (await connect(ctx(services), **again.model_dump()))["status"] == "active"
+    assert (await unlink(asked, "conn-1"))["status"] == "revoked"
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
 
 
 async def test_unlink_wins_against_a_sync_in_flight(

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from tests.chaos.cms_events import Held, lost_and_wrongly_deleted
 from tests.chaos.leaks import find_leaks, personal_fields, scan_logs
 from tests.chaos.measure import (
     Connection,
@@ -141,3 +142,26 @@ def test_a_patients_personal_fields() -> None:
         "1959-01-22": "birth date",
         "1S00E00AA00": "identifier",
     }
+
+
+def _held(before: int, stored: int, served: int, audited: int) -> Held:
+    """EOBs e0..e<n-1> held before, stored at the end, served by CMS at the end."""
+    keys = [(EOB, f"e{i}") for i in range(max(before, stored, served))]
+    return Held(set(keys[:before]), set(keys[:stored]), set(keys[:served]), audited)
+
+
+def test_a_deletion_the_audit_log_records_of_what_cms_removed_is_no_loss() -> None:
+    assert lost_and_wrongly_deleted(_held(5, 3, 3, 2), healthy=True) == (0, 0)
+
+
+def test_a_disappearance_no_audited_deletion_accounts_for_is_lost() -> None:
+    assert lost_and_wrongly_deleted(_held(5, 3, 3, 0), healthy=True) == (2, 0)
+    assert lost_and_wrongly_deleted(_held(5, 3, 3, 1), healthy=True) == (1, 0)
+    # A connection waiting for re-consent keeps what it held: nothing may vanish from it.
+    assert lost_and_wrongly_deleted(_held(5, 3, 5, 0), healthy=False) == (2, 0)
+
+
+def test_an_audited_deletion_of_what_cms_still_serves_is_wrong_even_once_restored() -> None:
+    assert lost_and_wrongly_deleted(_held(5, 5, 5, 5), healthy=True) == (0, 5)
+    missing_and_wrong = lost_and_wrongly_deleted(_held(5, 3, 5, 2), healthy=True)
+    assert missing_and_wrong == (2, 2)

@@ -11,9 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from worker.emulator import oauth
+from worker.emulator.config import RegisteredClient
 from worker.emulator.context import Emulator, form_field, metered
-from worker.emulator.responses import json_response, token_error
-from worker.emulator.token_routes import authenticated, claimed_client_id, inactive_error
+from worker.emulator.responses import TEMPORARILY_INACTIVE, json_response, token_error
+from worker.emulator.token_routes import authenticated, claimed_client_id
 from worker.emulator.tokens import TokenStore
 
 _REFRESH_HINT = "refresh_token"
@@ -51,7 +52,8 @@ def _revoke(tokens: TokenStore, value: str, hint: str) -> None:
 
 
 def server_error() -> Response:
-    """An unhandled exception: BB2's handler500 is rest_framework.exceptions.server_error."""
+    """An unhandled exception: BB2's handler500 (hhs_oauth_server/urls.py) is
+    rest_framework.exceptions.server_error."""
     return json_response({"error": "Server Error (500)"}, 500)
 
 
@@ -77,52 +79,127 @@ def revoke_routes(emulator: Emulator) -> list[Route]:
     ]
 
 
-def _revoke_view(emulator: Emulator, request: Request, form: FormData) -> Response:
-    """RevokeView.post. validate_app_is_active raises InvalidRequestError for a token it
-    cannot find (or one of another app), which RevokeView does not catch: 500, a retry of a
-    revoke that worked included. A found access token deletes the (beneficiary, app) grant,
-    and with it every token of the grant, *before* the client secret is checked."""
-    tokens, config = emulator.state.tokens, emulator.config
-    claimed_id = claimed_client_id(request, form)
-    claimed = config.client(claimed_id) if claimed_id else None
-    if claimed_id and claimed is None:
-        return token_error(401, "invalid_client", _BAD_CLIENT)
+class _OAuth2Error(Exception):
+    """What apps/dot_ext/utils.py raises while finding the app: oauthlib's
+    InvalidClientError (``invalid_client``) or InvalidRequestError (``invalid_request``)."""
+
+    def __init__(self, error: str, status: int, description: str) -> None:
+        super().__init__(description)
+        self.error, self.status, self.description = error, status, description
+
+    def response(self) -> Response:
+        """json_response_from_oauth2_error (apps/dot_ext/utils.py)."""
+        body = {"status_code": self.status, "error": self.error}
+        return json_response({**body, "error_description": self.description}, self.status)
+
+
+class _Uncaught(Exception):
+    """An exception no BB2 view catches (AccessToken.DoesNotExist, a bad base64): 500."""
+
+
+def _meta_app(emulator: Emulator, request: Request) -> RegisteredClient | None:
+    """get_application_from_meta (apps/dot_ext/utils.py): a header holding ``Bearer`` names
+    its access token's app (AccessToken.objects.get, DoesNotExist uncaught); any other is
+    decoded as Basic (a malformed one raises, uncaught), whose client id must name an app
+    (InvalidClientError "Application does not exist", oauthlib's default 401)."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    if "Bearer" in header:
+        parts = header.split(" ")
+        access = emulator.state.tokens.stored_access(parts[1]) if len(parts) > 1 else None
+        if access is None:
+            raise _Uncaught
+        return emulator.config.client(access.client_id)
+    basic = oauth.basic_credentials(header)
+    if basic is None:
+        raise _Uncaught
+    client = emulator.config.client(basic[0])
+    if client is None:
+        raise _OAuth2Error("invalid_client", 401, _BAD_CLIENT)
+    return client
+
+
+def _data_app(emulator: Emulator, form: FormData) -> tuple[RegisteredClient | None, _Found | None]:
+    """get_application_from_data (apps/dot_ext/utils.py): a ``token`` names its app (not
+    found: InvalidRequestError "Token not found."; of another app than the form's
+    ``client_id``: InvalidRequestError "Token does not match client_id"); without one, the
+    form's ``client_id`` does (unknown: InvalidClientError, 400)."""
+    config, client_id = emulator.config, form_field(form, "client_id")
     value, hint = form_field(form, "token"), form_field(form, "token_type_hint")
-    found = _find(tokens, value, hint)
-    if value and found is None:
-        return server_error()
-    if found is not None and claimed is not None and found.client_id != claimed.client_id:
-        return server_error()
-    app = claimed or (config.client(found.client_id) if found else None)
+    if value:
+        found = _find(emulator.state.tokens, value, hint)
+        if found is None:
+            raise _OAuth2Error("invalid_request", 400, "Token not found.")
+        if client_id and found.client_id != client_id:
+            raise _OAuth2Error("invalid_request", 400, "Token does not match client_id")
+        return config.client(found.client_id), found
+    if not client_id:
+        return None, None
+    client = config.client(client_id)
+    if client is None:
+        raise _OAuth2Error("invalid_client", 400, "Application does not exist (client_id)")
+    return client, None
+
+
+def _active_app(
+    emulator: Emulator, request: Request, form: FormData
+) -> tuple[RegisteredClient, _Found | None]:
+    """validate_app_is_active (apps/dot_ext/utils.py) for a request that is no refresh:
+    get_application_from_request (the header's app and the data's must agree:
+    InvalidRequestError), "App id failed" (401) without any, 403 for an inactive app."""
+    meta = _meta_app(emulator, request)
+    data, found = _data_app(emulator, form)
+    if meta is not None and data is not None and meta.client_id != data.client_id:
+        raise _OAuth2Error("invalid_request", 400, "different app in headers than in request data")
+    app = meta or data
     if app is None:
-        return token_error(401, "invalid_client", "App id failed")
+        raise _OAuth2Error("invalid_client", 401, "App id failed")
     if emulator.state.switches.inactive(app.client_id):
-        return inactive_error(app)
+        raise _OAuth2Error("invalid_client", 403, TEMPORARILY_INACTIVE.format(app.name))
+    return app, found
+
+
+def _revoke_view(emulator: Emulator, request: Request, form: FormData) -> Response:
+    """RevokeView.post (apps/dot_ext/views/authorization.py) catches only InvalidClientError
+    and InvalidGrantError from validate_app_is_active: its InvalidRequestError (a token it
+    cannot find, a retry of a revoke that worked included, or one of another app) and any
+    other exception reach handler500. A found access token deletes the (beneficiary, app)
+    grant, and with it every token of the grant, *before* the client secret is checked."""
+    try:
+        app, found = _active_app(emulator, request, form)
+    except _OAuth2Error as error:
+        return server_error() if error.error == "invalid_request" else error.response()
+    except _Uncaught:
+        return server_error()
     if found is not None and found.is_access:
-        tokens.delete_grant(app.client_id, found.patient_id)
+        emulator.state.tokens.delete_grant(app.client_id, found.patient_id)
     return _revoke_checked(emulator, request, form)
 
 
 def _revoke_token_view(emulator: Emulator, request: Request, form: FormData) -> Response:
-    """RevokeTokenView.post: 200 for any token it cannot attribute, 403 for an inactive app,
-    and a refresh token is only found with token_type_hint=refresh_token (without it, the
-    refresh token is silently left alone). The grant always stays."""
-    tokens, config, switches = emulator.state.tokens, emulator.config, emulator.state.switches
-    basic = oauth.basic_credentials(request.headers.get("authorization"))
-    meta_app = config.client(basic[0]) if basic else None
-    if basic and meta_app is None:
-        return token_error(401, "invalid_client", _BAD_CLIENT)
-    if meta_app is not None and switches.inactive(meta_app.client_id):
+    """RevokeTokenView.post (apps/dot_ext/views/authorization.py): the header's app (its
+    InvalidClientError answered, 403 when inactive), then the data's, any failure to find
+    which answers 200 (an unknown token, one of another client_id, an unknown client_id);
+    403 for an inactive app or another app than the header's. A refresh token is only
+    found with token_type_hint=refresh_token (without it, it is silently left alone). The
+    grant always stays."""
+    switches = emulator.state.switches
+    try:
+        meta = _meta_app(emulator, request)
+    except _OAuth2Error as error:
+        return error.response()
+    except _Uncaught:
+        return server_error()
+    if meta is not None and switches.inactive(meta.client_id):
         return _forbidden(_NOT_ACTIVE)
-    value, hint = form_field(form, "token"), form_field(form, "token_type_hint")
-    found = _find(tokens, value, hint)
-    body_id = form_field(form, "client_id")
-    if value and (found is None or (body_id and body_id != found.client_id)):
+    try:
+        data, _ = _data_app(emulator, form)
+    except _OAuth2Error:
         return Response(status_code=200)
-    data_id = found.client_id if found else body_id
-    if data_id and switches.inactive(data_id):
+    if data is not None and switches.inactive(data.client_id):
         return _forbidden(_NOT_ACTIVE)
-    if meta_app is not None and data_id and data_id != meta_app.client_id:
+    if meta is not None and data is not None and meta.client_id != data.client_id:
         return _forbidden("Application did not have access to the provided token.")
     return _revoke_checked(emulator, request, form)
 

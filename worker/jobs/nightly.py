@@ -79,6 +79,8 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         expiring = await consent.announce_expiring(
             conn, now, timedelta(days=settings.webhook_consent_expiring_days)
         )
+        # Their resync only settles what is owed: nothing to sync without a consent.
+        chosen += [c for c in await revocations.unsynced_with_owed(conn) if c not in chosen]
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
     # Unlinking purges a dormant (or long failed) connection's data, and tries again a

@@ -31,13 +31,15 @@ async def resync(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
         async with services.pool.acquire() as conn:
             connection = await connections.get(conn, job.connection_id)
             history = await sync_runs.history(conn, job.connection_id)
+        # Tokens a relink replaced are owed a revocation; the nightly unlink retries only
+        # those of unlinked connections, so a live connection's next resync settles them,
+        # one waiting for a re-consent included (the nightly run queues its resync).
+        if connection is not None and connection.status != "revoked":
+            await settle_owed_for_now(services, job.connection_id)
         if connection is None or connection.status not in RESYNCABLE:
             status = connection.status if connection else "unknown"
             log.info("resync_not_needed", status=status)
             return {"status": status}
-        # Tokens a relink replaced are owed a revocation; the nightly unlink retries only
-        # those of unlinked connections, so a live connection's next resync settles them.
-        await settle_owed_for_now(services, job.connection_id)
         plan = choose_plan(
             datetime.now(UTC),
             history,

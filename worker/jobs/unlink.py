@@ -8,6 +8,7 @@ nothing more.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -25,8 +26,17 @@ from worker.sync.revocation import KEPT, settle_owed
 log = structlog.get_logger(__name__)
 
 
-async def _delete_locally(services: Services, connection_id: str) -> bool:
+async def _delete_locally(
+    services: Services, connection_id: str, asked_at: datetime | None
+) -> bool | None:
+    """Unlink the connection; False for an unknown id, None when it was authorized again
+    since this job's unlink took effect (a retry after a relink: the relink stands)."""
     async with services.pool.acquire() as conn:
+        if asked_at is not None and await unlinks.relinked_since_unlinked(
+            conn, connection_id, asked_at
+        ):
+            log.info("unlink_superseded_by_relink")
+            return None
         unlinked = await unlinks.unlink(conn, connection_id)
         if unlinked is None:
             return False
@@ -60,9 +70,11 @@ async def unlink(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
     job = parse_payload(UnlinkJob, args, kwargs)
     services: Services = ctx["services"]
     with structlog.contextvars.bound_contextvars(job="unlink", connection_id=job.connection_id):
-        found = await _delete_locally(services, job.connection_id)
+        found = await _delete_locally(services, job.connection_id, ctx.get("enqueue_time"))
         # Rows owed for a connection that is gone (a purge) are settled all the same.
         revocation = await _revoke_at_cms(services, job.connection_id, Attempt.of(ctx))
+        if found is None:
+            return {"status": "superseded", "cms": revocation}
         if not found:
             log.info("unlink_of_unknown_connection")
             return {"status": "unknown", **({"cms": revocation} if revocation else {})}

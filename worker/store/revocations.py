@@ -149,6 +149,19 @@ async def unlinked_with_owed(conn: Conn) -> list[str]:
     return [record["connection_id"] for record in records]
 
 
+async def unsynced_with_owed(conn: Conn) -> list[str]:
+    """Live connections that CMS still owes a revocation and that no resync will sync
+    (waiting for a re-consent, or pending): their owed rows would otherwise wait for a
+    re-consent, or for the purge of a dormant connection."""
+    records = await conn.fetch(
+        """SELECT DISTINCT p.connection_id FROM pending_revocations p
+           JOIN connections c USING (connection_id)
+           WHERE c.status IN ('needs_reauth', 'pending')
+           ORDER BY p.connection_id"""
+    )
+    return [record["connection_id"] for record in records]
+
+
 async def shares_grant(conn: Conn, revocation_id: int) -> bool:
     """Whether a live connection holds tokens of the same grant (same client and patient):
     CMS keeps one grant per (beneficiary, app) (FACTS.md, Authorization). The row's own

@@ -36,12 +36,13 @@ async def start_or_resume(conn: Conn, connection_id: str, kind: RunKind, plan: P
 
 
 async def record_page(conn: Conn, run_id: int, counts: UpsertCounts, cursor: Cursor | None) -> None:
-    """Count a stored page and move the cursor (inside the page's transaction)."""
+    """Count a stored page and move the cursor (inside the page's transaction), while the
+    run is still running: a closed run keeps no cursor (it may name the patient)."""
     await conn.execute(
         """UPDATE sync_runs SET pages = pages + 1, inserted = inserted + $2,
                updated = updated + $3, unchanged = unchanged + $4,
                cursor_type = $5, cursor_url = $6
-           WHERE run_id = $1""",
+           WHERE run_id = $1 AND status = 'running'""",
         run_id,
         counts.inserted,
         counts.updated,
@@ -52,11 +53,12 @@ async def record_page(conn: Conn, run_id: int, counts: UpsertCounts, cursor: Cur
 
 
 async def skip_type(conn: Conn, run_id: int, resource_type: str, cursor: Cursor | None) -> None:
-    """Record a resource type that was not fetched (scope not granted, or 403)."""
+    """Record a resource type that was not fetched (scope not granted, or 403), while the
+    run is still running."""
     await conn.execute(
         """UPDATE sync_runs SET skipped_types = array_append(skipped_types, $2),
                cursor_type = $3, cursor_url = $4
-           WHERE run_id = $1""",
+           WHERE run_id = $1 AND status = 'running'""",
         run_id,
         resource_type,
         cursor.resource_type if cursor else None,
@@ -64,14 +66,21 @@ async def skip_type(conn: Conn, run_id: int, resource_type: str, cursor: Cursor 
     )
 
 
-async def finish(conn: Conn, run_id: int) -> None:
-    """Close the run as succeeded, dropping its cursor (a next link names the patient)."""
-    await conn.execute(
+async def finish(conn: Conn, run_id: int) -> bool:
+    """Close the run as succeeded, dropping its cursor (a next link names the patient).
+
+    True when this call closed it: only a running run closes, and only once. Two passes
+    of one connection can share a run (a re-consent mid-sync resumes the running one), or
+    a stale pass can outlive its run (failed, or closed by the other pass): only the pass
+    that closed the run may delete what it did not see (:func:`delete_unseen`).
+    """
+    result = await conn.execute(
         """UPDATE sync_runs SET status = 'succeeded', finished_at = now(),
                cursor_type = NULL, cursor_url = NULL
            WHERE run_id = $1 AND status = 'running'""",
         run_id,
     )
+    return bool(result == "UPDATE 1")
 
 
 async def changes(conn: Conn, run_id: int) -> tuple[int, int]:
@@ -102,11 +111,13 @@ async def fail_running(conn: Conn, connection_id: str, error: str) -> None:
 async def remember_seen(
     conn: Conn, run_id: int, resource_type: str, resource_ids: list[str]
 ) -> None:
-    """Note ids a full pass has seen (inside the page's transaction)."""
+    """Note ids a full pass has seen (inside the page's transaction), only into a run still
+    running: a closed run's seen ids were already used and deleted, and nothing would
+    ever delete them again."""
     await conn.execute(
         """INSERT INTO sync_seen (connection_id, run_id, resource_type, resource_id)
            SELECT r.connection_id, $1, $2, unnest($3::text[]) FROM sync_runs r
-           WHERE r.run_id = $1 ON CONFLICT DO NOTHING""",
+           WHERE r.run_id = $1 AND r.status = 'running' ON CONFLICT DO NOTHING""",
         run_id,
         resource_type,
         resource_ids,
@@ -114,8 +125,9 @@ async def remember_seen(
 
 
 async def delete_unseen(conn: Conn, run_id: int, connection_id: str) -> int:
-    """After a full pass: delete what BB2 no longer serves, of the types the pass read to
-    the end; a type it skipped (not granted, or withheld) keeps its rows."""
+    """After a full pass, by the pass that closed the run (:func:`finish` said True): delete
+    what BB2 no longer serves, of the types the pass read to the end; a type it skipped
+    (not granted, or withheld) keeps its rows."""
     deleted = await conn.fetchval(
         """WITH gone AS (
                DELETE FROM fhir_resources r WHERE r.connection_id = $2 AND NOT EXISTS (

@@ -76,3 +76,27 @@ async def _mark_revoked(conn: Conn, connection_id: str) -> None:
         connection_id,
     )
     await sync_runs.fail_running(conn, connection_id, "unlinked")
+
+
+async def relinked_since_unlinked(conn: Conn, connection_id: str, asked_at: datetime) -> bool:
+    """Whether the connection, unlinked when an unlink job was asked at ``asked_at`` (the
+    nightly retry of an owed revocation) or by that job since (its first try), was
+    authorized again after that unlink: the later consent stands, and the job must not
+    unlink it. A connect seen before the unlink but stored after it is no relink: its
+    grant is refused (:func:`worker.store.grants.save_grant`), and no unlink preceded it."""
+    found = await conn.fetchval(
+        """WITH last_before AS (
+               SELECT event, audit_id FROM audit_log
+               WHERE connection_id = $1 AND event IN ('unlinked', 'authorized') AND at < $2
+               ORDER BY audit_id DESC LIMIT 1),
+           unlinked AS (
+               SELECT audit_id FROM audit_log
+               WHERE connection_id = $1 AND event = 'unlinked' AND at >= $2
+               UNION ALL SELECT audit_id FROM last_before WHERE event = 'unlinked')
+           SELECT EXISTS (
+               SELECT 1 FROM audit_log a JOIN unlinked u ON a.audit_id > u.audit_id
+               WHERE a.connection_id = $1 AND a.event = 'authorized')""",
+        connection_id,
+        asked_at,
+    )
+    return bool(found)

@@ -118,16 +118,21 @@ def _sync_failures(
 
 async def _succeed(
     services: Services, connection: connections.Connection, result: SyncResult
-) -> int:
+) -> int | None:
+    """Close the run, delete what a full pass did not see, mark the connection active and
+    tell upstream; the number deleted. None when the run was no longer running (another
+    pass of the connection sharing it closed it, or it failed meanwhile): that word stands,
+    and this pass's partial view of what was seen must delete nothing."""
     connection_id = connection.connection_id
     async with services.pool.acquire() as conn, conn.transaction():
         before = await connections.lock_live(
             conn, connection_id, exclusive=result.plan.mode == "full"
         )
+        if not await sync_runs.finish(conn, result.run_id):
+            return None
         deleted = 0
         if result.plan.mode == "full":
             deleted = await sync_runs.delete_unseen(conn, result.run_id, connection_id)
-        await sync_runs.finish(conn, result.run_id)
         synced_at = datetime.now(UTC)
         await connections.set_status(conn, connection_id, "active", synced_at=synced_at)
         await connection_events.sync_succeeded(
@@ -184,6 +189,11 @@ async def run_sync(
         await pauses.mark_active(services.redis, services.pool, app.name)
     except errors.IngestError as exc:
         return await on_failure(exc, _sync_failures(services, connection, attempt))
+    if deleted is None:
+        # Another pass of the connection closed the run (a re-consent's sync resumed it):
+        # its outcome is the connection's.
+        log.info("sync_run_closed_by_another_pass")
+        return {"status": (await load(services, connection.connection_id)).status}
     log.info(
         "sync_succeeded",
         mode=result.plan.mode,

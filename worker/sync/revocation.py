@@ -3,11 +3,12 @@
 What each owed row needs (FACTS.md, Revocation; apps/dot_ext/views/authorization.py):
 
 - End the grant (an unlink): ``/v2/o/revoke/`` with a live ACCESS token of it: the only
-  call that deletes the grant, and with it every token. A 500 means CMS cannot find the
-  token as an access token (rotated away, or revoked by our earlier try whose answer was
-  lost): refresh (the new tokens are stored in the row before use) and try with the fresh
-  one. A refresh saying the grant is gone (403/401 ``invalid_grant``, 400
-  ``invalid_request``) settles it: the grant already ended.
+  call that deletes the grant, and with it every token. BB2's own (JSON) 500 means CMS
+  cannot find the token as an access token (rotated away, or revoked by our earlier try
+  whose answer was lost; an edge's 500 says nothing, and the try is repeated): refresh
+  (the new tokens are stored in the row before use) and try with the fresh one. A
+  refresh saying the grant is gone (403/401 ``invalid_grant``, 400 ``invalid_request``)
+  settles it: the grant already ended.
 - When no access token can be had at all (a spent refresh token, a one-time app, CMS
   failing mid-refresh), or CMS keeps failing (MAX_GRANT_REFUSALS): revoke the refresh
   token at ``/v2/o/revoke_token/`` with ``token_type_hint=refresh_token`` and record that
@@ -55,6 +56,16 @@ class Settled:
     how: str
 
 
+def not_found_as_access(error: errors.ServerError) -> bool:
+    """Whether ``/v2/o/revoke/`` said it found no such access token: BB2's own 500, the JSON
+    of its handler500 (rest_framework.exceptions.server_error, hhs_oauth_server/urls.py)
+    for RevokeView's uncaught InvalidRequestError (apps/dot_ext/utils.py,
+    get_application_from_data). A 500 without it came from an edge or gateway and says
+    nothing about the token (FACTS.md, Errors): the try is repeated, no refresh token is
+    spent and no refusal counted, else an edge's outage would end in a grant never ended."""
+    return error.status == 500 and not isinstance(error, errors.EdgeError)
+
+
 async def _revoke_tokens(
     client: BlueButtonClient, app: App, owed: Owed, access: str | None
 ) -> None:
@@ -82,7 +93,7 @@ async def _refresh_then_end(
     try:
         await oauth.end_grant(client, app.credentials, fresh.access_token)
     except errors.ServerError as exc:
-        if exc.status == 500:  # a token CMS minted a moment ago: a real failure
+        if not_found_as_access(exc):  # a token CMS minted a moment ago: a real failure
             async with services.pool.acquire() as conn:
                 await revocations.grant_refused(conn, owed.revocation_id)
         raise
@@ -107,7 +118,7 @@ async def _settle(services: Services, owed: Owed) -> Settled:
         try:
             await oauth.end_grant(client, app.credentials, owed.access_token)
         except errors.ServerError as exc:
-            if exc.status != 500:
+            if not not_found_as_access(exc):
                 raise
             # Not found as an access token: rotated away, or already revoked by us.
         else:
