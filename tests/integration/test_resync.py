@@ -22,6 +22,7 @@ from worker.jobs.queue import open_queue
 from worker.jobs.resync import resync
 from worker.jobs.worker import build_worker
 from worker.local import emulator_stats
+from worker.runtime.job_retry import Attempt
 from worker.sync.engine import sync_connection
 from worker.sync.model import FULL
 from worker.sync.outcome import _succeed, load, run_sync
@@ -108,16 +109,16 @@ async def test_a_stale_full_pass_deletes_nothing_a_newer_pass_stored(
     connection = await load(services, "conn-1")
     app = await services.app_of(connection)
     stale = await sync_connection(services, connection, app, "resync", FULL)
-    assert (await run_sync(services, connection, "resync", job_try=1))["status"] == "active"
+    assert (await run_sync(services, connection, "resync", Attempt(1)))["status"] == "active"
     await emulator_post(
         emulator.base_url,
         "/_emulator/claims/add",
         {"patient_id": patient_id(1), "claim_type": "snf"},
     )
-    assert (await run_sync(services, connection, "resync", job_try=1))["status"] == "active"
+    assert (await run_sync(services, connection, "resync", Attempt(1)))["status"] == "active"
     stored = await stored_resources(pool, "conn-1")
     assert len(stored) == 80 + 1 + 4 + 1
-    assert await _succeed(services, "conn-1", stale) is None
+    assert await _succeed(services, connection, stale) is None
     assert await stored_resources(pool, "conn-1") == stored
     runs = await pool.fetch("SELECT status FROM sync_runs ORDER BY run_id")
     assert [run["status"] for run in runs] == ["succeeded"] * 3
