@@ -94,13 +94,17 @@ async def _failures(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
     from worker.crypto import cipher_for
-    from worker.store import apps, rekey
+    from worker.store import apps, rekey, webhooks
 
     cipher = cipher_for(settings)
     async with connection(settings.database_url) as conn:
         changed = await rekey.rekey_all(conn, cipher)
         secrets = await apps.rekey_all(conn, cipher)
-    print(f"re-encrypted {changed} rows and {secrets} app secrets under key {cipher.active_key_id}")
+        secrets += await webhooks.rekey_all(conn, cipher)
+    print(
+        f"re-encrypted {changed} rows and {secrets} app and webhook secrets"
+        f" under key {cipher.active_key_id}"
+    )
     return 0
 
 
