@@ -112,7 +112,7 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
     from worker.jobs import lanes
     from worker.jobs import queue as jobqueue
     from worker.pauses import read_paused
-    from worker.retention import due_for_purge
+    from worker.retention import due_for_purge, purge_webhook_deliveries
 
     paused = sorted(await read_paused(settings.redis_url))
     async with connection(settings.database_url) as conn:
@@ -132,7 +132,9 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
             await jobqueue.enqueue(queue, job, lane=lanes.BULK)
     finally:
         await queue.aclose()
-    print(f"queued {len(due)} unlinks")
+    async with connection(settings.database_url) as conn:
+        purged = await purge_webhook_deliveries(conn, settings, datetime.now(UTC))
+    print(f"queued {len(due)} unlinks; deleted {purged} delivered webhook deliveries")
     return 0
 
 
@@ -154,7 +156,8 @@ def add_commands(commands: Any) -> None:
     ).set_defaults(run=_rotate_key)
     purge = commands.add_parser(
         "purge",
-        help="unlink what the retention rules say is due (DORMANT_/ERROR_RETENTION_DAYS)",
+        help="unlink what the retention rules say is due (DORMANT_/ERROR_RETENTION_DAYS) and"
+        " delete delivered webhook deliveries (WEBHOOK_RETENTION_DAYS)",
     )
     purge.add_argument("--dry-run", action="store_true", help="show it, queue nothing")
     purge.set_defaults(run=_purge)

@@ -5,16 +5,35 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
 
+from worker.crypto import TokenCipher
 from worker.emulator.server import serving
-from worker.store import connections, outbox
+from worker.settings import Settings
+from worker.store import connections, outbox, webhooks
 from worker.webhooks.receiver import Receiver
 
 Expected = dict[str | None, list[str]]
+# Retries within a test's patience; the schedule itself is tested as a pure function.
+FAST_RETRIES = {"WEBHOOK_RETRY_BASE_SECONDS": "0.05", "WEBHOOK_RETRY_MAX_SECONDS": "0.3"}
+# Starts a dispatcher with settings (the conftest fixture ``dispatch``): a replica's.
+Dispatch = Callable[..., Awaitable[tuple[Settings, TokenCipher]]]
+
+
+async def register(pool: asyncpg.Pool, cipher: TokenCipher, url: str, secret: str = "s1") -> int:
+    """An endpoint of the default app; its id."""
+    async with pool.acquire() as conn:
+        return await webhooks.add(conn, cipher, "default", url, secret)
+
+
+async def deliveries_of(pool: asyncpg.Pool, endpoint_id: int) -> list[asyncpg.Record]:
+    """The delivery rows of an endpoint, in event order."""
+    return await pool.fetch(
+        "SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY seq", endpoint_id
+    )
 
 
 async def write_events(
@@ -56,3 +75,12 @@ async def until(condition: Callable[[], bool], within: float, step: float = 0.02
             raise AssertionError(f"not reached within {within} s")
         await asyncio.sleep(step)
     return time.monotonic() - start
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> None:
+    """Wait until the async ``check()`` holds. AssertionError past ``within`` s."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {within} s")
+        await asyncio.sleep(0.05)

@@ -1,6 +1,6 @@
 """The nightly cron: queue the resyncs that are due (within each app's budget), purge
-dormant and long-failed connections (worker.retention), and retry revocations CMS still
-owes us, all in the bulk lane.
+dormant and long-failed connections (worker.retention) and delivered webhook deliveries, and
+retry revocations CMS still owes us, all in the bulk lane.
 
 arq runs it on exactly one replica per fire time (``unique=True``), however many run.
 """
@@ -21,7 +21,7 @@ from worker.jobs.context import JobContext
 from worker.jobs.payloads import ResyncJob, UnlinkJob
 from worker.jobs.queue import enqueue
 from worker.jobs.services import Services
-from worker.retention import due_for_purge
+from worker.retention import due_for_purge, purge_webhook_deliveries
 from worker.store import apps, listing, revocations
 from worker.store.db import Conn
 
@@ -74,6 +74,7 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         due_purge = await due_for_purge(conn, settings, now, paused_apps=paused)
         dormant = [purge.connection_id for purge in due_purge]
         owed = await revocations.unlinked_with_owed(conn)
+        deliveries_purged = await purge_webhook_deliveries(conn, settings, now)
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
     # Unlinking purges a dormant (or long failed) connection's data, and tries again a
@@ -85,5 +86,6 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         resyncs_queued=len(chosen),
         dormant_purged=len(dormant),
         revocations_retried=len(owed),
+        webhook_deliveries_purged=deliveries_purged,
     )
     return {"resyncs": len(chosen), "purged": len(dormant), "revocations": len(owed), "due": due}

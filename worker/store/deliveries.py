@@ -9,7 +9,7 @@ until the sender records the outcome (or its lease runs out, if it died)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,8 +19,9 @@ from worker.store.webhooks import SealedSecrets
 
 _COLUMNS = """d.delivery_id, d.endpoint_id, d.attempts, d.pending_since, w.url,
     w.app AS endpoint_app, w.secret_enc, w.previous_secret_enc, w.previous_until,
-    e.event_id, e.xid::text AS xid, e.seq, e.app, e.connection_id, e.type, e.version,
-    e.data, e.created_at"""
+    e.event_id, e.xid::text || '.' || e.seq AS position, e.app, e.connection_id, e.type,
+    e.version, e.data, e.created_at"""
+_EVENT_FIELDS = [field.name for field in fields(Event)]
 
 # The due heads of every chain, endpoints that are full excluded; the lock is re-checked on
 # the row itself (a head another replica just leased is no longer due).
@@ -81,16 +82,7 @@ def _claimed(row: Any) -> Claimed:
             previous_secret_enc=row["previous_secret_enc"],
             previous_until=row["previous_until"],
         ),
-        event=Event(
-            event_id=row["event_id"],
-            position=f"{row['xid']}.{row['seq']}",
-            app=row["app"],
-            connection_id=row["connection_id"],
-            type=row["type"],
-            version=row["version"],
-            data=row["data"],
-            created_at=row["created_at"],
-        ),
+        event=Event(**{name: row[name] for name in _EVENT_FIELDS}),
     )
 
 

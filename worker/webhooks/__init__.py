@@ -1,6 +1,4 @@
 """Webhook delivery of issue 15: signed POSTs of the events outbox, at least once, in order
-per connection."""
+per connection (README, "Webhooks")."""
 
-from worker.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header, verify
-
-__all__ = ["EVENT_ID_HEADER", "SIGNATURE_HEADER", "signature_header", "verify"]
+__all__ = ["dispatcher", "receiver", "schedule", "sender", "signing", "urls"]

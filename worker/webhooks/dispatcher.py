@@ -124,7 +124,7 @@ class Dispatcher:
         sent = 0
         while claimed is not None and sent < CHAIN_LIMIT:
             now = datetime.now(UTC)
-            outcome = await deliver(self._http, self._cipher, claimed, now)
+            outcome = await deliver(self._http, self._cipher, claimed.secrets, claimed.event, now)
             sent += 1
             try:
                 claimed = await self._record(claimed, outcome)

@@ -14,7 +14,8 @@ from worker.crypto import TokenCipher
 from worker.errors import DecryptionError, KeyMissing
 from worker.events.envelope import envelope_bytes
 from worker.metrics import DECRYPT_KEY_MISSING
-from worker.store.deliveries import Claimed
+from worker.store.outbox import Event
+from worker.store.webhooks import SealedSecrets
 from worker.webhooks.signing import headers_for
 
 TIMEOUT_SECONDS: Final = 10.0
@@ -45,9 +46,9 @@ def client(connections: int) -> httpx.AsyncClient:
     )
 
 
-def _secrets(cipher: TokenCipher, claimed: Claimed, now: datetime) -> list[str] | Outcome:
+def _secrets(cipher: TokenCipher, sealed: SealedSecrets, now: datetime) -> list[str] | Outcome:
     try:
-        return claimed.secrets.valid(cipher, now)
+        return sealed.valid(cipher, now)
     except KeyMissing as exc:
         DECRYPT_KEY_MISSING.labels(key_id=exc.key_id).inc()
         return Outcome(None, f"the endpoint's secret cannot be decrypted: {exc}")
@@ -72,11 +73,11 @@ async def post(
 
 
 async def deliver(
-    http: httpx.AsyncClient, cipher: TokenCipher, claimed: Claimed, now: datetime
+    http: httpx.AsyncClient, cipher: TokenCipher, sealed: SealedSecrets, event: Event, now: datetime
 ) -> Outcome:
-    """Send one claimed delivery: its envelope, signed as of ``now``."""
-    secrets = _secrets(cipher, claimed, now)
+    """Send ``event``'s envelope to the endpoint of ``sealed``, signed as of ``now`` with its
+    valid secrets; a secret that cannot be decrypted fails this attempt only."""
+    secrets = _secrets(cipher, sealed, now)
     if isinstance(secrets, Outcome):
         return secrets
-    body = envelope_bytes(claimed.event)
-    return await post(http, claimed.url, str(claimed.event.event_id), body, secrets, now)
+    return await post(http, sealed.url, str(event.event_id), envelope_bytes(event), secrets, now)
