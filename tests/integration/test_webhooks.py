@@ -8,6 +8,7 @@ import asyncio
 
 import asyncpg
 
+from tests.integration.conftest import Start
 from tests.integration.webhook_support import (
     Dispatch,
     deliveries_of,
@@ -16,6 +17,8 @@ from tests.integration.webhook_support import (
     until,
     write_events,
 )
+from worker.emulator.config import EmulatorConfig
+from worker.jobs.worker import run_replica
 from worker.store import connections, outbox
 from worker.webhooks.receiver import Receiver
 
@@ -107,3 +110,18 @@ async def test_a_hanging_endpoint_does_not_delay_another(
     assert took < 8
     assert healthy.tally(expected).lost == 0
     assert hanging.received == []  # every send to it is still waiting for its answer
+
+
+async def test_a_worker_replica_runs_the_dispatcher(pool: asyncpg.Pool, start: Start) -> None:
+    receiver = Receiver(["s1"])
+    _, settings, services = await start(EmulatorConfig(beneficiaries=1))
+    async with receiving(receiver) as url:
+        await register(pool, services.cipher, url)
+        replica = asyncio.create_task(run_replica(settings))
+        try:
+            expected = await write_events(pool, ["a", "b"], 3)
+            await until(lambda: len(receiver.received) == 6, 15)
+        finally:
+            replica.cancel()
+            await asyncio.gather(replica, return_exceptions=True)
+    assert receiver.tally(expected).out_of_order == 0
