@@ -74,6 +74,7 @@ audit: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m worker.jobs.schemas schemas/jobs
+	$(BIN)/python -m worker.events.schemas schemas/events
 
 clean:
 	rm -rf $(VENV) .demo .bench .chaos .pytest_cache .mypy_cache .ruff_cache

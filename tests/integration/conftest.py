@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from tests.integration.event_checks import emitted
 from tests.integration.support import TABLES, authorized_job
 from tests.integration.webhook_support import FAST_RETRIES, Dispatch
 from worker.crypto import TokenCipher, generate_key
@@ -54,7 +55,10 @@ async def pool(migrated: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(migrated, max_size=12)
     await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     yield pool
-    await pool.close()
+    try:
+        await emitted(pool)  # every event the test emitted satisfies its JSON Schema
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

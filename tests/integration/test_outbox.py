@@ -1,16 +1,24 @@
 """The events outbox: written with its state change or not at all, read in commit order."""
 
 import asyncio
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
+from worker.events.emit import emit
 from worker.store import connections, outbox
 
 
 async def _record(conn: asyncpg.Connection, connection_id: str, n: int) -> None:
-    await outbox.record(
-        conn, app="default", connection_id=connection_id, type="t", version=1, data={"n": n}
+    """An event of the catalog (the tests check every emitted event against its schema)."""
+    await emit(
+        conn,
+        "connection.revoked",
+        app="default",
+        connection_id=connection_id,
+        resources_deleted=n,
+        revoked_at=datetime.now(UTC),
     )
 
 
@@ -55,7 +63,7 @@ async def test_the_feed_never_skips_an_event_that_commits_after_a_later_one(
         assert await outbox.read_after(reader, start, apps=None, limit=10) == []
         await slow.commit()
         seen = await outbox.read_after(reader, start, apps=None, limit=10)
-        assert [e.data["n"] for e in seen] == [1, 2]
+        assert [e.data["resources_deleted"] for e in seen] == [1, 2]
         assert await outbox.read_after(reader, seen[-1].position, apps=None, limit=10) == []
 
 
@@ -73,7 +81,7 @@ async def test_a_committed_event_is_announced(pool: asyncpg.Pool) -> None:
         payload = await asyncio.wait_for(heard.get(), 5)
         await listener.remove_listener(outbox.NOTIFY_CHANNEL, hear)
     assert '"connection_id":"ob-n"' in payload
-    assert '"n"' not in payload  # the data stays in the table
+    assert '"resources_deleted"' not in payload  # the data stays in the table
 
 
 def test_a_position_that_was_never_handed_out_is_refused() -> None:

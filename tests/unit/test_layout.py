@@ -94,6 +94,8 @@ def _imports(path: Path) -> set[str]:
         ("bluebutton", ("worker.store", "worker.sync", "worker.jobs"), set()),
         # The store stores the sync model's types and knows nothing else of the sync.
         ("store", ("worker.bluebutton", "worker.jobs", "worker.sync"), {"worker.sync.model"}),
+        # Events are written by the store's transactions and know nothing of BB2 or jobs.
+        ("events", ("worker.bluebutton", "worker.jobs", "worker.sync"), set()),
     ],
 )
 def test_the_flow_is_one_way(package: str, forbidden: tuple[str, ...], allowed: set[str]) -> None:

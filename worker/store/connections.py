@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 import asyncpg
 
@@ -94,8 +94,9 @@ async def set_status(
     return bool(result == "UPDATE 1")
 
 
-async def lock_live(conn: Conn, connection_id: str, *, exclusive: bool = False) -> None:
-    """Share-lock the row for this transaction, or raise if it was unlinked meanwhile.
+async def lock_live(conn: Conn, connection_id: str, *, exclusive: bool = False) -> Status:
+    """Share-lock the row for this transaction, or raise if it was unlinked meanwhile; the
+    status it holds under the lock.
 
     Unlink takes the row FOR UPDATE, so a page written under this lock either commits
     before the unlink starts (and is deleted by it) or sees ``revoked`` and writes nothing.
@@ -108,6 +109,7 @@ async def lock_live(conn: Conn, connection_id: str, *, exclusive: bool = False) 
     )
     if status is None or status == "revoked":
         raise ConnectionRevoked(f"connection {connection_id!r} was unlinked")
+    return cast(Status, status)
 
 
 async def fail_exchange(conn: Conn, connection_id: str, code_sha256: str, reason: str) -> bool:

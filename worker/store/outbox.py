@@ -63,7 +63,7 @@ async def record(
         raise RuntimeError("an event must be written in its state change's transaction")
     if connection_id is not None:
         await conn.execute(
-            "SELECT 1 FROM connections WHERE connection_id = $1 FOR UPDATE", connection_id
+            "SELECT 1 FROM connections WHERE connection_id = $1 FOR NO KEY UPDATE", connection_id
         )
     event_id = uuid.uuid4()
     await conn.execute(

@@ -74,6 +74,15 @@ async def finish(conn: Conn, run_id: int) -> None:
     )
 
 
+async def changes(conn: Conn, run_id: int) -> tuple[int, int]:
+    """How many resources the run inserted and updated."""
+    record = await conn.fetchrow(
+        "SELECT inserted, updated FROM sync_runs WHERE run_id = $1", run_id
+    )
+    assert record is not None
+    return int(record["inserted"]), int(record["updated"])
+
+
 async def fail_running(conn: Conn, connection_id: str, error: str) -> None:
     """Close the connection's unfinished run (if any) as failed with ``error``, forgetting
     the ids it had seen and its cursor: a failed run is never resumed, and they may name

@@ -21,6 +21,7 @@ from arq import Retry
 from worker import errors, pauses
 from worker.constants import APP_PAUSE_PROBE_SECONDS
 from worker.errors import Decision
+from worker.events import connection as connection_events
 from worker.jobs import retrying
 from worker.jobs.failures import Handler, on_failure
 from worker.jobs.retrying import give_back_try
@@ -34,11 +35,17 @@ log = structlog.get_logger(__name__)
 
 
 async def _fail(
-    services: Services, connection: connections.Connection, status: Status, reason: str
+    services: Services,
+    connection: connections.Connection,
+    status: Status,
+    error: errors.IngestError,
+    reason: str | None = None,
 ) -> str:
-    """Record the failure, unless a new authorization replaced the grant the job started
-    from (a re-consent): then the job was only "superseded" and the new grant stands."""
+    """Record the failure (``reason``: its text, by default ``error``'s) and its event,
+    unless a new authorization replaced the grant the job started from (a re-consent):
+    then the job was only "superseded" and the new grant stands."""
     connection_id = connection.connection_id
+    reason = str(error) if reason is None else reason
     async with services.pool.acquire() as conn, conn.transaction():
         if not await connections.set_status(
             conn, connection_id, status, error=reason, grant=connection.code_sha256
@@ -47,6 +54,7 @@ async def _fail(
             return "superseded"
         await sync_runs.fail_running(conn, connection_id, reason)
         await audit.record(conn, connection_id, "sync_failed", status=status)
+        await connection_events.sync_failed(conn, connection, status, error)
     log.warning("sync_failed", status=status, reason=reason)
     return status
 
@@ -81,7 +89,7 @@ def _sync_failures(
             log.warning("sync_deferred", reason=str(exc), job_try=job_try)
             raise retry from exc
         reason = f"gave up after {job_try} tries: {exc}"
-        return {"status": await _fail(services, connection, "error", reason)}
+        return {"status": await _fail(services, connection, "error", exc, reason)}
 
     async def retry_soon(exc: errors.IngestError) -> dict[str, Any]:
         if isinstance(exc, errors.KeyMissing):
@@ -90,10 +98,10 @@ def _sync_failures(
         raise exc  # an outage: the worker's outage retry brings the job back soon
 
     async def reconsent(exc: errors.IngestError) -> dict[str, Any]:
-        return {"status": await _fail(services, connection, "needs_reauth", str(exc))}
+        return {"status": await _fail(services, connection, "needs_reauth", exc)}
 
     async def give_up(exc: errors.IngestError) -> dict[str, Any]:
-        return {"status": await _fail(services, connection, "error", str(exc))}
+        return {"status": await _fail(services, connection, "error", exc)}
 
     return {
         Decision.SUPERSEDED: stopped_by_unlink,
@@ -108,14 +116,32 @@ def _sync_failures(
     }
 
 
-async def _succeed(services: Services, connection_id: str, result: SyncResult) -> int:
+async def _succeed(
+    services: Services, connection: connections.Connection, result: SyncResult
+) -> int:
+    connection_id = connection.connection_id
     async with services.pool.acquire() as conn, conn.transaction():
-        await connections.lock_live(conn, connection_id, exclusive=result.plan.mode == "full")
+        before = await connections.lock_live(
+            conn, connection_id, exclusive=result.plan.mode == "full"
+        )
         deleted = 0
         if result.plan.mode == "full":
             deleted = await sync_runs.delete_unseen(conn, result.run_id, connection_id)
         await sync_runs.finish(conn, result.run_id)
-        await connections.set_status(conn, connection_id, "active", synced_at=datetime.now(UTC))
+        synced_at = datetime.now(UTC)
+        await connections.set_status(conn, connection_id, "active", synced_at=synced_at)
+        await connection_events.sync_succeeded(
+            conn,
+            connection_events.Synced(
+                connection.app,
+                connection_id,
+                before,
+                result.run_id,
+                result.plan.mode,
+                deleted,
+                synced_at,
+            ),
+        )
         await audit.record(
             conn,
             connection_id,
@@ -148,7 +174,6 @@ async def run_sync(
     """Sync the connection (as the job just read it) and record the outcome; raises
     ``Retry`` to come back later (``job_id``: arq's, so that waiting for an app CMS holds
     inactive spends no try)."""
-    connection_id = connection.connection_id
     if connection.status == "revoked" or not connection.has_tokens:
         log.info("sync_not_needed", status=connection.status)
         return {"status": connection.status}
@@ -157,7 +182,7 @@ async def run_sync(
         await pauses.take_turn(services.redis, app.name)
         with structlog.contextvars.bound_contextvars(app=app.name):
             result = await sync_connection(services, connection, app, kind, plan)
-            deleted = await _succeed(services, connection_id, result)
+            deleted = await _succeed(services, connection, result)
         await pauses.mark_active(services.redis, app.name)
     except errors.IngestError as exc:
         return await on_failure(exc, _sync_failures(services, connection, job_try, job_id))
