@@ -7,13 +7,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import asyncpg
 
 from worker.crypto import TokenCipher
 from worker.emulator.server import serving
+from worker.events.emit import emit
 from worker.settings import Settings
-from worker.store import connections, outbox, webhooks
+from worker.store import connections, webhooks
 from worker.webhooks.receiver import Receiver
 
 Expected = dict[str | None, list[str]]
@@ -48,13 +50,16 @@ async def write_events(
         for n in range(per_connection):
             for cid in connection_ids:
                 async with conn.transaction():
-                    event_id = await outbox.record(
+                    event_id = await emit(
                         conn,
+                        "connection.synced",
                         app=app,
                         connection_id=cid,
-                        type="connection.synced",
-                        version=1,
-                        data={"n": n},
+                        mode="incremental",
+                        inserted=n,
+                        updated=0,
+                        deleted=0,
+                        synced_at=datetime.now(UTC),
                     )
                 expected[cid].append(str(event_id))
     return expected
