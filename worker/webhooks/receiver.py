@@ -25,6 +25,7 @@ class Received:
 
     event_id: str
     type: str
+    app: str
     connection_id: str | None
     data: dict[str, object]
 
@@ -67,7 +68,13 @@ class Receiver:
             self.refused += 1
             return Response(status_code=400)
         self.received.append(
-            Received(envelope["id"], envelope["type"], envelope["connection_id"], envelope["data"])
+            Received(
+                envelope["id"],
+                envelope["type"],
+                envelope["app"],
+                envelope["connection_id"],
+                envelope["data"],
+            )
         )
         if self.acks_to_lose > 0:
             self.acks_to_lose -= 1
