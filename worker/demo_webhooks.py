@@ -19,6 +19,7 @@ from worker.emulator.server import serving
 from worker.settings import Settings
 from worker.store import webhooks
 from worker.store.db import connection
+from worker.store.migrate import migrate
 from worker.webhooks.dispatcher import dispatching
 from worker.webhooks.receiver import Receiver
 
@@ -37,6 +38,7 @@ async def receiving_webhooks(settings: Settings, apps: tuple[str, ...]) -> Async
     async with serving(receiver.app()) as base_url:
         url = base_url + PATH
         async with connection(settings.database_url) as conn:
+            await migrate(conn)  # the demo may be the database's first user
             # An earlier demo's receiver listened on another port: forget it.
             await conn.execute("DELETE FROM webhook_endpoints WHERE url LIKE '%' || $1", PATH)
             for app in (DEFAULT_APP, *apps):
