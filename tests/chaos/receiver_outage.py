@@ -21,10 +21,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from tests.chaos.run import REPLICAS, Size, Target
-from tests.integration.conftest import settings_for
+from tests.chaos.run import REPLICAS, Size, Target, stop_processes, worker_settings
 from tests.integration.support import reset_stores
-from worker.crypto import cipher_for, generate_key
+from worker.crypto import cipher_for
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import running_emulator, serving
 from worker.jobs.payloads import UnlinkJob
@@ -79,13 +78,7 @@ async def run_receiver_outage(target: Target, size: Size, workdir: Path) -> Webh
     problems: list[str] = []
     async with AsyncExitStack() as stack:
         emulator = await stack.enter_async_context(running_emulator(config))
-        settings = settings_for(
-            emulator.base_url,
-            generate_key(),
-            DATABASE_URL=target.database_url,
-            REDIS_URL=target.redis_url,
-            BB_RATE_LIMIT=str(size.rate_limit),
-        )
+        settings = worker_settings(target, emulator.base_url, size)
         server = await stack.enter_async_context(AsyncExitStack())
         url = await server.enter_async_context(serving(receiver.app())) + "/hooks"
         async with connection(target.database_url) as conn:
@@ -95,7 +88,7 @@ async def run_receiver_outage(target: Target, size: Size, workdir: Path) -> Webh
             settings, emulator.base_url, WORKER_CONCURRENCY=str(size.concurrency), **RETRIES
         )
         processes = await start_workers(env, REPLICAS, workdir / "logs", burst=False)
-        stack.push_async_callback(_stop, processes)
+        stack.push_async_callback(stop_processes, processes)
         await wait_for_replicas(target.redis_url, REPLICAS)
         await enqueue_all(target.redis_url, jobs)
         outage = await _outage(target, size.beneficiaries, server, url, receiver)
@@ -176,14 +169,6 @@ async def _expected(database_url: str) -> dict[str | None, list[str]]:
         for row in await conn.fetch("SELECT event_id, connection_id FROM events ORDER BY seq"):
             expected[row["connection_id"]].append(str(row["event_id"]))
     return expected
-
-
-async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
-    for process in processes:
-        if process.returncode is None:
-            process.terminate()
-    for process in processes:
-        await process.wait()
 
 
 def webhook_table(results: list[WebhookFigures]) -> str:

@@ -39,6 +39,7 @@ from worker.local import (
     wait_for_replicas,
     worker_environment,
 )
+from worker.settings import Settings
 from worker.store.db import connection
 
 Served = dict[str, dict[Key, Any]]  # connection id -> what the emulator serves it
@@ -166,13 +167,7 @@ def _burst(scenario: Scenario) -> bool:
 async def _start(
     scenario: Scenario, target: Target, emulator: RunningEmulator, workdir: Path, size: Size
 ) -> Live:
-    settings = settings_for(
-        emulator.base_url,
-        generate_key(),
-        DATABASE_URL=target.database_url,
-        REDIS_URL=target.redis_url,
-        BB_RATE_LIMIT=str(size.rate_limit),
-    )
+    settings = worker_settings(target, emulator.base_url, size)
     env = worker_environment(
         settings,
         emulator.base_url,
@@ -184,6 +179,17 @@ async def _start(
     burst = _burst(scenario)
     processes = await start_workers(env, REPLICAS, workdir / "logs", burst=burst)
     return Live(scenario, target, emulator, workdir, env, processes, burst=burst)
+
+
+def worker_settings(target: Target, base_url: str, size: Size) -> Settings:
+    """The workers' settings of a run on ``target`` against the emulator at ``base_url``."""
+    return settings_for(
+        base_url,
+        generate_key(),
+        DATABASE_URL=target.database_url,
+        REDIS_URL=target.redis_url,
+        BB_RATE_LIMIT=str(size.rate_limit),
+    )
 
 
 async def _disrupt(live: Live, pages: int) -> list[str]:
@@ -233,10 +239,15 @@ async def _reached(live: Live, query: str, target: int) -> bool:
 
 
 async def _stop_all(live: Live) -> None:
-    for process in live.processes:
+    await stop_processes(live.processes)
+
+
+async def stop_processes(processes: list[asyncio.subprocess.Process]) -> None:
+    """Terminate the worker processes still running, and wait for every one."""
+    for process in processes:
         if process.returncode is None:
             process.terminate()
-    for process in live.processes:
+    for process in processes:
         await process.wait()
 
 
