@@ -49,6 +49,7 @@ bench: $(STAMP) services .demo/token.key
 	$(BENCH_ENV) $(BIN)/python -m tests.bench.lanes
 	$(BENCH_ENV) $(BIN)/python -m tests.bench.storm
 	$(BENCH_ENV) $(BIN)/python -m tests.bench.store
+	$(BENCH_ENV) $(BIN)/python -m tests.bench.webhooks
 
 # Crash and fault scenarios on 50 beneficiaries, and their table (README quotes it); exits 1
 # if anything is lost, duplicated or leaked. Own database and Redis database 12, emptied

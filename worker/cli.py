@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -15,7 +15,7 @@ import structlog
 from rich.console import Console
 
 from worker.apps_cli import add_commands as add_app_commands
-from worker.cliargs import Parser, fail, positive
+from worker.cliargs import Parser, duration, fail, positive
 from worker.crypto import generate_key
 from worker.enqueue_cli import add_commands as add_enqueue_commands
 from worker.errors import ConfigError, ServiceUnavailable
@@ -23,6 +23,7 @@ from worker.log import configure_logging
 from worker.ops_cli import add_commands as add_ops_commands
 from worker.settings import Settings, load_settings
 from worker.store.db import connection
+from worker.webhooks_cli import add_commands as add_webhook_commands
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_commands(commands)
     add_enqueue_commands(commands)
     add_app_commands(commands)
+    add_webhook_commands(commands)
     _add_local_commands(commands)
     return parser
 
@@ -117,7 +119,7 @@ def _add_service_commands(commands: Any) -> None:
     status.add_argument("--app", help="only the connections of this app")
     status.add_argument(
         "--expiring-within",
-        type=_duration,
+        type=duration,
         metavar="DURATION",
         help="only live connections whose consent lapses within e.g. 30d, 12h, 2w",
     )
@@ -160,16 +162,6 @@ def _emulator_arguments(parser: argparse.ArgumentParser) -> None:
     from worker.emulator.config import add_arguments
 
     add_arguments(parser)
-
-
-_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
-
-
-def _duration(text: str) -> timedelta:
-    number, unit = text[:-1], text[-1:]
-    if unit not in _UNITS or not number.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h or 2w")
-    return int(number) * _UNITS[unit]
 
 
 def _warn_insecure_transport(settings: Settings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,7 +42,18 @@ def positive(text: str) -> int:
     return value
 
 
-def _read_secret(path: str) -> str:
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def duration(text: str) -> timedelta:
+    """An argparse type: a duration like 30d, 12h or 2w."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h or 2w")
+    return int(number) * _UNITS[unit]
+
+
+def read_secret(path: str) -> str:
     """The text of ``path`` (``-``: stdin) without its surrounding whitespace; exit 2 when
     it cannot be read."""
     try:
@@ -79,10 +91,10 @@ def connect_secrets(args: argparse.Namespace) -> tuple[str, str]:
         fail("one of --code, --code-file or --stdin is required")
     if args.code_verifier is None and args.code_verifier_file is None:
         fail("one of --code-verifier, --code-verifier-file or --stdin is required")
-    code = args.code if args.code is not None else _read_secret(args.code_file)
+    code = args.code if args.code is not None else read_secret(args.code_file)
     verifier = (
         args.code_verifier
         if args.code_verifier is not None
-        else _read_secret(args.code_verifier_file)
+        else read_secret(args.code_verifier_file)
     )
     return code, verifier

@@ -4,7 +4,7 @@ Starts the emulator, walks every synthetic beneficiary through the real authoriz
 with PKCE (two in three through the default app, the others through a partner organisation's
 own app, with its own credentials and budget), queues their connect jobs, runs worker
 replicas as separate processes until the queue drains, and prints what was stored and what
-it cost.
+it cost, and the webhooks a local receiver got (worker.demo_webhooks).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from rich.table import Table
 
 from worker.apps import App
 from worker.crypto import cipher_for
+from worker.demo_webhooks import receiving_webhooks
 from worker.emulator.config import EmulatorConfig, RegisteredClient
 from worker.emulator.server import running_emulator
 from worker.local import (
@@ -169,7 +170,10 @@ async def run_demo(settings: Settings, *, beneficiaries: int, replicas: int) -> 
         rate_limit=settings.bb_rate_limit,
         clients=(RegisteredClient(), PARTNER),
     )
-    async with running_emulator(config) as emulator:
+    async with (
+        running_emulator(config) as emulator,
+        receiving_webhooks(settings, (PARTNER_APP,)),
+    ):
         await _reset(settings, emulator.base_url)
         console.print(f"emulator on {emulator.base_url}; authorizing {beneficiaries} beneficiaries")
         own = beneficiaries - beneficiaries // 3

@@ -100,3 +100,22 @@ EXCHANGE_BACKLOG = Gauge(
     ["app"],
     namespace=NAMESPACE,
 )
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries",
+    "Webhook delivery attempts ended, by app and outcome (delivered, failed: tried again "
+    "later, dead_lettered: given up after WEBHOOK_GIVE_UP_HOURS).",
+    ["app", "outcome"],
+    namespace=NAMESPACE,
+)
+WEBHOOK_BACKLOG = Gauge(
+    "webhook_backlog",
+    "Webhook deliveries not yet delivered nor dead-lettered, by app.",
+    ["app"],
+    namespace=NAMESPACE,
+)
+WEBHOOK_OLDEST_UNDELIVERED = Gauge(
+    "webhook_oldest_undelivered_seconds",
+    "How long the oldest undelivered webhook delivery has waited, by app (0: none waits).",
+    ["app"],
+    namespace=NAMESPACE,
+)

@@ -94,20 +94,24 @@ async def _failures(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:
     from worker.crypto import cipher_for
-    from worker.store import apps, rekey
+    from worker.store import apps, rekey, webhooks
 
     cipher = cipher_for(settings)
     async with connection(settings.database_url) as conn:
         changed = await rekey.rekey_all(conn, cipher)
         secrets = await apps.rekey_all(conn, cipher)
-    print(f"re-encrypted {changed} rows and {secrets} app secrets under key {cipher.active_key_id}")
+        secrets += await webhooks.rekey_all(conn, cipher)
+    print(
+        f"re-encrypted {changed} rows and {secrets} app and webhook secrets"
+        f" under key {cipher.active_key_id}"
+    )
     return 0
 
 
 async def _purge(settings: Settings, args: argparse.Namespace) -> int:
     from worker.jobs import queue as jobqueue
     from worker.pauses import read_paused
-    from worker.retention import due_for_purge
+    from worker.retention import due_for_purge, purge_webhook_deliveries
     from worker.runtime import lanes
 
     paused = sorted(await read_paused(settings.redis_url))
@@ -128,7 +132,9 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
             await jobqueue.enqueue(queue, job, lane=lanes.BULK)
     finally:
         await queue.aclose()
-    print(f"queued {len(due)} unlinks")
+    async with connection(settings.database_url) as conn:
+        purged = await purge_webhook_deliveries(conn, settings, datetime.now(UTC))
+    print(f"queued {len(due)} unlinks; deleted {purged} delivered webhook deliveries")
     return 0
 
 
@@ -150,7 +156,8 @@ def add_commands(commands: Any) -> None:
     ).set_defaults(run=_rotate_key)
     purge = commands.add_parser(
         "purge",
-        help="unlink what the retention rules say is due (DORMANT_/ERROR_RETENTION_DAYS)",
+        help="unlink what the retention rules say is due (DORMANT_/ERROR_RETENTION_DAYS) and"
+        " delete delivered webhook deliveries (WEBHOOK_RETENTION_DAYS)",
     )
     purge.add_argument("--dry-run", action="store_true", help="show it, queue nothing")
     purge.set_defaults(run=_purge)

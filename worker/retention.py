@@ -2,7 +2,9 @@
 in ``error`` (ERROR_RETENTION_DAYS) go through the unlink path, which deletes their data,
 ends the grant at CMS and keeps nothing that identifies the person. The nightly cron and
 ``bbingest purge`` both use :func:`due_for_purge`, so ``--dry-run`` shows what the next
-nightly run deletes."""
+nightly run deletes. Delivered webhook deliveries are kept WEBHOOK_RETENTION_DAYS, then the
+nightly run deletes them (:func:`purge_webhook_deliveries`); dead-lettered ones stay for
+``bbingest webhooks failures``, and the events themselves stay in the outbox."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from worker.settings import Settings
-from worker.store import listing
+from worker.store import delivery_admin, listing
 from worker.store.db import Conn
 from worker.store.listing import Purgeable
 
@@ -26,3 +28,10 @@ async def due_for_purge(
         error_before=now - timedelta(days=settings.error_retention_days),
         except_apps=paused_apps,
     )
+
+
+async def purge_webhook_deliveries(conn: Conn, settings: Settings, now: datetime) -> int:
+    """Delete the webhook deliveries delivered more than WEBHOOK_RETENTION_DAYS before
+    ``now``; how many went."""
+    before = now - timedelta(days=settings.webhook_retention_days)
+    return await delivery_admin.purge_delivered(conn, before)

@@ -107,6 +107,16 @@ class Settings(BaseModel):
     dormant_retention_days: float = Field(30, alias="DORMANT_RETENTION_DAYS", gt=0)
     error_retention_days: float = Field(30, alias="ERROR_RETENTION_DAYS", gt=0)
     webhook_consent_expiring_days: float = Field(7, alias="WEBHOOK_CONSENT_EXPIRING_DAYS", gt=0)
+    # Webhook delivery (issue 15): sends at once per replica, in total and per endpoint.
+    webhook_concurrency: int = Field(32, alias="WEBHOOK_CONCURRENCY", ge=1, le=1024)
+    webhook_endpoint_concurrency: int = Field(
+        16, alias="WEBHOOK_ENDPOINT_CONCURRENCY", ge=1, le=256
+    )
+    webhook_retention_days: float = Field(7, alias="WEBHOOK_RETENTION_DAYS", gt=0)
+    # Retries (exponential backoff, full jitter) go on this long, then the row is dead-lettered.
+    webhook_give_up_hours: float = Field(72, alias="WEBHOOK_GIVE_UP_HOURS", gt=0)
+    webhook_retry_base_seconds: float = Field(5, alias="WEBHOOK_RETRY_BASE_SECONDS", gt=0)
+    webhook_retry_max_seconds: float = Field(3600, alias="WEBHOOK_RETRY_MAX_SECONDS", gt=0)
     log_format: Literal["json", "console"] = Field("json", alias="LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", alias="LOG_LEVEL")
     allow_insecure_transport: bool = Field(False, alias="ALLOW_INSECURE_TRANSPORT")

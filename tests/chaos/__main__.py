@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tests.chaos.cms_events import EVENT_SCENARIOS, EventFigures, event_table, run_event
 from tests.chaos.measure import Figures, table
+from tests.chaos.receiver_outage import WebhookFigures, run_receiver_outage, webhook_table
 from tests.chaos.run import Size, Target, run_scenario
 from tests.chaos.scenarios import SCENARIOS
 
@@ -55,6 +56,20 @@ async def run_events(target: Target, size: Size, only: str | None) -> list[Event
     return results
 
 
+async def run_webhooks(target: Target, size: Size, only: str | None) -> list[WebhookFigures]:
+    """The webhook row (:mod:`tests.chaos.receiver_outage`)."""
+    if only and only not in "receiver outage":
+        return []
+    workdir = WORKDIR / "receiver-outage"
+    shutil.rmtree(workdir, ignore_errors=True)
+    started = time.monotonic()
+    result = await run_receiver_outage(target, size, workdir)
+    verdict = "ok" if result.passed else "FAILED " + "; ".join(result.problems)
+    took = time.monotonic() - started
+    print(f"{result.scenario}: {verdict} ({took:.0f} s)", file=sys.stderr, flush=True)
+    return [result]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     parser.add_argument("--beneficiaries", type=int, default=Size.beneficiaries)
@@ -65,13 +80,17 @@ def main() -> int:
     size = Size(beneficiaries=args.beneficiaries, claims=args.claims)
     results = asyncio.run(run_all(target, size, args.only))
     events = asyncio.run(run_events(target, size, args.only))
+    hooks = asyncio.run(run_webhooks(target, size, args.only))
     print(table(results))
     print()
     print(event_table(events))
-    for result in [*results, *events]:
+    print()
+    print(webhook_table(hooks))
+    every: list[Figures | EventFigures | WebhookFigures] = [*results, *events, *hooks]
+    for result in every:
         for problem in result.problems:
             print(f"{result.scenario}: {problem}", file=sys.stderr)
-    return 0 if all(result.passed for result in [*results, *events]) else 1
+    return 0 if all(result.passed for result in every) else 1
 
 
 if __name__ == "__main__":

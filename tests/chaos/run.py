@@ -239,10 +239,15 @@ async def _reached(live: Live, query: str, target: int) -> bool:
 
 
 async def _stop_all(live: Live) -> None:
-    for process in live.processes:
+    await stop_processes(live.processes)
+
+
+async def stop_processes(processes: list[asyncio.subprocess.Process]) -> None:
+    """Terminate the worker processes still running, and wait for every one."""
+    for process in processes:
         if process.returncode is None:
             process.terminate()
-    for process in live.processes:
+    for process in processes:
         await process.wait()
 
 

@@ -1,6 +1,6 @@
 """deploy/kubernetes/networkpolicy.yaml, evaluated as Kubernetes would: deny by default,
 intake only from the upstream namespace, metrics only from monitoring, egress only to DNS,
-Postgres, Redis and (workers) HTTPS on the internet."""
+Postgres, Redis and (workers) HTTPS on the internet and to webhook receivers."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ POD_LABELS = {
     component: {**APP, "app.kubernetes.io/component": component}
     for component in ("worker", "intake", "migrate")
 }
-POSTGRES_IP, REDIS_IP = "10.0.16.5", "10.0.17.5"
+POSTGRES_IP, REDIS_IP, RECEIVER_IP = "10.0.16.5", "10.0.17.5", "10.0.18.5"
 PUBLIC_IP, PRIVATE_IP = "52.1.2.3", "10.9.9.9"
 
 
@@ -151,6 +151,15 @@ def test_ingress(component: str, peer: Peer, port: int, expected: bool) -> None:
         ("worker", Peer(ip=PUBLIC_IP), 80, False),
         ("worker", Peer(ip=PUBLIC_IP), 5432, False),
         ("worker", ELSEWHERE, 53, False),
+        # Webhook receivers inside the network: the upstream namespace, WEBHOOK_RECEIVERS_CIDR.
+        ("worker", UPSTREAM, 443, True),
+        ("worker", Peer(ip=RECEIVER_IP), 443, True),
+        ("worker", Peer(ip=RECEIVER_IP), 80, False),
+        ("worker", UPSTREAM, 80, False),
+        ("worker", ELSEWHERE, 443, False),
+        ("intake", UPSTREAM, 443, False),
+        ("intake", Peer(ip=RECEIVER_IP), 443, False),
+        ("migrate", Peer(ip=RECEIVER_IP), 443, False),
     ],
 )
 def test_egress(component: str, peer: Peer, port: int, expected: bool) -> None:

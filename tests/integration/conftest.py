@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 
 from tests.integration.event_checks import emitted
 from tests.integration.support import TABLES, authorized_job
-from worker.crypto import generate_key
+from tests.integration.webhook_support import FAST_RETRIES, Dispatch
+from worker.crypto import TokenCipher, generate_key
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.local import CLIENT_ID, CLIENT_SECRET
@@ -136,5 +137,24 @@ async def start(redis: Redis) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
             services = await open_services(worker_settings, concurrency=4)
             stack.push_async_callback(close_services, services)
             return emulator, worker_settings, services
+
+        yield _start
+
+
+@pytest.fixture
+async def dispatch(pool: asyncpg.Pool, encryption_key: str) -> AsyncIterator[Dispatch]:
+    """Start a webhook dispatcher (another with each call: replicas) with fast retries and
+    the given settings; stopped after the test."""
+    from worker.crypto import cipher_for
+    from worker.webhooks.dispatcher import dispatching
+
+    async with AsyncExitStack() as stack:
+
+        async def _start(**extra: str) -> tuple[Settings, TokenCipher]:
+            options = {**FAST_RETRIES, **extra}
+            settings = settings_for("http://127.0.0.1:9", encryption_key, **options)
+            cipher = cipher_for(settings)
+            await stack.enter_async_context(dispatching(settings, cipher))
+            return settings, cipher
 
         yield _start

@@ -29,6 +29,7 @@ from worker.store.migrate import migrate
 Key = tuple[str, str]
 TABLES = (
     "apps, app_clients_retired, audit_log, code_exchanges, job_failures, pending_revocations,"
+    " webhook_deliveries, webhook_endpoints,"
     " sync_runs, fhir_resources, connections, events, app_pauses"
 )
 

@@ -220,7 +220,7 @@ async def test_rotate_key_reencrypts_app_secrets_too(
     new = generate_key()
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", f"k2:{new},{key}")
     assert await run_cli("rotate-key") == 0
-    assert "0 rows and 1 app secrets under key k2" in capsys.readouterr().out
+    assert "0 rows and 1 app and webhook secrets under key k2" in capsys.readouterr().out
     async with pool.acquire() as conn:
         app = await apps.get(conn, TokenCipher.from_setting(f"k2:{new}"), "acme")
     assert app.client_secret == SECRET

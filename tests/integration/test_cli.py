@@ -170,7 +170,9 @@ async def test_rotate_key_reencrypts_every_token(
     new = generate_key()
     monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", f"k2:{new},{old}")  # the old one keeps its id
     assert await run_cli("rotate-key") == 0
-    assert "re-encrypted 1 rows and 0 app secrets under key k2" in capsys.readouterr().out
+    assert (
+        "re-encrypted 1 rows and 0 app and webhook secrets under key k2" in capsys.readouterr().out
+    )
     rotated = TokenCipher.from_setting(f"k2:{new}")  # the old key is no longer needed
     async with pool.acquire() as conn:
         assert await token_store.load_tokens(conn, rotated, "conn-0") == before

@@ -55,21 +55,29 @@ async def running_emulator(
 ) -> AsyncIterator[RunningEmulator]:
     """Run the emulator in this event loop; port 0 picks a free port (see `.base_url`)."""
     state = state if state is not None else EmulatorState()
-    server = uvicorn.Server(_uvicorn_config(build_app(config, state), log_level="warning"))
-    sock = _bind(host, port)
     with _drops_unlogged(config):
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("the emulator stopped during start-up")
-                await asyncio.sleep(_STARTUP_POLL_SECONDS)
-            yield RunningEmulator(base_url=_url(sock), state=state, config=config)
-        finally:
-            server.should_exit = True
-            await task
-            sock.close()
+        async with serving(build_app(config, state), host, port) as base_url:
+            yield RunningEmulator(base_url=base_url, state=state, config=config)
+
+
+@asynccontextmanager
+async def serving(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` in this event loop while inside; yields its base URL (port 0 picks a
+    free port). The emulator and the local webhook receiver run this way."""
+    server = uvicorn.Server(_uvicorn_config(app, log_level="warning"))
+    sock = _bind(host, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("the server stopped during start-up")
+            await asyncio.sleep(_STARTUP_POLL_SECONDS)
+        yield _url(sock)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
 
 
 class _DeliberateDrops(logging.Filter):

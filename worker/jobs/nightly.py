@@ -1,6 +1,6 @@
 """The nightly cron: queue the resyncs that are due (within each app's budget), purge
-dormant and long-failed connections (worker.retention), and retry revocations CMS still
-owes us, all in the bulk lane; and tell the consents about to lapse
+dormant and long-failed connections (worker.retention) and delivered webhook deliveries, and
+retry revocations CMS still owes us, all in the bulk lane; and tell the consents about to lapse
 (``connection.consent_expiring``).
 
 arq runs it on exactly one replica per fire time (``unique=True``), however many run.
@@ -20,7 +20,7 @@ from worker.events import consent
 from worker.jobs.capacity import plan_night, requests_per_resync
 from worker.jobs.payloads import ResyncJob, UnlinkJob
 from worker.jobs.queue import enqueue
-from worker.retention import due_for_purge
+from worker.retention import due_for_purge, purge_webhook_deliveries
 from worker.runtime import lanes
 from worker.runtime.context import JobContext
 from worker.runtime.services import Services
@@ -81,6 +81,7 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         )
         # Their resync only settles what is owed: nothing to sync without a consent.
         chosen += [c for c in await revocations.unsynced_with_owed(conn) if c not in chosen]
+        deliveries_purged = await purge_webhook_deliveries(conn, settings, now)
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
     # Unlinking purges a dormant (or long failed) connection's data, and tries again a
@@ -93,5 +94,6 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         dormant_purged=len(dormant),
         revocations_retried=len(owed),
         consents_expiring=expiring,
+        webhook_deliveries_purged=deliveries_purged,
     )
     return {"resyncs": len(chosen), "purged": len(dormant), "revocations": len(owed), "due": due}

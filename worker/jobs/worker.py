@@ -4,7 +4,8 @@ A replica runs three arq workers in one process, one per queue (arq has no prior
 are separate queues): the exchange lane (code exchanges, whose codes die within a minute:
 their own reserved slots, WORKER_EXCHANGE_CONCURRENCY, and a 5 s lease), the interactive
 lane (connect, first syncs, unlink) and the bulk lane (resync, and the nightly run's
-unlinks). They share one set of connections to Postgres, Redis and BB2.
+unlinks). They share one set of connections to Postgres, Redis and BB2. Beside them runs the
+webhook dispatcher (worker.webhooks.dispatcher), on a Postgres pool and HTTP client of its own.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from worker.runtime.lanes import Lane
 from worker.runtime.resilient import ResilientWorker
 from worker.runtime.services import Services, close_services, open_services
 from worker.settings import Settings
+from worker.webhooks.dispatcher import dispatching
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +117,10 @@ async def run_replica(
         heartbeat = Heartbeat(
             services.redis, services.pool, code_lifetime=settings.bb_code_lifetime
         )
-        async with operations(heartbeat, settings.metrics_port):
+        async with (
+            operations(heartbeat, settings.metrics_port),
+            dispatching(settings, services.cipher),
+        ):
             await _run_lanes(workers, redis, burst=burst)
     except asyncio.CancelledError:
         if not stopping.is_set():

@@ -8,13 +8,16 @@ from typing import Final
 from worker.store.db import Conn
 
 # Every column holding a value sealed by worker.crypto. `bbingest rotate-key` re-encrypts
-# each of them (store.rekey.rekey_all, store.apps.rekey_all).
+# each of them (store.rekey.rekey_all, store.apps.rekey_all,
+# store.webhooks.rekey_all).
 SEALED_COLUMNS: Final = (
     ("connections", "access_token_enc"),
     ("connections", "refresh_token_enc"),
     ("pending_revocations", "refresh_token_enc"),
     ("apps", "client_secret_enc"),
     ("app_clients_retired", "client_secret_enc"),
+    ("webhook_endpoints", "secret_enc"),
+    ("webhook_endpoints", "previous_secret_enc"),
 )
 
 
