@@ -139,7 +139,7 @@ async def test_a_full_pass_deletes_unseen_rows_only_of_the_types_it_read(
             rows = [ResourceRow(f"{kind}-old", {"id": f"{kind}-old"}, datetime.now(UTC))]
             await resources.upsert(conn, "c", kind, rows)
         run = await sync_runs.start_or_resume(conn, "c", "resync", FULL)
-        await sync_runs.skip_type(conn, run.run_id, "Patient", None)  # withheld: 403
+        await sync_runs.skip_type(conn, "c", run.run_id, "Patient", None)  # withheld: 403
         assert await sync_runs.delete_unseen(conn, run.run_id, "c") == 1
     left = await pool.fetch("SELECT resource_type FROM fhir_resources")
     assert [row["resource_type"] for row in left] == ["Patient"]

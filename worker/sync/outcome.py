@@ -114,7 +114,7 @@ async def _succeed(services: Services, connection_id: str, result: SyncResult) -
         deleted = 0
         if result.plan.mode == "full":
             deleted = await sync_runs.delete_unseen(conn, result.run_id, connection_id)
-        await sync_runs.finish(conn, result.run_id)
+        await sync_runs.finish(conn, connection_id, result.run_id)
         await connections.set_status(conn, connection_id, "active", synced_at=datetime.now(UTC))
         await audit.record(
             conn,
