@@ -16,9 +16,9 @@ def sql_strings() -> list[tuple[str, str]]:
     found = []
     for path in sorted(WORKER.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if TABLES.search(node.value):
-                    found.append((str(path.relative_to(WORKER)), node.value))
+            text = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and TABLES.search(text):
+                found.append((str(path.relative_to(WORKER)), text))
     return found
 
 
@@ -51,6 +51,9 @@ def test_every_sync_runs_and_sync_seen_query_names_its_connection(module: str, s
 
 def test_the_check_catches_a_query_by_run_id_alone() -> None:
     assert scopes_without_key("UPDATE sync_runs SET pages = 1 WHERE run_id = $1")
-    nested = "DELETE FROM t WHERE x IN (SELECT run_id FROM sync_seen WHERE run_id = $1) AND connection_id = $2"
+    nested = (
+        "DELETE FROM t WHERE x IN (SELECT run_id FROM sync_seen WHERE run_id = $1)"
+        " AND connection_id = $2"
+    )
     assert scopes_without_key(nested)
     assert not scopes_without_key("SELECT 1 FROM sync_seen s WHERE s.connection_id = $1")

@@ -1,9 +1,10 @@
 """Planning a large EOB search's split: pure decisions on the backend's cost model."""
 
+import itertools
 from datetime import date, timedelta
 
 from worker.bluebutton.split import search_cost
-from worker.sync.ranges import SPLIT_FROM, plan_split, search_url
+from worker.sync.ranges import CLAIM_TYPES, SPLIT_FROM, plan_split, search_url
 
 START = date(2015, 1, 1)
 
@@ -38,7 +39,7 @@ def test_a_large_mostly_part_d_beneficiary_is_split_by_service_date() -> None:
     # Contiguous ranges, outer ones open: every claim falls in exactly one of them.
     assert searches[0] == (("service-date", f"lt{searches[1][0][1][2:]}"),)
     assert searches[-1] == (("service-date", searches[-2][1][1].replace("lt", "ge")),)
-    for before, after in zip(searches[1:-1], searches[2:], strict=False):
+    for before, after in itertools.pairwise(searches[1:-1]):
         assert before[1][1][2:] == after[0][1][2:]
     # Linear instead of quadratic: far cheaper than paging the one search.
     assert modelled(5000, len(searches)) * 20 < search_cost(5000, 50)
@@ -49,8 +50,7 @@ def test_claims_all_on_one_day_are_split_by_type() -> None:
     page = [eob(t, 0, i) for i, t in enumerate(["carrier", "outpatient", "pde", "dme"] * 12)]
     searches = plan_split(2000, page, 50)
     assert searches is not None
-    named = sorted(dict(s)["type"] for s in searches)
-    assert set(named) == {"carrier", "dme", "hha", "hospice", "inpatient", "outpatient", "pde", "snf"}
+    assert {dict(s)["type"] for s in searches} == set(CLAIM_TYPES)
 
 
 def test_an_unknown_claim_type_is_never_searched_by_type() -> None:
