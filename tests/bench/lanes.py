@@ -150,8 +150,11 @@ async def main(bulk: int, connects: int) -> None:
             settings.redis_url, await authorize_beneficiaries(free.base_url, bulk, "bulk-")
         )
         await run_to_empty(settings, free.base_url, BB_RATE_LIMIT="500", WORKER_CONCURRENCY="16")
-        users = await authorize_beneficiaries(free.base_url, total, "new-")
-    idle_jobs, busy_jobs = users[bulk : bulk + connects], users[bulk + connects :]
+        # Only the beneficiaries after the bulk ones: authorizing one again deletes the
+        # tokens of its earlier grant (as CMS does), and the bulk resyncs would then find
+        # their connections needing a re-consent and cost nothing.
+        users = await authorize_beneficiaries(free.base_url, 2 * connects, "new-", offset=bulk)
+    idle_jobs, busy_jobs = users[:connects], users[connects:]
     async with emulator(state, total, 10) as limited:
         env = worker_environment(settings, limited.base_url, WORKER_CONCURRENCY="8")
         console.print(f"{connects} connects on an idle system…")

@@ -260,7 +260,10 @@ async def storm(
         if bulk_ids:
             await asyncio.sleep(size.settle_seconds)  # let the resyncs fill the budget
         authorizing = time.monotonic()
-        jobs = await authorize_beneficiaries(emulator.base_url, size.codes, prefix)
+        # After the bulk beneficiaries: authorizing one again would delete its bulk grant.
+        jobs = await authorize_beneficiaries(
+            emulator.base_url, size.codes, prefix, offset=size.bulk
+        )
         authorized_in = time.monotonic() - authorizing
         await emulator_stats(emulator.base_url, reset=True)
         started = time.time()
