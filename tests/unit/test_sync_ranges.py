@@ -69,3 +69,14 @@ def test_a_split_search_is_the_first_page_url_with_its_criteria() -> None:
         f"{first}&type=pde&service-date=ge2020-01-01"
     )
     assert search_url(first, ()) == first
+
+
+def test_a_claim_without_a_service_date_keeps_dates_out_of_the_plan() -> None:
+    # It would match no service-date range: the types (all known here) split instead.
+    page = sample(["pde"] * 45 + ["carrier"] * 5)
+    page[7] = {"id": "pde--7"}
+    searches = plan_split(5000, page, 50)
+    assert searches is not None
+    assert all(name == "type" for s in searches for name, _ in s)
+    page[8] = {"id": "newtype--8"}
+    assert plan_split(5000, page, 50) is None

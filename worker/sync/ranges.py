@@ -49,8 +49,16 @@ def plan_split(
         return None
     # The first page is paid whatever follows: compare what is left to spend.
     unsplit = search_cost(total, page_size) - (PAGE_COST + CLAIM_COST * total)
-    options = [_by_date(total, sample, page_size), *_by_type(total, sample, page_size)]
-    searches, cost = min((o for o in options if o is not None), key=lambda o: o[1])
+    by_type = _by_type(total, sample, page_size)
+    options: list[Plan] = [by_type[0]] if by_type else []
+    # A claim without a service date would match no service-date range: only when every
+    # sampled claim has one are dates used at all.
+    if all(eob.get("billablePeriod", {}).get("end") for eob in sample):
+        by_date = _by_date(total, sample, page_size)
+        options += ([by_type[1]] if by_type else []) + ([by_date] if by_date else [])
+    if not options:
+        return None
+    searches, cost = min(options, key=lambda o: o[1])
     return searches if cost < unsplit else None
 
 
@@ -72,12 +80,14 @@ def _date_ranges(total: int, span: tuple[date, date], page_size: int) -> list[Pa
     return [tuple(r.params()) for r in plan_ranges(total, span[0], span[1], page_size)]
 
 
-def _by_type(total: int, sample: Sequence[Mapping[str, Any]], page_size: int) -> list[Plan]:
+def _by_type(
+    total: int, sample: Sequence[Mapping[str, Any]], page_size: int
+) -> tuple[Plan, Plan] | None:
     """One search per EOB type; and one per type with the large types split by date too.
     None when a sampled claim's type is unknown (a type search would miss its claims)."""
     types = Counter(str(eob.get("id", "")).partition("-")[0] for eob in sample)
     if not set(types) <= set(CLAIM_TYPES):
-        return []
+        return None
     share = {t: total * types[t] / len(sample) for t in CLAIM_TYPES}
     plain: list[Params] = [(("type", t),) for t in CLAIM_TYPES]
     plain_cost = sum(search_cost(math.ceil(share[t]), page_size) for t in CLAIM_TYPES)
@@ -94,4 +104,4 @@ def _by_type(total: int, sample: Sequence[Mapping[str, Any]], page_size: int) ->
             if len(ranges) > 1
             else search_cost(expected, page_size)
         )
-    return [(tuple(plain), plain_cost), (tuple(mixed), mixed_cost)]
+    return (tuple(plain), plain_cost), (tuple(mixed), mixed_cost)
