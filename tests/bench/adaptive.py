@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,12 +25,9 @@ from typing import Any
 
 import httpx
 from redis.asyncio import Redis
-from rich.console import Console
-from rich.table import Table
 
-from tests.bench.budget import active_connections, wait_until_synced
+from tests.bench import common
 from tests.bench.charts import BENCH_DIR, line_chart, per_second
-from tests.integration.support import reset_stores
 from worker.bluebutton.budget import RequestBudget
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import running_emulator
@@ -44,9 +40,8 @@ from worker.local import (
     wait_for_replicas,
     worker_environment,
 )
-from worker.settings import Settings, load_settings
+from worker.settings import Settings
 
-LOG_DIR = Path(".bench")
 SERIES_DIR = Path("bench")
 EDGE_RATE = 5
 TOLD_RATE = 10
@@ -152,7 +147,6 @@ async def _follow(
 
 async def run(scenario: Scenario, settings: Settings, args: argparse.Namespace) -> Outcome:
     """Sync under a 5/s edge for ``args.work_seconds``, raise the edge, finish."""
-    await reset_stores(settings.database_url, settings.redis_url)
     config = EmulatorConfig(
         beneficiaries=args.beneficiaries,
         claims_per_beneficiary=args.claims,
@@ -171,7 +165,8 @@ async def run(scenario: Scenario, settings: Settings, args: argparse.Namespace) 
             BB_CODE_LIFETIME="3600",
             WORKER_CONCURRENCY="8",
         )
-        workers = await start_workers(env, args.replicas, LOG_DIR / scenario.name, burst=False)
+        log_dir = common.LOG_DIR / scenario.name
+        workers = await start_workers(env, args.replicas, log_dir, burst=False)
         await wait_for_replicas(settings.redis_url, args.replicas)
         await emulator_stats(emulator.base_url, reset=True)
         started = time.time()
@@ -181,23 +176,20 @@ async def run(scenario: Scenario, settings: Settings, args: argparse.Namespace) 
         edge_raised = time.time()
         await _set_edge(emulator.base_url, TOLD_RATE, scenario.retry_after)
         recovered = await _follow(budget, rates, edge_raised + RECOVERY_TIMEOUT, TOLD_RATE)
-        await wait_until_synced(settings, args.beneficiaries)
+        await common.wait_until_synced(settings, args.beneficiaries)
         wall = time.time() - started
         stats = await emulator_stats(emulator.base_url)
-        for worker in workers:
-            worker.terminate()
-            await worker.wait()
+        await common.stop(workers)
     await redis.aclose()
     outcome = Outcome(scenario, stats, started, edge_raised, recovered, rates)
-    outcome.active = await active_connections(settings)
+    outcome.active = await common.active_connections(settings)
     outcome.beneficiaries, outcome.wall = args.beneficiaries, wall
     return outcome
 
 
 def report(outcomes: list[Outcome]) -> None:
     """Print the table the README quotes."""
-    table = Table(title=f"adaptive budget: edge at {EDGE_RATE}/s, workers told {TOLD_RATE}/s")
-    for column in (
+    columns = (
         "run",
         "limited for",
         "requests",
@@ -207,23 +199,19 @@ def report(outcomes: list[Outcome]) -> None:
         f"back to {TOLD_RATE}/s after",
         "active",
         "wall",
-    ):
-        table.add_column(column, justify="right")
-    for outcome in outcomes:
-        table.add_row(*outcome.row())
-    Console(width=160).print(table)
+    )
+    title = f"adaptive budget: edge at {EDGE_RATE}/s, workers told {TOLD_RATE}/s"
+    common.print_table(title, columns, [outcome.row() for outcome in outcomes])
 
 
 async def main(args: argparse.Namespace) -> None:
     """Both runs, one after the other; the series into bench/."""
-    sys.setswitchinterval(0.001)  # the emulator (the instrument) timestamps arrivals promptly
-    settings = load_settings()
     scenarios = [Scenario("bare 429s", False), Scenario("429s with Retry-After", True)]
     outcomes = []
     for scenario in scenarios:
-        began = time.monotonic()
-        outcome = await run(scenario, settings, args)
-        print(f"{scenario.name}: {time.monotonic() - began:.0f} s", flush=True)
+        settings = await common.fresh_settings()
+        with common.timed(scenario.name):
+            outcome = await run(scenario, settings, args)
         outcomes.append(outcome)
         write_series(outcome)
     report(outcomes)

@@ -14,19 +14,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-from rich.console import Console
-from rich.table import Table
-
 from tests.bench.charts import BENCH_DIR, line_chart, per_second, rate_of, since
+from tests.bench.common import (
+    LOG_DIR,
+    active_connections,
+    fresh_settings,
+    print_table,
+    stop,
+    timed,
+    wait_until_synced,
+)
 from tests.bench.sampling import ReplicaSampler, free_port_range
-from tests.integration.support import reset_stores
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import running_emulator
 from worker.local import (
@@ -37,9 +40,8 @@ from worker.local import (
     start_workers,
     worker_environment,
 )
-from worker.settings import Settings, load_settings
+from worker.settings import Settings
 
-LOG_DIR = Path(".bench")
 WARM_UP = 4.0
 CODE_LIFETIME_SECONDS = 3600
 REPLICA_RATE_WINDOW = 5.0
@@ -97,25 +99,6 @@ class Outcome:
         ]
 
 
-async def active_connections(settings: Settings) -> int:
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM connections WHERE status = 'active'"))
-    finally:
-        await conn.close()
-
-
-async def wait_until_synced(settings: Settings, count: int) -> None:
-    """Poll until every connection left ``pending``."""
-    conn = await asyncpg.connect(settings.database_url)
-    try:
-        query = "SELECT count(*) FROM connections WHERE status <> 'pending'"
-        while await conn.fetchval(query) < count:  # noqa: ASYNC110 - other processes' progress
-            await asyncio.sleep(0.2)
-    finally:
-        await conn.close()
-
-
 async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replicas: int) -> Outcome:
     """Sync ``beneficiaries`` through ``replicas`` worker processes under one scenario.
 
@@ -124,7 +107,6 @@ async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replic
     measurement; ``start_with_work`` starts them once the work is queued and counts their
     warm-ups.
     """
-    await reset_stores(settings.database_url, settings.redis_url)
     # All the connect jobs are queued at once and wait their turn for the budget (800 requests
     # at 10/s): codes would die of old age (60 s from the enqueue, BB_CODE_LIFETIME; the storm
     # bench measures that clock). Here they live an hour, at the emulator too: the budget is
@@ -165,9 +147,7 @@ async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replic
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampling
-        for worker in workers:
-            worker.terminate()
-            await worker.wait()
+        await stop(workers)
     active = await active_connections(settings)
     return Outcome(scenario, stats, active, beneficiaries, wall, sampler.samples)
 
@@ -203,8 +183,7 @@ def chart(outcome: Outcome) -> Path:
 
 def report(outcomes: list[Outcome]) -> None:
     """Print the table the README quotes."""
-    table = Table(title="shared budget")
-    for column in (
+    columns = (
         "run",
         "requests",
         "most in any 1 s (the app's)",
@@ -216,33 +195,28 @@ def report(outcomes: list[Outcome]) -> None:
         "elapsed / ideal",
         "active",
         "wall",
-    ):
-        table.add_column(column, justify="right")
-    for outcome in outcomes:
-        table.add_row(*outcome.row())
-    Console(width=160).print(table)
+    )
+    print_table("shared budget", columns, [outcome.row() for outcome in outcomes])
 
 
-async def main(beneficiaries: int, replicas: int) -> None:
-    """Both scenarios, one after the other."""
-    # The emulator (the measuring instrument) renders pages in threads: let its event loop
-    # timestamp arrivals promptly.
-    sys.setswitchinterval(0.001)
-    settings = load_settings()
-    scenarios = [
-        Scenario("limit 10, workers 10", server_limit=10, worker_limit=10),
-        Scenario(
-            "limit 10, workers 10, replicas started with the work",
-            server_limit=10,
-            worker_limit=10,
-            start_with_work=True,
-        ),
-    ]
+SCENARIOS = {
+    "before-work": Scenario("limit 10, workers 10", server_limit=10, worker_limit=10),
+    "with-work": Scenario(
+        "limit 10, workers 10, replicas started with the work",
+        server_limit=10,
+        worker_limit=10,
+        start_with_work=True,
+    ),
+}
+
+
+async def main(scenarios: list[str], beneficiaries: int, replicas: int) -> None:
+    """The scenarios asked for, one after the other, each on emptied stores."""
     outcomes = []
-    for scenario in scenarios:
-        began = time.monotonic()
-        outcomes.append(await run(scenario, settings, beneficiaries, replicas))
-        print(f"{scenario.name}: {time.monotonic() - began:.0f} s", flush=True)
+    for name in scenarios:
+        settings = await fresh_settings()
+        with timed(SCENARIOS[name].name):
+            outcomes.append(await run(SCENARIOS[name], settings, beneficiaries, replicas))
     report(outcomes)
     for outcome in outcomes:
         print(f"chart: {chart(outcome)}")
@@ -252,5 +226,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--beneficiaries", type=int, default=200)
     parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument(
+        "--scenario", action="append", choices=sorted(SCENARIOS), help="default: both"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.beneficiaries, args.replicas))
+    asyncio.run(main(args.scenario or list(SCENARIOS), args.beneficiaries, args.replicas))

@@ -16,14 +16,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
-from tests.integration.support import reset_stores
+from tests.bench.common import LOG_DIR as BENCH_LOGS
+from tests.bench.common import fresh_settings, stop
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.emulator.state import EmulatorState
@@ -36,9 +36,9 @@ from worker.local import (
     start_workers,
     worker_environment,
 )
-from worker.settings import Settings, load_settings
+from worker.settings import Settings
 
-LOG_DIR = Path(".bench") / "lanes"
+LOG_DIR = BENCH_LOGS / "lanes"
 WARM_UP = 4.0
 CLAIMS = 20  # one EOB page each: the bench measures waiting, not paging
 
@@ -140,8 +140,7 @@ def summary(label: str, seconds: list[float]) -> list[str]:
 
 
 async def main(bulk: int, connects: int) -> None:
-    settings = load_settings()
-    await reset_stores(settings.database_url, settings.redis_url)
+    settings = await fresh_settings()
     state = EmulatorState()
     total = bulk + 2 * connects
     console = Console()
@@ -151,17 +150,18 @@ async def main(bulk: int, connects: int) -> None:
             settings.redis_url, await authorize_beneficiaries(free.base_url, bulk, "bulk-")
         )
         await run_to_empty(settings, free.base_url, BB_RATE_LIMIT="500", WORKER_CONCURRENCY="16")
-        users = await authorize_beneficiaries(free.base_url, total, "new-")
-    idle_jobs, busy_jobs = users[bulk : bulk + connects], users[bulk + connects :]
+        # Only the beneficiaries after the bulk ones: authorizing one again deletes the
+        # tokens of its earlier grant (as CMS does), and the bulk resyncs would then find
+        # their connections needing a re-consent and cost nothing.
+        users = await authorize_beneficiaries(free.base_url, 2 * connects, "new-", offset=bulk)
+    idle_jobs, busy_jobs = users[:connects], users[connects:]
     async with emulator(state, total, 10) as limited:
         env = worker_environment(settings, limited.base_url, WORKER_CONCURRENCY="8")
         console.print(f"{connects} connects on an idle system…")
         workers = await start_workers(env, 3, LOG_DIR / "idle", burst=False)
         await asyncio.sleep(WARM_UP)  # time connects, not the workers' start-up
         idle = await time_connects(settings, idle_jobs)
-        for worker in workers:
-            worker.terminate()
-            await worker.wait()
+        await stop(workers)
         console.print(f"{connects} connects while {bulk} resyncs saturate the budget…")
         ids = [f"bulk-BBUser{i:05d}" for i in range(bulk)]
         await enqueue_all(settings.redis_url, [ResyncJob(connection_id=c) for c in ids])
@@ -171,9 +171,7 @@ async def main(bulk: int, connects: int) -> None:
         await asyncio.sleep(10)  # let the resyncs fill the budget first
         busy = await time_connects(settings, busy_jobs)
         stats = await emulator_stats(limited.base_url)
-        for worker in workers:
-            worker.terminate()
-            await worker.wait()
+        await stop(workers)
         await drop_queued_jobs(settings)  # the resyncs left over would count in what follows
         sample = ids[:20]
         incremental = await resync_cost(settings, limited.base_url, sample, full=False)

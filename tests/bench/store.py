@@ -148,8 +148,10 @@ async def store_page(
     async with pool.acquire() as conn, conn.transaction():
         await connections.lock_live(conn, who.connection_id)
         counts = await resources.upsert(conn, who.connection_id, EOB, rows)
-        await sync_runs.remember_seen(conn, run_id, EOB, [row.resource_id for row in rows])
-        await sync_runs.record_page(conn, run_id, counts, Cursor(EOB, parsed.next_url))
+        ids = [row.resource_id for row in rows]
+        await sync_runs.remember_seen(conn, who.connection_id, run_id, EOB, ids)
+        cursor = Cursor(EOB, parsed.next_url)
+        await sync_runs.record_page(conn, who.connection_id, run_id, counts, cursor)
     t.parse += parsed_at - start
     t.rows += rows_at - parsed_at
     t.db += time.perf_counter() - rows_at
@@ -175,7 +177,7 @@ async def store_all(pool: asyncpg.Pool, people: list[Beneficiary], concurrency: 
                     who.connection_id,
                     run.run_id,
                 )
-                await sync_runs.finish(conn, run.run_id)
+                await sync_runs.finish(conn, who.connection_id, run.run_id)
 
     await asyncio.gather(*(lane() for _ in range(concurrency)))
     return timings

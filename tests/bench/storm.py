@@ -39,7 +39,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.bench.charts import BENCH_DIR, distribution_chart
-from tests.integration.support import reset_stores
+from tests.bench.common import LOG_DIR as BENCH_LOGS
+from tests.bench.common import fresh_settings, stop
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.emulator.state import EmulatorState
@@ -54,9 +55,9 @@ from worker.local import (
     wait_for_replicas,
     worker_environment,
 )
-from worker.settings import Settings, load_settings
+from worker.settings import Settings
 
-LOG_DIR = Path(".bench") / "storm"
+LOG_DIR = BENCH_LOGS / "storm"
 CLAIMS = 20  # one EOB page each: the bench measures waiting, not paging
 INTAKE_SECRET = "storm-bench-intake-secret-" + "x" * 16
 CODE_LIFETIME = 60.0
@@ -253,13 +254,16 @@ async def storm(
     await enqueue_all(settings.redis_url, [ResyncJob(connection_id=c) for c in bulk_ids])
     async with AsyncExitStack() as stack:
         workers = await start_workers(env, size.replicas, log_dir, burst=False)
-        stack.push_async_callback(_stop, workers)
+        stack.push_async_callback(stop, workers)
         base_url = await stack.enter_async_context(intake_process(env, log_dir / "intake.log"))
         await wait_for_replicas(settings.redis_url, size.replicas)
         if bulk_ids:
             await asyncio.sleep(size.settle_seconds)  # let the resyncs fill the budget
         authorizing = time.monotonic()
-        jobs = await authorize_beneficiaries(emulator.base_url, size.codes, prefix)
+        # After the bulk beneficiaries: authorizing one again would delete its bulk grant.
+        jobs = await authorize_beneficiaries(
+            emulator.base_url, size.codes, prefix, offset=size.bulk
+        )
         authorized_in = time.monotonic() - authorizing
         await emulator_stats(emulator.base_url, reset=True)
         started = time.time()
@@ -286,14 +290,6 @@ async def _kill_later(
     workers[0].send_signal(signal.SIGKILL)
     await workers[0].wait()
     return in_flight
-
-
-async def _stop(workers: list[asyncio.subprocess.Process]) -> None:
-    for worker in workers:
-        if worker.returncode is None:
-            worker.terminate()
-    for worker in workers:
-        await worker.wait()
 
 
 async def link_bulk(settings: Settings, state: EmulatorState, size: StormSize) -> list[str]:
@@ -386,8 +382,7 @@ def render(size: StormSize, labels: list[str], results: list[StormFigures]) -> T
 
 
 async def main(size: StormSize) -> None:
-    settings = load_settings()
-    await reset_stores(settings.database_url, settings.redis_url)
+    settings = await fresh_settings()
     console = Console(width=200)
     console.print(
         f"linking {size.bulk} connections, then {size.codes} codes in {size.spread_seconds:.0f} s"

@@ -5,18 +5,18 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from worker.bluebutton.budget import (
-    BULK,
+from worker.bluebutton.aimd import (
     DECREASE_FACTOR,
     FAST_STEP,
     HOLD_WINDOWS,
     MIN_RATE,
     PROBE_SECONDS,
+    RAPID_FACTOR,
+    RAPID_WINDOWS,
     SLOW_STEP,
-    URGENT,
-    RequestBudget,
 )
-from worker.constants import BUDGET_SERVER_LIMIT_KEY
+from worker.bluebutton.budget import BULK, URGENT, RequestBudget
+from worker.constants import BUDGET_COOLDOWN_KEY, BUDGET_SERVER_LIMIT_KEY
 
 WINDOW = 1.0
 
@@ -86,10 +86,25 @@ async def test_a_429_lowers_the_rate_of_every_replica_once_a_hold(redis: Redis) 
     assert two.current_rate == pytest.approx(10 * DECREASE_FACTOR, abs=0.01)
     assert await two.try_acquire() == 0.0
     assert 0.1 / 10 < await two.try_acquire() <= 0.1 / 9  # spaced for 9 a window, not 10
-    await asyncio.sleep(0.1 * HOLD_WINDOWS + 0.02)  # past the hold, a 429 is a new signal
+    await asyncio.sleep(0.1 * RAPID_WINDOWS + 0.02)  # long past the hold: a new signal
     await one.slow_down()
     # (9 plus the little it regained in the meantime) times the factor again
     assert one.current_rate == pytest.approx(10 * DECREASE_FACTOR**2, abs=0.01)
+
+
+async def test_refusals_soon_after_a_cut_cut_harder_and_pause_once_a_signal(
+    redis: Redis,
+) -> None:
+    one, two = (RequestBudget(redis, "client-r", rate=10, window=0.1) for _ in range(2))
+    await one.slow_down(retry_after=1.0)
+    await two.slow_down(retry_after=1.5)  # the same burst: no second cut, the longer pause
+    assert 1.4 < await one.try_acquire() <= 1.5
+    await redis.delete(BUDGET_COOLDOWN_KEY.format(client="client-r"))
+    assert two.current_rate == pytest.approx(10 * DECREASE_FACTOR, abs=0.01)
+    await asyncio.sleep(0.1 * HOLD_WINDOWS + 0.02)  # past the hold, yet soon after the cut
+    await two.slow_down(retry_after=0.5)
+    assert two.current_rate == pytest.approx(10 * DECREASE_FACTOR * RAPID_FACTOR, abs=0.01)
+    assert 0.4 < await one.try_acquire() <= 0.5
 
 
 async def test_the_rate_creeps_then_grows_back_to_the_limit_and_no_further(
@@ -98,14 +113,15 @@ async def test_the_rate_creeps_then_grows_back_to_the_limit_and_no_further(
     key = BUDGET_SERVER_LIMIT_KEY.format(client="client-s")
     budget = RequestBudget(redis, "client-s", rate=10, window=WINDOW)
     await budget.slow_down()
-    assert await budget.rate() == 9.0
+    cut = 10 * DECREASE_FACTOR
+    assert await budget.rate() == cut
     # Move the decrease into the past (the key's remaining life is the time left to recover).
     left = await redis.pttl(key)
     await redis.pexpire(key, left - int(PROBE_SECONDS * 1000 / 2))
     creeping = await budget.rate()  # half the probe time later: the slow step
-    assert creeping == pytest.approx(9 + 10 * SLOW_STEP * PROBE_SECONDS / 2, abs=0.01)
-    await redis.pexpire(key, 1000)  # one second before the limit: the fast step
-    assert await budget.rate() == pytest.approx(10 - 10 * FAST_STEP, abs=0.01)
+    assert creeping == pytest.approx(cut + 10 * SLOW_STEP * PROBE_SECONDS / 2, abs=0.01)
+    await redis.pexpire(key, 300)  # 0.3 s before the limit: the fast step
+    assert await budget.rate() == pytest.approx(10 - 10 * FAST_STEP * 0.3, abs=0.01)
     await redis.delete(key)  # as when it lapses: the limit, and no more
     assert await budget.rate() == 10.0
     await budget.try_acquire()

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from tests.integration.conftest import Start
 from tests.integration.support import served_resources, stored_resources
-from worker.bluebutton.budget import DECREASE_FACTOR
+from worker.bluebutton.aimd import DECREASE_FACTOR
 from worker.emulator.config import EmulatorConfig
 from worker.local import (
     authorize_beneficiaries,

@@ -139,7 +139,7 @@ async def test_a_full_pass_deletes_unseen_rows_only_of_the_types_it_read(
             rows = [ResourceRow(f"{kind}-old", {"id": f"{kind}-old"}, datetime.now(UTC))]
             await resources.upsert(conn, "c", kind, rows)
         run = await sync_runs.start_or_resume(conn, "c", "resync", FULL)
-        await sync_runs.skip_type(conn, run.run_id, "Patient", None)  # withheld: 403
+        await sync_runs.skip_type(conn, "c", run.run_id, "Patient", None)  # withheld: 403
         assert await sync_runs.delete_unseen(conn, run.run_id, "c") == 1
     left = await pool.fetch("SELECT resource_type FROM fhir_resources")
     assert [row["resource_type"] for row in left] == ["Patient"]
@@ -151,11 +151,11 @@ async def test_a_run_closes_once_and_takes_no_page_once_closed(pool: asyncpg.Poo
     await pool.execute("INSERT INTO connections (connection_id, app) VALUES ('c', 'default')")
     async with pool.acquire() as conn:
         run = await sync_runs.start_or_resume(conn, "c", "resync", FULL)
-        assert await sync_runs.finish(conn, run.run_id) is True
-        assert await sync_runs.finish(conn, run.run_id) is False
-        await sync_runs.remember_seen(conn, run.run_id, "Patient", ["p"])
+        assert await sync_runs.finish(conn, "c", run.run_id) is True
+        assert await sync_runs.finish(conn, "c", run.run_id) is False
+        await sync_runs.remember_seen(conn, "c", run.run_id, "Patient", ["p"])
         cursor = Cursor("ExplanationOfBenefit", "https://bb2/next?patient=-1")
-        await sync_runs.record_page(conn, run.run_id, resources.UpsertCounts(1, 0, 0), cursor)
+        await sync_runs.record_page(conn, "c", run.run_id, resources.UpsertCounts(1, 0, 0), cursor)
         await sync_runs.fail_running(conn, "c", "unlinked")
     assert await pool.fetchval("SELECT count(*) FROM sync_seen") == 0
     closed = await pool.fetchrow("SELECT status, pages, cursor_url FROM sync_runs")

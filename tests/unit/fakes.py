@@ -19,8 +19,10 @@ class RecordingBudget:
     async def pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
 
-    async def slow_down(self) -> None:
+    async def slow_down(self, retry_after: float | None = None) -> None:
         self.slowdowns += 1
+        if retry_after is not None:
+            self.pauses.append(retry_after)
 
 
 class RecordingSleep:

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from worker.bluebutton.fhir import RESOURCE_QUERIES, query_for
-from worker.sync.model import FULL, Cursor, History, Plan
+from worker.sync.model import FULL, Cursor, History, Plan, Split
 from worker.sync.plan import (
     DONE,
     LAST_UPDATED_FLOOR,
@@ -91,3 +91,24 @@ def test_incremental_url_asks_last_updated_in_utc() -> None:
     assert url.endswith("&_lastUpdated=gt2026-11-01T02%3A30%3A00.000Z")
     with pytest.raises(ValueError, match="reads"):
         query_for("Patient").first_url("https://h", "-1", since)
+
+
+SPLIT = Split(((("service-date", "lt2019-01-01"),), (("service-date", "ge2019-01-01"),)))
+
+
+def test_a_split_cursor_moves_through_pages_then_searches_then_types() -> None:
+    eob = query_for("ExplanationOfBenefit")
+    assert cursor_after(eob, "https://x/r0p2", RESOURCE_QUERIES, SPLIT) == Cursor(
+        "ExplanationOfBenefit", "https://x/r0p2", SPLIT
+    )
+    second = Split(SPLIT.searches, at=1)
+    assert cursor_after(eob, None, RESOURCE_QUERIES, SPLIT) == Cursor(
+        "ExplanationOfBenefit", None, second
+    )
+    assert cursor_after(eob, None, RESOURCE_QUERIES, second) == Cursor(DONE, None)
+
+
+def test_resume_mid_split_keeps_its_searches() -> None:
+    cursor = Cursor("ExplanationOfBenefit", "https://x/r1p3", Split(SPLIT.searches, at=1))
+    (step,) = remaining_steps(cursor, RESOURCE_QUERIES)
+    assert (step.start_url, step.split) == ("https://x/r1p3", cursor.split)

@@ -12,18 +12,11 @@ waiting: first syncs, unlinks) go next; bulk requests (resync) are refused while
 interactive or urgent one waits, and interactive ones while any urgent one does. Time
 comes from Redis (``TIME``), so replicas with skewed clocks still agree.
 
-The rate itself adapts (AIMD, as TCP's congestion window): CMS's throttle sits at an edge
-whose limit is not announced and may be lower than ``BB_RATE_LIMIT`` (FACTS.md, Errors and
-limits), so a 429 is the only sign of it. A 429 multiplies the app's rate by
-``DECREASE_FACTOR``, at most once every ``HOLD_WINDOWS`` windows (the refusals of one burst,
-and those the edge's window still holds, are one signal, not several). Then the rate grows
-back additively, never above the limit: slowly for ``PROBE_SECONDS`` (the edge's limit is
-near; creeping up keeps 429s rare), then fast (the edge has not refused for a while: CMS
-may admit more again), so that it is back at the limit within two minutes. A 429 with
-``Retry-After`` besides stops every replica until it ends (a shared cool-down). The state is
-one Redis string per app: its value is the rate the last decrease set, its remaining life
-the time until the rate is back at the limit (so the time since the decrease follows, and
-the key lapses exactly when the rate is whole again).
+The rate itself adapts (AIMD: :mod:`worker.bluebutton.aimd` decides what a 429 does): a
+429 cuts the app's rate for every replica, at most once per signal, and one with
+``Retry-After`` besides stops every replica until it ends (a shared cool-down); then the rate
+grows back to the limit. Its state is one Redis string per app, read and written by Lua with
+Redis's clock.
 """
 
 from __future__ import annotations
@@ -35,6 +28,14 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from worker.bluebutton.aimd import (
+    ADAPTIVE_LUA,
+    FAST_STEP,
+    PROBE_SECONDS,
+    SLOW_STEP,
+    lowered,
+    on_throttled,
+)
 from worker.constants import (
     BUDGET_COOLDOWN_KEY,
     BUDGET_SERVER_LIMIT_KEY,
@@ -44,25 +45,6 @@ from worker.constants import (
     BUDGET_WINDOW_SECONDS,
 )
 
-# The adaptive rate, shared by the scripts below: the key holds the rate the last decrease
-# set, its PTTL the time left until the rate is back at the limit. ``slow`` and ``fast`` are
-# the additive steps (requests/s per second) before and after ``probe`` seconds.
-_ADAPTIVE: Final = """
-local function recovery(limit, base, slow, fast, probe)
-  local deficit = limit - base
-  if deficit <= slow * probe then return deficit / slow end
-  return probe + (deficit - slow * probe) / fast
-end
-local function adaptive(key, limit, slow, fast, probe)
-  local left = redis.call('PTTL', key)
-  if left <= 0 then return limit, nil end
-  local base = tonumber(redis.call('GET', key))
-  local since = recovery(limit, base, slow, fast, probe) - left / 1000
-  local rate = base + slow * math.min(since, probe) + fast * math.max(0, since - probe)
-  return math.min(limit, rate), since
-end
-"""
-
 # KEYS: theoretical arrival time, cool-down, the adaptive rate, and the interactive and the
 # urgent requests waiting (sorted sets: member = waiter, score = when it lapses). ARGV: the
 # configured limit, burst and window (µs), the waiter id, the priority (BULK, INTERACTIVE,
@@ -71,7 +53,7 @@ end
 # priority is registered. Returns {0 when granted else µs to wait, the current rate as text
 # ('' inside a cool-down)}.
 _ACQUIRE: Final = (
-    _ADAPTIVE
+    ADAPTIVE_LUA
     + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -107,46 +89,44 @@ BULK: Final = 0
 INTERACTIVE: Final = 1
 URGENT: Final = 2
 
-# AIMD. A 429 multiplies the rate by this: the rate saws between this share of the edge's
-# limit and the limit, so it sets the share used (TCP's 0.5 would waste a quarter).
-DECREASE_FACTOR: Final = 0.9
-# Decreases at most once per this many windows: the edge's window still holds the requests
-# of the second before the decrease, and their refusals say nothing new.
-HOLD_WINDOWS: Final = 2
-# Additive increase, as shares of the limit per second: slow for PROBE_SECONDS after a
-# decrease (a tenth of an edge at half the limit takes 25 s: a 429 or two per cycle), then
-# fast (back from half the limit in 30 + 26 s, from MIN_RATE in under 90 s).
-SLOW_STEP: Final = 1 / 500
-FAST_STEP: Final = 1 / 60
-PROBE_SECONDS: Final = 30.0
-# Never slower than this (requests/s): a budget cut to nothing would never learn it recovered.
-MIN_RATE: Final = 0.5
-
-# Multiplicative decrease after a 429. KEYS: the adaptive rate. ARGV: limit, slow and fast
-# steps, probe time, factor, floor, hold (ms). A decrease within ``hold`` of the previous one
-# is skipped. Returns the rate after it, as text.
-_DECREASE: Final = (
-    _ADAPTIVE
+# The adaptive rate, its time since the last cut (ms, '' when whole) and the key's value
+# ('' when absent), to compare and set. KEYS: the adaptive rate. ARGV: limit, slow and fast
+# steps, probe time.
+_OBSERVE: Final = (
+    ADAPTIVE_LUA
     + """
-local limit, slow, fast, probe = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-                                 tonumber(ARGV[4])
-local rate, since = adaptive(KEYS[1], limit, slow, fast, probe)
-if since ~= nil and since * 1000 < tonumber(ARGV[7]) then
-  return string.format('%.3f', rate)
-end
-local lower = math.max(tonumber(ARGV[6]), rate * tonumber(ARGV[5]))
-if lower < limit then
-  redis.call('SET', KEYS[1], string.format('%.3f', lower), 'PX',
-             math.ceil(recovery(limit, lower, slow, fast, probe) * 1000))
-end
-return string.format('%.3f', lower)
+local rate, since = adaptive(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+                             tonumber(ARGV[4]))
+local since_ms = ''
+if since ~= nil then since_ms = string.format('%d', since * 1000) end
+return {string.format('%.3f', rate), since_ms, redis.call('GET', KEYS[1]) or ''}
 """
 )
+
+# Sets the rate to ARGV[5] (recovering from there) if the key still holds ARGV[6] ('' for
+# absent): a replica that decided on a state another replica has since changed decides
+# again. KEYS: the adaptive rate. ARGV: limit, slow and fast steps, probe time, the new
+# rate, the value observed. Returns 1 when set, else 0.
+_CUT: Final = (
+    ADAPTIVE_LUA
+    + """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[6] then return 0 end
+local limit, lower = tonumber(ARGV[1]), tonumber(ARGV[5])
+if lower < limit then
+  local ms = recovery(limit, lower, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+  redis.call('SET', KEYS[1], string.format('%.3f', lower), 'PX', math.ceil(ms * 1000))
+end
+return 1
+"""
+)
+# Compare-and-set tries: each failure means another replica cut meanwhile, and the next
+# observation is then within its hold.
+_CUT_TRIES: Final = 3
 
 # The current adaptive rate, as text. KEYS: the adaptive rate. ARGV: limit, slow and fast
 # steps, probe time.
 _RATE: Final = (
-    _ADAPTIVE
+    ADAPTIVE_LUA
     + """
 local rate = adaptive(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
                       tonumber(ARGV[4]))
@@ -195,12 +175,13 @@ class RequestBudget:
         ]
         self._aimd = [rate, rate * SLOW_STEP, rate * FAST_STEP, PROBE_SECONDS]
         self._args = [rate, burst, round(window * 1_000_000)]
-        self._hold_ms = round(window * HOLD_WINDOWS * 1000)
+        self._window = window
         self._priority = priority
         self._rate = rate
         self.current_rate = float(rate)
         self._acquire = redis.register_script(_ACQUIRE)
-        self._decrease = redis.register_script(_DECREASE)
+        self._observe = redis.register_script(_OBSERVE)
+        self._cut = redis.register_script(_CUT)
         self._current = redis.register_script(_RATE)
         self._pause = redis.register_script(_PAUSE)
         self._sleep = sleep
@@ -234,15 +215,27 @@ class RequestBudget:
         """Stop every replica from sending for this client id for ``seconds``."""
         await self._pause(keys=[self._keys[1]], args=[max(1, int(seconds * 1000))])
 
-    async def slow_down(self) -> None:
-        """Lower the rate every replica shares after a 429 (multiplicative decrease).
+    async def slow_down(self, retry_after: float | None = None) -> None:
+        """React to a 429 (with its ``Retry-After``, if any) for every replica: cut the
+        shared rate (once per burst of refusals) and pause everyone for a ``Retry-After``,
+        as :func:`~worker.bluebutton.aimd.on_throttled` decides.
 
         CMS announces no per-app limit (no ``X-RateLimit-Limit``; FACTS.md, Errors and
         limits), so a refusal is the only sign that the budget is lower than configured.
-        Refusals within ``HOLD_WINDOWS`` windows of the last decrease do not lower it again.
         """
-        args = [*self._aimd, DECREASE_FACTOR, MIN_RATE, self._hold_ms]
-        self.current_rate = float(await self._decrease(keys=[self._keys[2]], args=args))
+        for _ in range(_CUT_TRIES):
+            rate, since_ms, value = await self._observe(keys=[self._keys[2]], args=self._aimd)
+            since = float(since_ms) / 1000 if since_ms else None
+            reaction = on_throttled(since, retry_after, self._window)
+            self.current_rate = float(rate)
+            if reaction.pause > 0:
+                await self.pause(reaction.pause)
+            if reaction.factor is None:
+                return
+            lower = lowered(float(rate), reaction.factor)
+            if await self._cut(keys=[self._keys[2]], args=[*self._aimd, f"{lower:.3f}", value]):
+                self.current_rate = float(f"{lower:.3f}")
+                return
 
     async def rate(self) -> float:
         """The rate every replica's grants are spaced for now (requests per second)."""

@@ -23,11 +23,13 @@ Resource = dict[str, Any]
 
 @dataclass(frozen=True)
 class Page:
-    """One page of resources and where the next one is (None on the last page)."""
+    """One page of resources and where the next one is (None on the last page); a search
+    page also says how many resources match the whole search (``total``, when given)."""
 
     url: str
     resources: tuple[Resource, ...]
     next_url: str | None
+    total: int | None = None
 
 
 def check_content_type(content_type: str | None) -> None:
@@ -118,7 +120,8 @@ def parse_search_page(body: bytes, url: str, resource_type: str, patient_id: str
     resources = tuple(
         check_resource(_entry_resource(entry), resource_type, patient_id) for entry in entries
     )
-    return Page(url=url, resources=resources, next_url=_next_link(bundle))
+    counted = total if isinstance(total, int) and not isinstance(total, bool) else None
+    return Page(url=url, resources=resources, next_url=_next_link(bundle), total=counted)
 
 
 def parse_read(body: bytes, url: str, resource_type: str, patient_id: str) -> Page:

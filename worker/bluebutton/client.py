@@ -56,7 +56,7 @@ class Budget(Protocol):
 
     async def pause(self, seconds: float) -> None: ...
 
-    async def slow_down(self) -> None: ...
+    async def slow_down(self, retry_after: float | None = None) -> None: ...
 
 
 def build_http_client(base_url: str, *, timeout: float, max_connections: int) -> httpx.AsyncClient:
@@ -231,12 +231,10 @@ class BlueButtonClient:
         metrics.BB2_RETRIES.labels(self.app, _retry_reason(error)).inc()
         delay = self._policy.backoff(attempt, self._rand)
         if isinstance(error, errors.RateLimited):
-            # The app's shared rate comes down (AIMD, see budget.py); a Retry-After besides
-            # stops every replica, not just this coroutine. A bare 429 (an edge may send
-            # them, FACTS.md) pauses nobody: the lower rate spaces the retry.
-            await self._budget.slow_down()
-            if error.retry_after is not None:
-                await self._budget.pause(error.retry_after)
+            # The app's shared rate comes down (AIMD, see aimd.py); a Retry-After besides
+            # stops every replica, not just this coroutine, once per signal. A bare 429 (an
+            # edge may send them, FACTS.md) pauses nobody: the lower rate spaces the retry.
+            await self._budget.slow_down(error.retry_after)
             log.warning("bb2_rate_limited", retry_after=error.retry_after, attempt=attempt)
             return
         if error.retry_after is not None:

@@ -24,7 +24,8 @@ class ResourceQuery:
     ``search`` types answer Bundles and accept ``_lastUpdated``, so an incremental pass
     asks them only for what changed; a read (Patient) is fetched on full passes only.
     ``withholdable`` types are refused (403) for data the beneficiary withheld; a 403 on any
-    other type means the grant itself is gone.
+    other type means the grant itself is gone. A ``splittable`` search takes narrower
+    criteria (``type``, ``service-date``), so a large one can be read in parts.
     """
 
     resource_type: str
@@ -32,6 +33,7 @@ class ResourceQuery:
     path: str  # relative to the FHIR base; {patient} is the beneficiary id
     search: bool
     withholdable: bool = True
+    splittable: bool = False
 
     def first_url(self, base_url: str, patient_id: str, since: datetime | None = None) -> str:
         """The absolute URL of the first page for ``patient_id``, changes after ``since``."""
@@ -64,6 +66,7 @@ RESOURCE_QUERIES: tuple[ResourceQuery, ...] = (
         endpoints.SCOPE_EOB,
         _search("ExplanationOfBenefit", "patient", "{patient}"),
         search=True,
+        splittable=True,
     ),
 )
 

@@ -43,7 +43,7 @@ async def sync_succeeded(conn: Conn, synced: Synced) -> None:
             synced_at=synced.synced_at,
         )
         return
-    inserted, updated = await sync_runs.changes(conn, synced.run_id)
+    inserted, updated = await sync_runs.changes(conn, synced.connection_id, synced.run_id)
     if inserted or updated or synced.deleted:
         await emit(
             conn,

@@ -1,24 +1,53 @@
-"""Sync runs: one row per connect or resync, holding counts and the resume cursor."""
+"""Sync runs: one row per connect or resync, holding counts and the resume cursor.
+
+Every query names the run's ``connection_id`` (the distribution key of a sharded store,
+which ``sync_runs`` and ``sync_seen`` are keyed by: migration 010), so that each one runs on
+the one shard that holds the connection.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from worker.constants import MAX_ERROR_CHARS
 from worker.store.db import Conn
 from worker.store.resources import UpsertCounts
-from worker.sync.model import Cursor, History, Plan, Run, RunKind
+from worker.sync.model import Cursor, History, Plan, Run, RunKind, Split
+
+
+def _split_json(cursor: Cursor | None) -> dict[str, Any] | None:
+    """The cursor's split as stored in ``cursor_split`` (migration 016)."""
+    if cursor is None or cursor.split is None:
+        return None
+    return {"searches": [list(map(list, s)) for s in cursor.split.searches], "at": cursor.split.at}
+
+
+def _split_of(stored: dict[str, Any] | None) -> Split | None:
+    if stored is None:
+        return None
+    searches = tuple(tuple((str(n), str(v)) for n, v in s) for s in stored["searches"])
+    return Split(searches, int(stored["at"]))
+
+
+def _cursor_args(cursor: Cursor | None) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    if cursor is None:
+        return None, None, None
+    return cursor.resource_type, cursor.url, _split_json(cursor)
 
 
 async def start_or_resume(conn: Conn, connection_id: str, kind: RunKind, plan: Plan) -> Run:
     """Resume the connection's unfinished run (with the plan it started with), or start one."""
     async with conn.transaction():
         record = await conn.fetchrow(
-            "SELECT run_id, mode, since, cursor_type, cursor_url FROM sync_runs"
+            "SELECT run_id, mode, since, cursor_type, cursor_url, cursor_split FROM sync_runs"
             " WHERE connection_id = $1 AND status = 'running' FOR UPDATE",
             connection_id,
         )
         if record is not None:
             cursor = (
-                Cursor(record["cursor_type"], record["cursor_url"])
+                Cursor(
+                    record["cursor_type"], record["cursor_url"], _split_of(record["cursor_split"])
+                )
                 if record["cursor_type"]
                 else None
             )
@@ -35,38 +64,54 @@ async def start_or_resume(conn: Conn, connection_id: str, kind: RunKind, plan: P
         return Run(run_id=run_id, plan=plan, cursor=None)
 
 
-async def record_page(conn: Conn, run_id: int, counts: UpsertCounts, cursor: Cursor | None) -> None:
+async def record_page(
+    conn: Conn, connection_id: str, run_id: int, counts: UpsertCounts, cursor: Cursor | None
+) -> None:
     """Count a stored page and move the cursor (inside the page's transaction), while the
     run is still running: a closed run keeps no cursor (it may name the patient)."""
     await conn.execute(
-        """UPDATE sync_runs SET pages = pages + 1, inserted = inserted + $2,
-               updated = updated + $3, unchanged = unchanged + $4,
-               cursor_type = $5, cursor_url = $6
-           WHERE run_id = $1 AND status = 'running'""",
+        """UPDATE sync_runs SET pages = pages + 1, inserted = inserted + $3,
+               updated = updated + $4, unchanged = unchanged + $5,
+               cursor_type = $6, cursor_url = $7, cursor_split = $8
+           WHERE connection_id = $1 AND run_id = $2 AND status = 'running'""",
+        connection_id,
         run_id,
         counts.inserted,
         counts.updated,
         counts.unchanged,
-        cursor.resource_type if cursor else None,
-        cursor.url if cursor else None,
+        *_cursor_args(cursor),
     )
 
 
-async def skip_type(conn: Conn, run_id: int, resource_type: str, cursor: Cursor | None) -> None:
+async def move_cursor(conn: Conn, connection_id: str, run_id: int, cursor: Cursor) -> None:
+    """Move the cursor without storing a page (a split planned from a first page), while
+    the run is still running."""
+    await conn.execute(
+        """UPDATE sync_runs SET cursor_type = $3, cursor_url = $4, cursor_split = $5
+           WHERE connection_id = $1 AND run_id = $2 AND status = 'running'""",
+        connection_id,
+        run_id,
+        *_cursor_args(cursor),
+    )
+
+
+async def skip_type(
+    conn: Conn, connection_id: str, run_id: int, resource_type: str, cursor: Cursor | None
+) -> None:
     """Record a resource type that was not fetched (scope not granted, or 403), while the
     run is still running."""
     await conn.execute(
-        """UPDATE sync_runs SET skipped_types = array_append(skipped_types, $2),
-               cursor_type = $3, cursor_url = $4
-           WHERE run_id = $1 AND status = 'running'""",
+        """UPDATE sync_runs SET skipped_types = array_append(skipped_types, $3),
+               cursor_type = $4, cursor_url = $5, cursor_split = $6
+           WHERE connection_id = $1 AND run_id = $2 AND status = 'running'""",
+        connection_id,
         run_id,
         resource_type,
-        cursor.resource_type if cursor else None,
-        cursor.url if cursor else None,
+        *_cursor_args(cursor),
     )
 
 
-async def finish(conn: Conn, run_id: int) -> bool:
+async def finish(conn: Conn, connection_id: str, run_id: int) -> bool:
     """Close the run as succeeded, dropping its cursor (a next link names the patient).
 
     True when this call closed it: only a running run closes, and only once. Two passes
@@ -76,17 +121,20 @@ async def finish(conn: Conn, run_id: int) -> bool:
     """
     result = await conn.execute(
         """UPDATE sync_runs SET status = 'succeeded', finished_at = now(),
-               cursor_type = NULL, cursor_url = NULL
-           WHERE run_id = $1 AND status = 'running'""",
+               cursor_type = NULL, cursor_url = NULL, cursor_split = NULL
+           WHERE connection_id = $1 AND run_id = $2 AND status = 'running'""",
+        connection_id,
         run_id,
     )
     return bool(result == "UPDATE 1")
 
 
-async def changes(conn: Conn, run_id: int) -> tuple[int, int]:
+async def changes(conn: Conn, connection_id: str, run_id: int) -> tuple[int, int]:
     """How many resources the run inserted and updated."""
     record = await conn.fetchrow(
-        "SELECT inserted, updated FROM sync_runs WHERE run_id = $1", run_id
+        "SELECT inserted, updated FROM sync_runs WHERE connection_id = $1 AND run_id = $2",
+        connection_id,
+        run_id,
     )
     assert record is not None
     return int(record["inserted"]), int(record["updated"])
@@ -99,7 +147,7 @@ async def fail_running(conn: Conn, connection_id: str, error: str) -> None:
     await conn.execute(
         """WITH failed AS (
                UPDATE sync_runs SET status = 'failed', error = $2, finished_at = now(),
-                   cursor_type = NULL, cursor_url = NULL
+                   cursor_type = NULL, cursor_url = NULL, cursor_split = NULL
                WHERE connection_id = $1 AND status = 'running' RETURNING run_id)
            DELETE FROM sync_seen s USING failed
            WHERE s.connection_id = $1 AND s.run_id = failed.run_id""",
@@ -109,15 +157,17 @@ async def fail_running(conn: Conn, connection_id: str, error: str) -> None:
 
 
 async def remember_seen(
-    conn: Conn, run_id: int, resource_type: str, resource_ids: list[str]
+    conn: Conn, connection_id: str, run_id: int, resource_type: str, resource_ids: list[str]
 ) -> None:
     """Note ids a full pass has seen (inside the page's transaction), only into a run still
     running: a closed run's seen ids were already used and deleted, and nothing would
     ever delete them again."""
     await conn.execute(
         """INSERT INTO sync_seen (connection_id, run_id, resource_type, resource_id)
-           SELECT r.connection_id, $1, $2, unnest($3::text[]) FROM sync_runs r
-           WHERE r.run_id = $1 AND r.status = 'running' ON CONFLICT DO NOTHING""",
+           SELECT r.connection_id, $2, $3, unnest($4::text[]) FROM sync_runs r
+           WHERE r.connection_id = $1 AND r.run_id = $2 AND r.status = 'running'
+           ON CONFLICT DO NOTHING""",
+        connection_id,
         run_id,
         resource_type,
         resource_ids,
@@ -134,7 +184,8 @@ async def delete_unseen(conn: Conn, run_id: int, connection_id: str) -> int:
                    SELECT 1 FROM sync_seen s WHERE s.connection_id = $2 AND s.run_id = $1
                    AND s.resource_type = r.resource_type AND s.resource_id = r.resource_id)
                AND NOT r.resource_type = ANY(
-                   SELECT unnest(skipped_types) FROM sync_runs WHERE run_id = $1)
+                   SELECT unnest(skipped_types) FROM sync_runs
+                   WHERE connection_id = $2 AND run_id = $1)
                RETURNING 1)
            SELECT count(*) FROM gone""",
         run_id,

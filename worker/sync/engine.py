@@ -3,14 +3,16 @@
 Each page is stored in its own transaction together with the cursor of the next one, so
 memory does not grow with the number of claims and a re-run resumes where the last one
 stopped. A full pass also notes every id it sees, and at its end deletes what BB2 no
-longer serves; an incremental pass asks only for what changed.
+longer serves; an incremental pass asks only for what changed. A large beneficiary's EOBs
+are read by the narrower searches :mod:`worker.sync.ranges` plans from the first page, kept
+in the cursor so that a resumed run goes on with the same searches.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -19,11 +21,13 @@ from worker.apps import App
 from worker.bluebutton.bundle import Page, parse_last_updated
 from worker.bluebutton.client import BlueButtonClient
 from worker.bluebutton.fhir import RESOURCE_QUERIES, ResourceQuery, iter_pages
+from worker.constants import EOB_PAGE_SIZE
 from worker.runtime.services import Services
 from worker.store import connections, resources, sync_runs
 from worker.store.resources import ResourceRow
-from worker.sync.model import Plan, Run, RunKind
-from worker.sync.plan import cursor_after, queries_for, remaining_steps
+from worker.sync.model import Cursor, Plan, Run, RunKind, Split
+from worker.sync.plan import Step, cursor_after, queries_for, remaining_steps
+from worker.sync.ranges import plan_split, search_url
 from worker.sync.tokens import ConnectionTokens
 
 log = structlog.get_logger(__name__)
@@ -72,16 +76,17 @@ class _Sync:
         self.pages = self.stored = 0
         self.skipped: list[str] = []
 
-    async def store(self, query: ResourceQuery, page: Page) -> None:
-        cursor = cursor_after(query, page.next_url, self.queries)
+    async def store(self, query: ResourceQuery, page: Page, split: Split | None) -> None:
+        cursor = cursor_after(query, page.next_url, self.queries, split)
         rows = await asyncio.to_thread(rows_of, page)
+        run_id, connection_id = self.run.run_id, self.connection_id
         async with self.services.pool.acquire() as conn, conn.transaction():
-            await connections.lock_live(conn, self.connection_id)
-            counts = await resources.upsert(conn, self.connection_id, query.resource_type, rows)
+            await connections.lock_live(conn, connection_id)
+            counts = await resources.upsert(conn, connection_id, query.resource_type, rows)
             if self.run.plan.mode == "full":
                 ids = [row.resource_id for row in rows]
-                await sync_runs.remember_seen(conn, self.run.run_id, query.resource_type, ids)
-            await sync_runs.record_page(conn, self.run.run_id, counts, cursor)
+                await sync_runs.remember_seen(conn, connection_id, run_id, query.resource_type, ids)
+            await sync_runs.record_page(conn, connection_id, run_id, counts, cursor)
         for result, count in (
             ("inserted", counts.inserted),
             ("updated", counts.updated),
@@ -95,31 +100,70 @@ class _Sync:
         self.skipped.append(query.resource_type)
         cursor = cursor_after(query, None, self.queries)
         async with self.services.pool.acquire() as conn:
-            await sync_runs.skip_type(conn, self.run.run_id, query.resource_type, cursor)
+            await sync_runs.skip_type(
+                conn, self.connection_id, self.run.run_id, query.resource_type, cursor
+            )
 
-    async def fetch(self, query: ResourceQuery, start_url: str | None) -> None:
+    async def begin_split(self, query: ResourceQuery, split: Split) -> None:
+        """Note the planned split in the cursor before its first search is read."""
+        log.info("search_split", resource_type=query.resource_type, searches=len(split.searches))
+        cursor = Cursor(query.resource_type, None, split)
+        async with self.services.pool.acquire() as conn:
+            await sync_runs.move_cursor(conn, self.connection_id, self.run.run_id, cursor)
+
+    async def fetch(self, step: Step) -> None:
+        """Read a type: by its one search, or by the narrower searches of its split (the
+        cursor's, or one the search's first page plans)."""
+        split, start_url = step.split, step.start_url
+        if split is None:
+            split, start_url = await self._resumable(step.query, start_url, None), None
+        if split is None:
+            return
+        for at in range(split.at, len(split.searches)):
+            await self._resumable(step.query, start_url, replace(split, at=at))
+            start_url = None
+
+    async def _resumable(
+        self, query: ResourceQuery, start_url: str | None, split: Split | None
+    ) -> Split | None:
         try:
-            await self._read(query, start_url)
+            return await self._read(query, start_url, split)
         except errors.CursorPastEnd:
             # A saved startIndex now past the end (claims were removed: FACTS.md, Errors):
-            # read the type again from its first page, once.
+            # read the type (or the split's search) again from its first page, once.
             if start_url is None:
                 raise
             log.info("cursor_past_end_restarted", resource_type=query.resource_type)
-            await self._read(query, None)
+            return await self._read(query, None, split)
 
-    async def _read(self, query: ResourceQuery, start_url: str | None) -> None:
-        first = start_url is None
+    def _first_url(self, query: ResourceQuery, split: Split | None) -> str | None:
+        if split is None:
+            return None
+        since = self.run.plan.since
+        first = query.first_url(self.bluebutton.base_url, self.patient_id, since)
+        return search_url(first, split.searches[split.at])
+
+    async def _read(
+        self, query: ResourceQuery, start_url: str | None, split: Split | None
+    ) -> Split | None:
+        """Read one search from ``start_url`` (None: its first page); returns the split
+        its first page planned instead (only for an unsplit search of a splittable type)."""
+        first = start_url is None and split is None
         try:
             async for page in iter_pages(
                 self.bluebutton,
                 query,
                 self.patient_id,
                 self.tokens,
-                start_url=start_url,
+                start_url=start_url or self._first_url(query, split),
                 since=self.run.plan.since,
             ):
-                await self.store(query, page)
+                planned = plan_split(page.total, page.resources, EOB_PAGE_SIZE)
+                if first and query.splittable and planned is not None:
+                    # The split's searches read this page's claims again: not stored.
+                    await self.begin_split(query, Split(planned))
+                    return Split(planned)
+                await self.store(query, page, split)
                 first = False
         except errors.Forbidden as exc:
             # BB2's JSON 403 on a type the beneficiary can withhold (personal information,
@@ -132,13 +176,14 @@ class _Sync:
                     status=403,
                 ) from exc
             await self.skip(query, "403 from BB2")
+        return None
 
     async def run_steps(self) -> SyncResult:
         for step in remaining_steps(self.run.cursor, self.queries):
             if step.query.scope not in self.scopes:
                 await self.skip(step.query, "scope not granted")
             else:
-                await self.fetch(step.query, step.start_url)
+                await self.fetch(step)
         return SyncResult(
             self.run.run_id,
             self.run.plan,

@@ -22,12 +22,27 @@ class Plan:
 FULL = Plan("full")
 
 
+# The extra query parameters of one narrower search, as (name, value) pairs.
+Params = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A resource type read by narrower searches (a large beneficiary's EOBs): every search
+    planned, and the one the cursor is in (``at``, an index into ``searches``)."""
+
+    searches: tuple[Params, ...]
+    at: int = 0
+
+
 @dataclass(frozen=True)
 class Cursor:
-    """Where a sync stands: a resource type and its next page (None: its first page)."""
+    """Where a sync stands: a resource type and its next page (None: its first page); with
+    ``split``, the page is of the split's current search."""
 
     resource_type: str
     url: str | None
+    split: Split | None = None
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ async def _succeed(
         before = await connections.lock_live(
             conn, connection_id, exclusive=result.plan.mode == "full"
         )
-        if not await sync_runs.finish(conn, result.run_id):
+        if not await sync_runs.finish(conn, connection_id, result.run_id):
             return None
         deleted = 0
         if result.plan.mode == "full":

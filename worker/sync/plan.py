@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from worker.bluebutton.fhir import ResourceQuery
-from worker.sync.model import FULL, Cursor, History, Plan
+from worker.sync.model import FULL, Cursor, History, Plan, Split
 
 # The cursor of a run whose every resource type is stored.
 DONE: Final = "*"
@@ -18,10 +18,13 @@ LAST_UPDATED_FLOOR: Final = datetime(2020, 2, 12, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Step:
-    """A resource type still to fetch, from ``start_url`` (None: its first page)."""
+    """A resource type still to fetch, from ``start_url`` (None: its first page); with
+    ``split``, by the split's searches from its current one (``start_url`` is then a page of
+    that search)."""
 
     query: ResourceQuery
     start_url: str | None
+    split: Split | None = None
 
 
 def choose_plan(
@@ -49,15 +52,22 @@ def remaining_steps(cursor: Cursor | None, queries: Sequence[ResourceQuery]) -> 
     if cursor.resource_type not in types:
         return []
     at = types.index(cursor.resource_type)
-    return [Step(queries[at], cursor.url)] + [Step(query, None) for query in queries[at + 1 :]]
+    rest = [Step(query, None) for query in queries[at + 1 :]]
+    return [Step(queries[at], cursor.url, cursor.split), *rest]
 
 
 def cursor_after(
-    query: ResourceQuery, next_url: str | None, queries: Sequence[ResourceQuery]
+    query: ResourceQuery,
+    next_url: str | None,
+    queries: Sequence[ResourceQuery],
+    split: Split | None = None,
 ) -> Cursor:
-    """The cursor once a page of ``query`` with link ``next_url`` is stored."""
+    """The cursor once a page of ``query`` (of ``split``'s current search, when split) with
+    link ``next_url`` is stored: its next page, the split's next search, or the next type."""
     if next_url is not None:
-        return Cursor(query.resource_type, next_url)
+        return Cursor(query.resource_type, next_url, split)
+    if split is not None and split.at + 1 < len(split.searches):
+        return Cursor(query.resource_type, None, replace(split, at=split.at + 1))
     types = [q.resource_type for q in queries]
     following = types.index(query.resource_type) + 1
     return Cursor(types[following] if following < len(types) else DONE, None)
