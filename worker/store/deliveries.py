@@ -123,19 +123,28 @@ async def delivered(conn: Conn, done: Claimed, status: int, *, lease: timedelta)
 
 
 async def failed(
-    conn: Conn, attempt: Claimed, *, status: int | None, error: str, retry_at: datetime | None
+    conn: Conn,
+    attempt: Claimed,
+    *,
+    status: int | None,
+    error: str,
+    retry_at: datetime | None,
+    since: datetime,
 ) -> None:
-    """Record a failed attempt: tried again at ``retry_at``, or dead-lettered (None)."""
+    """Record a failed attempt: tried again at ``retry_at``, or dead-lettered (None);
+    ``since`` is when its retries began (the give-up clock)."""
     await conn.execute(
         """UPDATE webhook_deliveries
            SET attempts = attempts + 1, last_status = $2, last_error = $3,
                next_attempt_at = coalesce($4, next_attempt_at),
-               dead_at = CASE WHEN $4::timestamptz IS NULL THEN now() END
+               dead_at = CASE WHEN $4::timestamptz IS NULL THEN now() END,
+               pending_since = $5
            WHERE delivery_id = $1""",
         attempt.delivery_id,
         status,
         error[:500],
         retry_at,
+        since,
     )
 
 
