@@ -17,8 +17,9 @@ CREATE TABLE webhook_endpoints (
 
 -- One row per event × endpoint of its app. `seq` is the event's: a connection's deliveries
 -- to one endpoint go out in seq order, the oldest undelivered one first (the head); a
--- dead-lettered row no longer blocks the ones after it. `pending_since` starts the give-up
--- clock (a replay restarts it). A claimed row is leased by moving `next_attempt_at` past the
+-- dead-lettered row no longer blocks the ones after it. `pending_since` is when the row was
+-- queued until its first attempt fails, then when that attempt was made: the give-up clock
+-- (a replay restarts it). A claimed row is leased by moving `next_attempt_at` past the
 -- send's timeout, so the head of a chain has one sender at a time across replicas.
 CREATE TABLE webhook_deliveries (
     delivery_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

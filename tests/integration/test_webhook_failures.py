@@ -95,3 +95,23 @@ async def test_delivered_rows_are_purged_after_the_retention(
         assert await purge_webhook_deliveries(conn, settings, now + timedelta(days=3)) == 2
     rows = await deliveries_of(pool, endpoint)
     assert [str(r["event_id"]) for r in rows] == later["b"]
+
+
+async def test_an_event_that_waited_behind_a_dead_one_gets_retries_of_its_own(
+    pool: asyncpg.Pool, dispatch: Dispatch
+) -> None:
+    receiver = Receiver(["s1"], available=False)
+    async with receiving(receiver) as url:
+        _, cipher = await dispatch(WEBHOOK_GIVE_UP_HOURS="0.0003")  # about a second
+        endpoint = await register(pool, cipher, url)
+        await write_events(pool, ["a"], 2)
+
+        async def both_dead() -> bool:
+            rows = await deliveries_of(pool, endpoint)
+            return all(r["dead_at"] is not None for r in rows)
+
+        await eventually(both_dead, 15)
+    first, second = await deliveries_of(pool, endpoint)
+    # The second's clock began at its first attempt, after the first one was given up.
+    assert second["attempts"] >= 2
+    assert second["pending_since"] >= first["dead_at"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from tests.integration.conftest import Start
 from tests.integration.webhook_support import (
@@ -20,6 +21,7 @@ from tests.integration.webhook_support import (
 from worker.emulator.config import EmulatorConfig
 from worker.jobs.worker import run_replica
 from worker.store import connections, outbox
+from worker.webhooks import dispatcher
 from worker.webhooks.receiver import Receiver
 
 
@@ -125,3 +127,17 @@ async def test_a_worker_replica_runs_the_dispatcher(pool: asyncpg.Pool, start: S
             replica.cancel()
             await asyncio.gather(replica, return_exceptions=True)
     assert receiver.tally(expected).out_of_order == 0
+
+
+async def test_a_committed_event_wakes_the_dispatcher_without_waiting_for_its_poll(
+    pool: asyncpg.Pool, dispatch: Dispatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatcher, "POLL_SECONDS", 60.0)  # only the NOTIFY can wake it
+    receiver = Receiver(["s1"])
+    async with receiving(receiver) as url:
+        _, cipher = await dispatch()
+        await register(pool, cipher, url)
+        await asyncio.sleep(0.5)  # the dispatcher has found nothing due and sleeps
+        await write_events(pool, ["a"], 1)
+        took = await until(lambda: len(receiver.received) == 1, 10)
+    assert took < 5

@@ -3,6 +3,10 @@
 import hashlib
 import hmac
 import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from worker.webhooks.signing import headers_for, signature, signature_header, verify
 
@@ -70,3 +74,23 @@ def test_headers_name_the_event_for_dedupe() -> None:
     headers = headers_for("e1", BODY, ["s3cret"], T)
     assert headers["BBIngest-Event-Id"] == "e1"
     assert verify(BODY, headers["BBIngest-Signature"], "s3cret", now=T)
+
+
+def _readme_check() -> Callable[..., bool]:
+    """The receiver's check exactly as README's Webhooks section prints it."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("**Checking a delivery**") :]
+    code = section[section.index("```python\n") + 10 : section.index("```\n", 10)]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    check: Callable[..., bool] = namespace["verify"]
+    return check
+
+
+def test_the_readme_check_accepts_a_delivery_and_refuses_altered_or_old_ones() -> None:
+    check = _readme_check()
+    now = int(time.time())
+    header = signature_header(BODY, ["new", "old"], now)
+    assert check(BODY, header, "old")
+    assert not check(BODY + b" ", header, "old")
+    assert not check(BODY, signature_header(BODY, ["old"], now - 301), "old")

@@ -23,23 +23,30 @@ _COLUMNS = """d.delivery_id, d.endpoint_id, d.attempts, d.pending_since, w.url,
     e.version, e.data, e.created_at"""
 _EVENT_FIELDS = [field.name for field in fields(Event)]
 
-# The due heads of every chain, endpoints that are full excluded; the lock is re-checked on
-# the row itself (a head another replica just leased is no longer due).
-_CLAIM = f"""
-WITH heads AS (
-    SELECT DISTINCT ON (endpoint_id, connection_id) delivery_id
+# The due heads of every chain, endpoints that are full excluded (an index-only walk of the
+# pending rows), then those rows locked by primary key in a second statement: right after a
+# burst of events the statistics still call the table empty, and a one-statement plan that
+# re-ran the DISTINCT ON for every row took minutes for 10,000 rows. The lock re-checks the
+# row itself: a head another replica just leased is no longer due.
+_HEADS = """
+SELECT delivery_id FROM (
+    SELECT DISTINCT ON (endpoint_id, connection_id) delivery_id, next_attempt_at
     FROM webhook_deliveries
     WHERE delivered_at IS NULL AND dead_at IS NULL AND endpoint_id <> ALL($2::bigint[])
     ORDER BY endpoint_id, connection_id, seq
-)
+) heads
+WHERE next_attempt_at <= now()
+ORDER BY next_attempt_at
+LIMIT $1"""
+_CLAIM = f"""
 SELECT {_COLUMNS}
-FROM heads h
-JOIN webhook_deliveries d USING (delivery_id)
+FROM webhook_deliveries d
 JOIN webhook_endpoints w USING (endpoint_id)
 JOIN events e USING (event_id)
-WHERE d.next_attempt_at <= now() AND d.delivered_at IS NULL AND d.dead_at IS NULL
+WHERE d.delivery_id = ANY($1::bigint[])
+  AND d.next_attempt_at <= now() AND d.delivered_at IS NULL AND d.dead_at IS NULL
 ORDER BY d.next_attempt_at
-LIMIT $1
+LIMIT $2
 FOR UPDATE OF d SKIP LOCKED"""
 
 # The next row of a chain whose head was just delivered, in the same transaction.
@@ -97,8 +104,12 @@ async def _lease(conn: Conn, ids: Sequence[int], lease: timedelta) -> None:
 
 async def claim(conn: Conn, limit: int, *, full: Sequence[int], lease: timedelta) -> list[Claimed]:
     """Lease up to ``limit`` due chain heads, none of the endpoints in ``full``."""
+    # Twice the heads wanted: some may be locked by another replica's claim right now.
+    heads = [row["delivery_id"] for row in await conn.fetch(_HEADS, 2 * limit, list(full))]
+    if not heads:
+        return []
     async with conn.transaction():
-        rows = await conn.fetch(_CLAIM, limit, list(full))
+        rows = await conn.fetch(_CLAIM, heads, limit)
         await _lease(conn, [row["delivery_id"] for row in rows], lease)
     return [_claimed(row) for row in rows]
 
@@ -123,19 +134,28 @@ async def delivered(conn: Conn, done: Claimed, status: int, *, lease: timedelta)
 
 
 async def failed(
-    conn: Conn, attempt: Claimed, *, status: int | None, error: str, retry_at: datetime | None
+    conn: Conn,
+    attempt: Claimed,
+    *,
+    status: int | None,
+    error: str,
+    retry_at: datetime | None,
+    since: datetime,
 ) -> None:
-    """Record a failed attempt: tried again at ``retry_at``, or dead-lettered (None)."""
+    """Record a failed attempt: tried again at ``retry_at``, or dead-lettered (None);
+    ``since`` is when its retries began (the give-up clock)."""
     await conn.execute(
         """UPDATE webhook_deliveries
            SET attempts = attempts + 1, last_status = $2, last_error = $3,
                next_attempt_at = coalesce($4, next_attempt_at),
-               dead_at = CASE WHEN $4::timestamptz IS NULL THEN now() END
+               dead_at = CASE WHEN $4::timestamptz IS NULL THEN now() END,
+               pending_since = $5
            WHERE delivery_id = $1""",
         attempt.delivery_id,
         status,
         error[:500],
         retry_at,
+        since,
     )
 
 

@@ -149,12 +149,13 @@ class Dispatcher:
                 metrics.WEBHOOK_DELIVERIES.labels(app, "delivered").inc()
                 return await deliveries.delivered(conn, claimed, outcome.status, lease=LEASE)
             now = datetime.now(UTC)
-            retry_at = self._schedule.next_attempt(
-                claimed.attempts + 1, claimed.pending_since, now, self._rng
-            )
+            # The give-up clock starts at the first attempt: a row that waited behind its
+            # connection's earlier events still gets its own days of retries.
+            since = claimed.pending_since if claimed.attempts else now
+            retry_at = self._schedule.next_attempt(claimed.attempts + 1, since, now, self._rng)
             error = outcome.error or "failed"
             await deliveries.failed(
-                conn, claimed, status=outcome.status, error=error, retry_at=retry_at
+                conn, claimed, status=outcome.status, error=error, retry_at=retry_at, since=since
             )
         outcome_name = "failed" if retry_at is not None else "dead_lettered"
         metrics.WEBHOOK_DELIVERIES.labels(app, outcome_name).inc()
