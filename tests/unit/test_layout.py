@@ -114,6 +114,8 @@ FLOW = [
     ),
     # Events are written by the store's transactions and know nothing of BB2 or jobs.
     ("events", ("worker.bluebutton", "worker.runtime", "worker.sync", "worker.jobs"), ()),
+    # Webhooks deliver what the outbox holds; a slow receiver must never reach a job or BB2.
+    ("webhooks", ("worker.bluebutton", "worker.runtime", "worker.sync", "worker.jobs"), ()),
     ("runtime", ("worker.sync", "worker.jobs", "worker.intake"), ()),
     ("sync", ("worker.jobs", "worker.intake"), ()),
 ]
