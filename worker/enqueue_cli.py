@@ -48,7 +48,8 @@ async def _queue(settings: Settings, job: JobPayload) -> int:
 
 
 async def _enqueue(settings: Settings, args: argparse.Namespace) -> int:
-    fields = {name: getattr(args, name) for name in args.payload.model_fields}
+    # The fields the subcommand takes; the others keep their defaults (an unlink is no purge).
+    fields = {name: getattr(args, name) for name in args.payload.model_fields if name in args}
     return await _queue(settings, _job(args.payload, fields))
 
 

@@ -128,7 +128,7 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
     queue = await jobqueue.open_queue(settings.redis_url)
     try:
         for item in due:
-            job = UnlinkJob(connection_id=item.connection_id)
+            job = UnlinkJob(connection_id=item.connection_id, purge=True)
             await jobqueue.enqueue(queue, job, lane=lanes.BULK)
     finally:
         await queue.aclose()

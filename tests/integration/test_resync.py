@@ -166,7 +166,7 @@ async def test_nightly_queues_the_oldest_due_within_budget_and_purges_dormant(
     assert result == {"resyncs": 2, "purged": 1, "revocations": 1, "due": 4}
     bulk = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
     # The two synced longest ago; housekeeping in the bulk lane, behind nobody's connect.
-    assert bulk == ["resync:c2", "resync:c3", "unlink:dormant", "unlink:gone"]
+    assert bulk == ["resync:c2", "resync:c3", "unlink:dormant:purge", "unlink:gone"]
     assert await redis.zrange(QUEUE_INTERACTIVE, 0, -1) == []
 
 

@@ -88,4 +88,4 @@ async def test_connections_in_error_are_purged_after_the_retention_period(
     assert "old-active" not in shown
     assert "2 connections would be unlinked" in shown
     queued = sorted(job.decode() for job in await redis.zrange(QUEUE_BULK, 0, -1))
-    assert queued == ["unlink:old-error", "unlink:old-reauth"]
+    assert queued == ["unlink:old-error:purge", "unlink:old-reauth:purge"]

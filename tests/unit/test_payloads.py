@@ -64,7 +64,7 @@ def test_errors_never_echo_secret_values() -> None:
 
 def test_too_many_or_doubled_arguments() -> None:
     with pytest.raises(InvalidJob, match="positional"):
-        parse_payload(UnlinkJob, ("a", "b"), {})
+        parse_payload(UnlinkJob, ("a", False, "c"), {})
     with pytest.raises(InvalidJob, match="twice"):
         parse_payload(UnlinkJob, ("a",), {"connection_id": "a"})
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.jobs.payloads import ConnectJob, JobPayload, ResyncJob, UnlinkJob
+from worker.jobs.payloads import ConnectJob, JobPayload, ResyncJob
 from worker.jobs.spec import SPECS
 
 EventId = Annotated[
@@ -30,7 +30,8 @@ class ConnectEvent(ConnectJob):
     event_id: EventId
 
 
-class UnlinkEvent(UnlinkJob):
+# Not an UnlinkJob: an upstream's unlink is never a retention purge (it has no ``purge``).
+class UnlinkEvent(JobPayload):
     """The beneficiary unlinked the app: revoke at CMS and delete everything stored."""
 
     event_id: EventId

@@ -84,10 +84,12 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
         deliveries_purged = await purge_webhook_deliveries(conn, settings, now)
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
-    # Unlinking purges a dormant (or long failed) connection's data, and tries again a
-    # revocation an unlink's tries could not complete (the job is idempotent).
-    for connection_id in sorted({*dormant, *owed}):
-        await enqueue(queue, UnlinkJob(connection_id=connection_id), lane=lanes.BULK)
+    # A purge unlinks a dormant (or long failed) connection unless a re-consent came first;
+    # an unlink tries again a revocation its tries could not complete (it is idempotent).
+    unlink_jobs = [UnlinkJob(connection_id=c, purge=True) for c in dormant]
+    unlink_jobs += [UnlinkJob(connection_id=c) for c in owed]  # revoked: never due for purge
+    for job in unlink_jobs:
+        await enqueue(queue, job, lane=lanes.BULK)
     log.info(
         "nightly_scheduled",
         resyncs_queued=len(chosen),

@@ -121,9 +121,20 @@ class FirstSyncJob(JobPayload):
 
 
 class UnlinkJob(JobPayload):
-    """``unlink(connection_id)``."""
+    """``unlink(connection_id, purge=False)``."""
 
     job_name = JOB_UNLINK
+    purge: bool = Field(
+        False,
+        description="A retention purge (the nightly run, bbingest purge): unlinks only a"
+        " connection still in needs_reauth or error past DORMANT_/ERROR_RETENTION_DAYS when"
+        " it runs. An upstream's unlink leaves it false: it unlinks whatever the status.",
+    )
+
+    def job_id(self) -> str:
+        """A purge's own id: an upstream's unlink must not collapse into a purge that a
+        re-consent may since have made void."""
+        return f"{super().job_id()}:purge" if self.purge else super().job_id()
 
 
 class ResyncJob(JobPayload):

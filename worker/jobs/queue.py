@@ -45,12 +45,14 @@ async def open_queue(redis_url: str) -> ArqRedis:
 
 async def enqueue(queue: ArqRedis, job: JobPayload, *, lane: Lane | None = None) -> str | None:
     """Queue ``job`` in its lane (or in ``lane``: housekeeping nobody waits for goes to the
-    bulk lane); None when the same event is already queued or running."""
+    bulk lane); None when the same event is already queued or running. Fields at their
+    default stay off the wire: a replica not yet upgraded reads a job whose optional field
+    (say an unlink's ``purge``) it does not know yet, unless it matters."""
     queued = await queue.enqueue_job(
         job.job_name,
         _job_id=job.job_id(),
         _queue_name=(lane or job.lane).queue,
         _expires=job.payload_ttl(),
-        **job.model_dump(),
+        **job.model_dump(exclude_defaults=True),
     )
     return None if queued is None else queued.job_id

@@ -3,12 +3,13 @@
 Local deletion comes first and commits at once, whatever BB2 is doing; the revocation at
 CMS is owed until it is settled (``pending_revocations``, :mod:`worker.sync.revocation`)
 and is retried with the job, and nightly. Running it twice, or on an unknown id, does
-nothing more.
+nothing more. A retention purge (``purge``, queued by the nightly run or ``bbingest purge``)
+unlinks only a connection the retention rules still cover when it runs.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -16,40 +17,42 @@ import structlog
 from worker import errors
 from worker.errors import Decision
 from worker.jobs.payloads import UnlinkJob, parse_payload
+from worker.retention import purge_cutoffs
 from worker.runtime.context import JobContext
 from worker.runtime.failures import on_failure
 from worker.runtime.job_retry import Attempt
 from worker.runtime.services import Services
-from worker.store import audit, unlinks
+from worker.store import unlinks
 from worker.sync.revocation import KEPT, settle_owed
 
 log = structlog.get_logger(__name__)
 
 
-async def _delete_locally(
-    services: Services, connection_id: str, asked_at: datetime | None
-) -> bool | None:
-    """Unlink the connection; False for an unknown id, None when it was authorized again
-    since this job's unlink took effect (a retry after a relink: the relink stands)."""
+async def _delete_locally(services: Services, job: UnlinkJob, asked_at: datetime | None) -> str:
+    """Unlink the connection (its data, tokens and audit row go in one transaction); the
+    job's status: ``unknown`` id; ``superseded`` when it was authorized again since this
+    job's unlink took effect (a retry after a relink: the relink stands); ``not_due`` for
+    a purge the retention rules no longer ask for (a re-consent since it was decided)."""
     async with services.pool.acquire() as conn:
-        if asked_at is not None and await unlinks.relinked_since_unlinked(
-            conn, connection_id, asked_at
-        ):
-            log.info("unlink_superseded_by_relink")
-            return None
-        unlinked = await unlinks.unlink(conn, connection_id)
-        if unlinked is None:
-            return False
-        if unlinked.tokens_dropped or unlinked.resources_deleted:
-            await audit.record(
-                conn,
-                connection_id,
-                "unlinked",
-                resources_deleted=unlinked.resources_deleted,
-                tokens_dropped=unlinked.tokens_dropped,
-            )
-            log.info("unlinked", resources_deleted=unlinked.resources_deleted)
-    return True
+        if job.purge:
+            due = purge_cutoffs(services.settings, datetime.now(UTC))
+            unlinked = await unlinks.purge(conn, job.connection_id, due)
+            if unlinked is None:
+                log.info("purge_not_due")
+                return "not_due"
+        else:
+            if asked_at is not None and await unlinks.relinked_since_unlinked(
+                conn, job.connection_id, asked_at
+            ):
+                log.info("unlink_superseded_by_relink")
+                return "superseded"
+            unlinked = await unlinks.unlink(conn, job.connection_id)
+            if unlinked is None:
+                log.info("unlink_of_unknown_connection")
+                return "unknown"
+    if unlinked.tokens_dropped or unlinked.resources_deleted:
+        log.info("unlinked", resources_deleted=unlinked.resources_deleted, purge=job.purge)
+    return "revoked"
 
 
 async def _revoke_at_cms(services: Services, connection_id: str, attempt: Attempt) -> list[str]:
@@ -66,16 +69,13 @@ async def _revoke_at_cms(services: Services, connection_id: str, attempt: Attemp
 
 
 async def unlink(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """arq job ``unlink(connection_id)``."""
+    """arq job ``unlink(connection_id, purge=False)``."""
     job = parse_payload(UnlinkJob, args, kwargs)
     services: Services = ctx["services"]
     with structlog.contextvars.bound_contextvars(job="unlink", connection_id=job.connection_id):
-        found = await _delete_locally(services, job.connection_id, ctx.get("enqueue_time"))
-        # Rows owed for a connection that is gone (a purge) are settled all the same.
+        status = await _delete_locally(services, job, ctx.get("enqueue_time"))
+        # Rows owed for a connection that is gone (a purge), or kept, are settled all the same.
         revocation = await _revoke_at_cms(services, job.connection_id, Attempt.of(ctx))
-        if found is None:
-            return {"status": "superseded", "cms": revocation}
-        if not found:
-            log.info("unlink_of_unknown_connection")
-            return {"status": "unknown", **({"cms": revocation} if revocation else {})}
-        return {"status": "revoked", "cms": revocation}
+        if status == "unknown" and not revocation:
+            return {"status": status}
+        return {"status": status, "cms": revocation}

@@ -68,16 +68,27 @@ class Purgeable:
     resources: int
 
 
+@dataclass(frozen=True)
+class PurgeCutoffs:
+    """The retention rules at one moment: a connection waiting for a re-consent since
+    before ``needs_reauth_before``, or in ``error`` since before ``error_before``, is due
+    for purge. :func:`purgeable` asks it of every connection, a purge of its own one
+    (:func:`worker.store.unlinks.purge`)."""
+
+    needs_reauth_before: datetime
+    error_before: datetime
+
+    def covers(self, status: str, since: datetime) -> bool:
+        """Whether a connection in ``status`` since ``since`` is due for purge."""
+        cutoff = {"needs_reauth": self.needs_reauth_before, "error": self.error_before}
+        return status in cutoff and since < cutoff[status]
+
+
 async def purgeable(
-    conn: Conn,
-    *,
-    needs_reauth_before: datetime,
-    error_before: datetime,
-    except_apps: Sequence[str] = (),
+    conn: Conn, due: PurgeCutoffs, *, except_apps: Sequence[str] = ()
 ) -> list[Purgeable]:
-    """Connections waiting for a re-consent since before ``needs_reauth_before``, or in
-    ``error`` since before ``error_before``, with how many resources each still stores;
-    none of ``except_apps`` (apps CMS holds inactive: nobody could re-consent through them)."""
+    """The connections ``due`` covers, with how many resources each still stores; none of
+    ``except_apps`` (apps CMS holds inactive: nobody could re-consent through them)."""
     records = await conn.fetch(
         """SELECT c.connection_id, c.status, c.status_changed_at AS since,
                   (SELECT count(*) FROM fhir_resources r
@@ -87,8 +98,8 @@ async def purgeable(
               OR (c.status = 'error' AND c.status_changed_at < $2))
              AND NOT (c.app = ANY($3::text[]))
            ORDER BY c.connection_id""",
-        needs_reauth_before,
-        error_before,
+        due.needs_reauth_before,
+        due.error_before,
         list(except_apps),
     )
     return [Purgeable(**dict(record)) for record in records]

@@ -1,13 +1,18 @@
-"""Unlinking a connection: its data and tokens go, the tokens are owed a revocation."""
+"""Unlinking a connection: its data and tokens go, the tokens are owed a revocation; a
+retention purge does the same, if still due when it runs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
 
 from worker.events.emit import emit
-from worker.store import revocations, sync_runs
+from worker.store import audit, revocations, sync_runs
 from worker.store.db import Conn
+from worker.store.listing import PurgeCutoffs
 
 
 @dataclass(frozen=True)
@@ -19,7 +24,9 @@ class Unlinked:
 
 
 async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
-    """Delete the connection's data and tokens and mark it ``revoked``, in one transaction.
+    """Delete the connection's data and tokens and mark it ``revoked``, in one transaction
+    with its ``unlinked`` audit row (:func:`relinked_since_unlinked` reads it) and its
+    ``connection.revoked`` event.
 
     Its latest access and refresh tokens move to ``pending_revocations`` until CMS has
     ended the grant with them. The row lock makes unlink wait for a page being written,
@@ -28,39 +35,71 @@ async def unlink(conn: Conn, connection_id: str) -> Unlinked | None:
     None for an unknown id.
     """
     async with conn.transaction():
-        record = await conn.fetchrow(
-            """SELECT access_token_enc, refresh_token_enc, app, client_id, patient_id, status
-               FROM connections WHERE connection_id = $1 FOR UPDATE""",
-            connection_id,
-        )
-        if record is None:
+        record = await _lock(conn, connection_id)
+        return None if record is None else await _remove(conn, connection_id, record)
+
+
+async def purge(conn: Conn, connection_id: str, due: PurgeCutoffs) -> Unlinked | None:
+    """A retention purge: :func:`unlink`, if ``due`` (the retention rules now) still covers
+    the connection once its row is locked. None, nothing changed, when it does not (or the
+    id is unknown): the person re-consented since the purge was decided, and that stands."""
+    async with conn.transaction():
+        record = await _lock(conn, connection_id)
+        if record is None or not due.covers(record["status"], record["status_changed_at"]):
             return None
-        deleted = await conn.fetchval(
+        return await _remove(conn, connection_id, record, purge=True)
+
+
+async def _lock(conn: Conn, connection_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT access_token_enc, refresh_token_enc, app, client_id, patient_id, status,
+                  status_changed_at
+           FROM connections WHERE connection_id = $1 FOR UPDATE""",
+        connection_id,
+    )
+
+
+async def _remove(conn: Conn, connection_id: str, record: asyncpg.Record, **why: Any) -> Unlinked:
+    """Unlink the connection whose row, ``record``, this transaction has locked; ``why``
+    goes into the audit row."""
+    deleted = int(
+        await conn.fetchval(
             "WITH gone AS (DELETE FROM fhir_resources WHERE connection_id = $1 RETURNING 1)"
             " SELECT count(*) FROM gone",
             connection_id,
         )
-        if record["refresh_token_enc"] is not None:
-            await revocations.owe(
-                conn,
-                connection_id,
-                revocations.Sealed(record["access_token_enc"], record["refresh_token_enc"]),
-                end_grant=True,
-                app=record["app"],
-                client_id=record["client_id"],
-                patient_id=record["patient_id"],
-            )
-        await _mark_revoked(conn, connection_id)
-        if record["status"] != "revoked":  # unlinking twice tells nothing more
-            await emit(
-                conn,
-                "connection.revoked",
-                app=record["app"],
-                connection_id=connection_id,
-                resources_deleted=int(deleted),
-                revoked_at=datetime.now(UTC),
-            )
-    return Unlinked(int(deleted), record["refresh_token_enc"] is not None)
+    )
+    tokens_dropped = record["refresh_token_enc"] is not None
+    if tokens_dropped:
+        await revocations.owe(
+            conn,
+            connection_id,
+            revocations.Sealed(record["access_token_enc"], record["refresh_token_enc"]),
+            end_grant=True,
+            app=record["app"],
+            client_id=record["client_id"],
+            patient_id=record["patient_id"],
+        )
+    await _mark_revoked(conn, connection_id)
+    if record["status"] != "revoked":  # unlinking twice tells nothing more
+        await emit(
+            conn,
+            "connection.revoked",
+            app=record["app"],
+            connection_id=connection_id,
+            resources_deleted=deleted,
+            revoked_at=datetime.now(UTC),
+        )
+    if tokens_dropped or deleted:
+        await audit.record(
+            conn,
+            connection_id,
+            "unlinked",
+            resources_deleted=deleted,
+            tokens_dropped=tokens_dropped,
+            **why,
+        )
+    return Unlinked(deleted, tokens_dropped)
 
 
 async def _mark_revoked(conn: Conn, connection_id: str) -> None:
