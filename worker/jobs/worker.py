@@ -65,11 +65,18 @@ def build_worker(
 ) -> Worker:
     """The arq worker of one lane; signals are handled by :func:`run_replica`."""
     # The nightly cron lives in the bulk lane; unique=True fires it on one replica only.
+    # Under a lease like every job: its claim lasts a lease, not arq's half hour, so a run
+    # that outlasts the lease unrenewed would run twice.
     nightly_cron = cron(
-        nightly, name="nightly", hour={settings.resync_hour_utc}, minute={0}, unique=True
+        instrumented("nightly", nightly),
+        name="nightly",
+        hour={settings.resync_hour_utc},
+        minute={0},
+        unique=True,
     )
     return ResilientWorker(
         redis_patience=settings.redis_outage_seconds,
+        claim_seconds=settings.job_lease_seconds,
         functions=LANES[queue],
         queue_name=queue,
         cron_jobs=[nightly_cron] if queue == lanes.BULK.queue else None,

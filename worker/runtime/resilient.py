@@ -5,6 +5,11 @@ the replica. This worker waits for Redis instead (for up to ``REDIS_OUTAGE_SECON
 carries on. What it cannot tell Redis meanwhile stays as it was: a job whose outcome could
 not be recorded is still queued, and runs again (resuming from its cursor) once its lease
 lapses; with AOF persistence the queue itself survives the restart.
+
+A job is claimed for a lease too, not for arq's longest job timeout plus ten seconds: arq marks
+the job in progress, then reads it, and a Redis restart between the two kills that run before
+the job (and its renewed lease, ``worker.runtime.lease``) ever starts, leaving the job marked
+for half an hour (``make chaos``'s Redis restart caught one).
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ log = structlog.get_logger(__name__)
 class ResilientWorker(Worker):
     """arq's ``Worker``, waiting out Redis outages of up to ``redis_patience`` seconds."""
 
-    def __init__(self, *args: Any, redis_patience: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, redis_patience: float, claim_seconds: float, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.outage = RedisOutage(redis_patience)
+        # What arq's start_jobs gives a claimed job's in-progress key; the job's lease takes
+        # over as soon as it runs.
+        self.in_progress_timeout_s = claim_seconds
 
     async def main(self) -> None:
         """Poll until stopped (or, in burst mode, done); start again after a Redis outage."""
