@@ -166,7 +166,7 @@ async def test_nightly_queues_the_oldest_due_within_budget_and_purges_dormant(
     assert result == {"resyncs": 2, "purged": 1, "revocations": 1, "due": 4}
     bulk = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
     # The two synced longest ago; housekeeping in the bulk lane, behind nobody's connect.
-    assert bulk == ["resync:c2", "resync:c3", "unlink:dormant:purge", "unlink:gone"]
+    assert bulk == ["resync:c2", "resync:c3", "unlink:dormant:purge", "unlink:gone:retry"]
     assert await redis.zrange(QUEUE_INTERACTIVE, 0, -1) == []
 
 
@@ -234,7 +234,7 @@ async def test_nightly_retries_only_unlinked_owed_revocations_and_spares_paused_
         await queue.aclose()
     assert (result["purged"], result["revocations"]) == (0, 1)
     bulk = sorted(j.decode() for j in await redis.zrange(QUEUE_BULK, 0, -1))
-    assert bulk == ["unlink:gone"]  # an unlink of 'live' would end a working connection
+    assert bulk == ["unlink:gone:retry"]  # an unlink of 'live' would end a working connection
 
 
 async def test_a_connection_waiting_for_reconsent_still_settles_what_cms_is_owed(

@@ -1,7 +1,7 @@
 """Retention purges and the unlink's audit row: a purge the nightly run queued unlinks only a
 connection still due when it runs (a re-consent meanwhile stands, and nothing is told), an
-upstream's unlink never collapses into a queued purge, and an unlink commits or rolls back
-with the audit row its relink check reads."""
+upstream's unlink never collapses into a queued purge or revocation retry, and an unlink
+commits or rolls back with the audit row its relink check reads."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from tests.integration.conftest import Start, connected, ctx
 from tests.integration.event_checks import emitted
 from tests.integration.support import (
     authorized_job,
+    bb2_unreachable,
     emulator_post,
     patient_id,
     served_resources,
     stored_resources,
 )
 from tests.integration.test_resync import expire_access_token
-from worker.constants import QUEUE_BULK
+from worker.constants import JOB_MAX_TRIES, QUEUE_BULK
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator
 from worker.jobs.connect import connect
@@ -72,6 +73,24 @@ async def reconsent(emulator: RunningEmulator, services: Services) -> None:
     """BBUser00001 authorizes the app again: the connect job completes."""
     job = await authorized_job(emulator.base_url, 1)
     assert (await connect(ctx(services), **job.model_dump()))["status"] == "active"
+
+
+async def unlink_asked_then_worked(settings: Settings) -> str | None:
+    """The person asks to unlink conn-1 (queued as the intake queues it), then a replica works
+    every lane until they are empty; the job id queued, None if arq dropped it."""
+    queue = await open_queue(settings.redis_url)
+    try:
+        queued = await enqueue(queue, UnlinkJob(connection_id="conn-1"))
+    finally:
+        await queue.aclose()
+    await run_replica(settings, burst=True)
+    return queued
+
+
+async def assert_unlinked(pool: asyncpg.Pool, emulator: RunningEmulator) -> None:
+    assert await pool.fetchval("SELECT status FROM connections") == "revoked"
+    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
+    assert emulator.state.grant(CLIENT_ID, patient_id(1)) is None  # ended at CMS
 
 
 async def revoked_events(pool: asyncpg.Pool) -> int:
@@ -132,16 +151,31 @@ async def test_an_unlink_asked_while_a_purge_waits_is_queued_and_stands(
     await dormant(pool, emulator, services)
     await run_nightly(settings, services)
     await reconsent(emulator, services)
-    queue = await open_queue(settings.redis_url)
-    try:
-        assert await enqueue(queue, UnlinkJob(connection_id="conn-1")) == "unlink:conn-1"
-    finally:
-        await queue.aclose()
-    await run_replica(settings, burst=True)
-    assert await pool.fetchval("SELECT status FROM connections") == "revoked"
-    assert await pool.fetchval("SELECT count(*) FROM fhir_resources") == 0
-    assert emulator.state.grant(CLIENT_ID, patient_id(1)) is None
+    assert await unlink_asked_then_worked(settings) == "unlink:conn-1"
+    await assert_unlinked(pool, emulator)
     assert (await unlinked_rows(pool), await revoked_events(pool)) == (1, 1)
+
+
+async def test_an_unlink_asked_while_a_revocation_retry_waits_is_queued_and_stands(
+    pool: asyncpg.Pool, redis: Redis, start: Start
+) -> None:
+    """An unlink left CMS's revocation owed; the nightly run queues its retry; the person
+    relinks, then unlinks, before the bulk lane reaches the retry: their unlink is a job of
+    its own (had it collapsed into the retry, which leaves a relink alone, nothing would
+    unlink), and the retry still never undoes the relink for itself."""
+    emulator, settings, services = await connected(start, CONFIG)
+    async with bb2_unreachable(services) as offline:
+        assert (await unlink(ctx(offline, job_try=JOB_MAX_TRIES), "conn-1"))["status"] == "revoked"
+    await run_nightly(settings, services)
+    assert await redis.zrange(QUEUE_BULK, 0, -1) == [b"unlink:conn-1:retry"]
+    await reconsent(emulator, services)
+    queued = await unlink_asked_then_worked(settings)
+    await assert_unlinked(pool, emulator)
+    assert await pool.fetchval("SELECT count(*) FROM pending_revocations") == 0
+    # One unlink before the relink, one after it: one connection.revoked each, no more.
+    assert (await unlinked_rows(pool), await revoked_events(pool)) == (2, 2)
+    assert queued == "unlink:conn-1"
+    assert await redis.zrange(QUEUE_BULK, 0, -1) == []
 
 
 async def test_an_unlink_and_its_audit_row_commit_or_roll_back_together(

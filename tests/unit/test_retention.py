@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.jobs.payloads import UnlinkJob
+from worker.jobs.payloads import RevocationRetryJob, UnlinkJob
 from worker.retention import purge_cutoffs
 from worker.settings import load_settings
 
@@ -33,8 +33,15 @@ def test_a_connection_is_due_for_purge_only_past_its_status_period(
     assert DUE.covers(status, NOW - timedelta(days=days)) is due
 
 
-def test_a_purge_has_a_job_id_of_its_own() -> None:
-    # An upstream's unlink must not collapse into a purge that a re-consent made void.
+def test_a_purge_and_a_revocation_retry_have_job_ids_of_their_own() -> None:
+    # An upstream's unlink must not collapse into a purge or retry that a relink made void.
     plain = UnlinkJob(connection_id="c1")
     purge = UnlinkJob(connection_id="c1", purge=True)
-    assert (plain.job_id(), purge.job_id()) == ("unlink:c1", "unlink:c1:purge")
+    retry = RevocationRetryJob(connection_id="c1")
+    assert (plain.job_id(), purge.job_id(), retry.job_id()) == (
+        "unlink:c1",
+        "unlink:c1:purge",
+        "unlink:c1:retry",
+    )
+    # The retry is the same job with the same arguments on the wire.
+    assert (retry.job_name, retry.model_dump()) == (plain.job_name, plain.model_dump())

@@ -18,7 +18,7 @@ from worker import pauses
 from worker.apps import DEFAULT_APP
 from worker.events import consent
 from worker.jobs.capacity import plan_night, requests_per_resync
-from worker.jobs.payloads import ResyncJob, UnlinkJob
+from worker.jobs.payloads import ResyncJob, RevocationRetryJob, UnlinkJob
 from worker.jobs.queue import enqueue
 from worker.retention import due_for_purge, purge_webhook_deliveries
 from worker.runtime import lanes
@@ -85,9 +85,11 @@ async def nightly(ctx: dict[str, Any]) -> dict[str, Any]:
     for connection_id in chosen:
         await enqueue(queue, ResyncJob(connection_id=connection_id))
     # A purge unlinks a dormant (or long failed) connection unless a re-consent came first;
-    # an unlink tries again a revocation its tries could not complete (it is idempotent).
+    # a retry tries again a revocation an unlink's tries could not complete (it is
+    # idempotent, and leaves a relink alone). Each has its own job id: a person's unlink
+    # queued meanwhile is never dropped as a duplicate of either.
     unlink_jobs = [UnlinkJob(connection_id=c, purge=True) for c in dormant]
-    unlink_jobs += [UnlinkJob(connection_id=c) for c in owed]  # revoked: never due for purge
+    unlink_jobs += [RevocationRetryJob(connection_id=c) for c in owed]  # never due for purge
     for job in unlink_jobs:
         await enqueue(queue, job, lane=lanes.BULK)
     log.info(

@@ -137,6 +137,17 @@ class UnlinkJob(JobPayload):
         return f"{super().job_id()}:purge" if self.purge else super().job_id()
 
 
+class RevocationRetryJob(UnlinkJob):
+    """The nightly retry of a revocation CMS still owes for an unlinked connection: the same
+    ``unlink`` job and arguments under an id of its own, ``unlink:<id>:retry``. Under a
+    person's id it would swallow their unlink asked after a relink (arq drops a job whose
+    id is queued), and then, seeing the relink, do nothing: their data would stay."""
+
+    def job_id(self) -> str:
+        """Neither an upstream's unlink id nor a purge's."""
+        return f"{JobPayload.job_id(self)}:retry"
+
+
 class ResyncJob(JobPayload):
     """``resync(connection_id)``."""
 
