@@ -151,8 +151,8 @@ async def test_a_run_closes_once_and_takes_no_page_once_closed(pool: asyncpg.Poo
     await pool.execute("INSERT INTO connections (connection_id, app) VALUES ('c', 'default')")
     async with pool.acquire() as conn:
         run = await sync_runs.start_or_resume(conn, "c", "resync", FULL)
-        assert await sync_runs.finish(conn, "c", run.run_id) is True
-        assert await sync_runs.finish(conn, "c", run.run_id) is False
+        assert await sync_runs.finish(conn, "c", run.run_id) == sync_runs.Changes(0, 0)
+        assert await sync_runs.finish(conn, "c", run.run_id) is None
         await sync_runs.remember_seen(conn, "c", run.run_id, "Patient", ["p"])
         cursor = Cursor("ExplanationOfBenefit", "https://bb2/next?patient=-1")
         await sync_runs.record_page(conn, "c", run.run_id, resources.UpsertCounts(1, 0, 0), cursor)

@@ -9,9 +9,10 @@ from typing import Final
 
 from worker.events.emit import emit
 from worker.events.reasons import reason_of
-from worker.store import resources, sync_runs
+from worker.store import resources
 from worker.store.connections import Connection, Status
 from worker.store.db import Conn
+from worker.store.sync_runs import Changes
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Synced:
     app: str
     connection_id: str
     before: str  # the connection's status under the outcome's row lock, before it
-    run_id: int
+    changes: Changes
     mode: str
     deleted: int
     synced_at: datetime
@@ -43,7 +44,7 @@ async def sync_succeeded(conn: Conn, synced: Synced) -> None:
             synced_at=synced.synced_at,
         )
         return
-    inserted, updated = await sync_runs.changes(conn, synced.connection_id, synced.run_id)
+    inserted, updated = synced.changes.inserted, synced.changes.updated
     if inserted or updated or synced.deleted:
         await emit(
             conn,

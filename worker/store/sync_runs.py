@@ -7,12 +7,21 @@ the one shard that holds the connection.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from worker.constants import MAX_ERROR_CHARS
 from worker.store.db import Conn
 from worker.store.resources import UpsertCounts
 from worker.sync.model import Cursor, History, Plan, Run, RunKind, Split
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a closed run inserted and updated."""
+
+    inserted: int
+    updated: int
 
 
 def _split_json(cursor: Cursor | None) -> dict[str, Any] | None:
@@ -111,33 +120,24 @@ async def skip_type(
     )
 
 
-async def finish(conn: Conn, connection_id: str, run_id: int) -> bool:
-    """Close the run as succeeded, dropping its cursor (a next link names the patient).
+async def finish(conn: Conn, connection_id: str, run_id: int) -> Changes | None:
+    """Close the run as succeeded, dropping its cursor (a next link names the patient);
+    what it inserted and updated.
 
-    True when this call closed it: only a running run closes, and only once. Two passes
-    of one connection can share a run (a re-consent mid-sync resumes the running one), or
-    a stale pass can outlive its run (failed, or closed by the other pass): only the pass
-    that closed the run may delete what it did not see (:func:`delete_unseen`).
+    None when this call did not close it: only a running run closes, and only once. Two
+    passes of one connection can share a run (a re-consent mid-sync resumes the running
+    one), or a stale pass can outlive its run (failed, or closed by the other pass): only
+    the pass that closed the run may delete what it did not see (:func:`delete_unseen`).
     """
-    result = await conn.execute(
+    record = await conn.fetchrow(
         """UPDATE sync_runs SET status = 'succeeded', finished_at = now(),
                cursor_type = NULL, cursor_url = NULL, cursor_split = NULL
-           WHERE connection_id = $1 AND run_id = $2 AND status = 'running'""",
+           WHERE connection_id = $1 AND run_id = $2 AND status = 'running'
+           RETURNING inserted, updated""",
         connection_id,
         run_id,
     )
-    return bool(result == "UPDATE 1")
-
-
-async def changes(conn: Conn, connection_id: str, run_id: int) -> tuple[int, int]:
-    """How many resources the run inserted and updated."""
-    record = await conn.fetchrow(
-        "SELECT inserted, updated FROM sync_runs WHERE connection_id = $1 AND run_id = $2",
-        connection_id,
-        run_id,
-    )
-    assert record is not None
-    return int(record["inserted"]), int(record["updated"])
+    return None if record is None else Changes(record["inserted"], record["updated"])
 
 
 async def fail_running(conn: Conn, connection_id: str, error: str) -> None:

@@ -128,7 +128,8 @@ async def _succeed(
         before = await connections.lock_live(
             conn, connection_id, exclusive=result.plan.mode == "full"
         )
-        if not await sync_runs.finish(conn, connection_id, result.run_id):
+        changes = await sync_runs.finish(conn, connection_id, result.run_id)
+        if changes is None:
             return None
         deleted = 0
         if result.plan.mode == "full":
@@ -141,7 +142,7 @@ async def _succeed(
                 connection.app,
                 connection_id,
                 before,
-                result.run_id,
+                changes,
                 result.plan.mode,
                 deleted,
                 synced_at,
