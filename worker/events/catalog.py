@@ -15,14 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-Kind = Literal["integer", "date-time", "reason", "reason_text", "counts", "mode"]
+FieldKind = Literal["integer", "date-time", "reason", "reason_text", "counts", "mode"]
 
 
 @dataclass(frozen=True)
 class Field:
     """One key of an event's ``data``."""
 
-    kind: Kind
+    kind: FieldKind
     text: str
     nullable: bool = False
 
