@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from tests.chaos.run import REPLICAS, Size, Target, stop_processes, target_settings
+from tests.chaos.run import REPLICAS, Size, Target, target_settings
 from tests.integration.support import reset_stores
 from worker.crypto import cipher_for
 from worker.emulator.config import EmulatorConfig
@@ -31,6 +31,7 @@ from worker.local import (
     authorize_beneficiaries,
     enqueue_all,
     start_workers,
+    stop_workers,
     wait_for_replicas,
     worker_environment,
 )
@@ -88,7 +89,7 @@ async def run_receiver_outage(target: Target, size: Size, workdir: Path) -> Webh
             settings, emulator.base_url, WORKER_CONCURRENCY=str(size.concurrency), **RETRIES
         )
         processes = await start_workers(env, REPLICAS, workdir / "logs", burst=False)
-        stack.push_async_callback(stop_processes, processes)
+        stack.push_async_callback(stop_workers, processes)
         await wait_for_replicas(target.redis_url, REPLICAS)
         await enqueue_all(target.redis_url, jobs)
         outage = await _outage(target, size.beneficiaries, server, url, receiver)
