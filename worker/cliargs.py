@@ -1,16 +1,20 @@
-"""What every ``bbingest`` command shares: one-line usage errors with exit status 2."""
+"""What every ``bbingest`` command shares: one-line usage errors with exit status 2, and
+listings printed as lines or as JSON."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 
 EXIT_INVALID = 2
+
+T = TypeVar("T")
 
 
 class Parser(argparse.ArgumentParser):
@@ -98,3 +102,19 @@ def connect_secrets(args: argparse.Namespace) -> tuple[str, str]:
         else read_secret(args.code_verifier_file)
     )
     return code, verifier
+
+
+def print_listing(found: Sequence[T], as_json: bool, line: Callable[[T], str], empty: str) -> None:
+    """Print ``found``: with ``as_json`` a JSON array of each one's fields (datetimes in ISO
+    8601), else a ``line`` each, or ``empty`` when there is none."""
+    if as_json:
+        rows = [
+            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(item).items()}
+            for item in found
+        ]
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    for item in found:
+        print(line(item))
+    if not found:
+        print(empty)

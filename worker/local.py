@@ -150,6 +150,15 @@ async def start_workers(
     return processes
 
 
+async def stop_workers(workers: Sequence[asyncio.subprocess.Process]) -> None:
+    """SIGTERM every worker process still running and wait for each to exit."""
+    for worker in workers:
+        if worker.returncode is None:
+            worker.terminate()
+    for worker in workers:
+        await worker.wait()
+
+
 async def emulator_stats(base_url: str, *, reset: bool = False) -> dict[str, Any]:
     """The emulator's request counts; ``reset`` clears them instead."""
     async with httpx.AsyncClient(base_url=base_url) as http:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import orjson
 
-from worker.cliargs import positive
+from worker.cliargs import positive, print_listing
 from worker.jobs.payloads import UnlinkJob
 from worker.settings import Settings
 from worker.store.db import connection
+
+if TYPE_CHECKING:
+    from worker.store.failures import Failure
 
 
 async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
@@ -78,18 +80,15 @@ async def _failures(settings: Settings, args: argparse.Namespace) -> int:
 
     async with connection(settings.database_url) as conn:
         found = await latest(conn, args.limit)
-    if args.json:
-        rows = [{**vars(f), "at": f.at.isoformat()} for f in found]
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return 0
-    for failure in found:
-        print(
-            f"{failure.at:%Y-%m-%d %H:%M:%S} {failure.kind:8} {failure.job_id} "
-            f"(try {failure.job_try}): {failure.reason}"
-        )
-    if not found:
-        print("no failed jobs")
+    print_listing(found, args.json, _failure_line, "no failed jobs")
     return 0
+
+
+def _failure_line(failure: Failure) -> str:
+    return (
+        f"{failure.at:%Y-%m-%d %H:%M:%S} {failure.kind:8} {failure.job_id} "
+        f"(try {failure.job_try}): {failure.reason}"
+    )
 
 
 async def _rotate_key(settings: Settings, _args: argparse.Namespace) -> int:

@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 
 from worker.apps import DEFAULT_APP, check_app_name
-from worker.cliargs import duration, fail, positive, read_secret
+from worker.cliargs import duration, fail, positive, print_listing, read_secret
 from worker.crypto import cipher_for
 from worker.settings import Settings
 from worker.store import apps, delivery_admin, webhooks
@@ -102,39 +101,29 @@ async def _rotate(settings: Settings, args: argparse.Namespace) -> int:
 async def _list(settings: Settings, args: argparse.Namespace) -> int:
     async with connection(settings.database_url) as conn:
         found = await webhooks.list_all(conn, args.app)
-    if args.json:
-        rows = [_jsonable(vars(info)) for info in found]
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return 0
-    for info in found:
-        rotating = (
-            f", rotating until {info.rotating_until:%Y-%m-%d %H:%M}" if info.rotating_until else ""
-        )
-        print(f"{info.app} {info.url}: {info.pending} waiting, {info.dead} dead-lettered{rotating}")
-    if not found:
-        print("no webhook endpoints")
+    print_listing(found, args.json, _endpoint_line, "no webhook endpoints")
     return 0
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+def _endpoint_line(info: webhooks.EndpointInfo) -> str:
+    rotating = (
+        f", rotating until {info.rotating_until:%Y-%m-%d %H:%M}" if info.rotating_until else ""
+    )
+    return f"{info.app} {info.url}: {info.pending} waiting, {info.dead} dead-lettered{rotating}"
 
 
 async def _failures(settings: Settings, args: argparse.Namespace) -> int:
     async with connection(settings.database_url) as conn:
         found = await delivery_admin.dead_letters(conn, args.app, args.limit)
-    if args.json:
-        rows = [_jsonable(vars(dead)) for dead in found]
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return 0
-    for dead in found:
-        print(
-            f"{dead.dead_at:%Y-%m-%d %H:%M:%S} {dead.app} {dead.url} {dead.type} {dead.event_id}"
-            f" (connection {dead.connection_id}, {dead.attempts} attempts): {dead.last_error}"
-        )
-    if not found:
-        print("no dead-lettered deliveries")
+    print_listing(found, args.json, _dead_line, "no dead-lettered deliveries")
     return 0
+
+
+def _dead_line(dead: delivery_admin.DeadDelivery) -> str:
+    return (
+        f"{dead.dead_at:%Y-%m-%d %H:%M:%S} {dead.app} {dead.url} {dead.type} {dead.event_id}"
+        f" (connection {dead.connection_id}, {dead.attempts} attempts): {dead.last_error}"
+    )
 
 
 async def _replay(settings: Settings, args: argparse.Namespace) -> int:

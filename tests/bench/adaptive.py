@@ -37,6 +37,7 @@ from worker.local import (
     emulator_stats,
     enqueue_all,
     start_workers,
+    stop_workers,
     wait_for_replicas,
     worker_environment,
 )
@@ -179,7 +180,7 @@ async def run(scenario: Scenario, settings: Settings, args: argparse.Namespace) 
         await common.wait_until_synced(settings, args.beneficiaries)
         wall = time.time() - started
         stats = await emulator_stats(emulator.base_url)
-        await common.stop(workers)
+        await stop_workers(workers)
     await redis.aclose()
     outcome = Outcome(scenario, stats, started, edge_raised, recovered, rates)
     outcome.active = await common.active_connections(settings)

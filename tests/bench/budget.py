@@ -25,7 +25,6 @@ from tests.bench.common import (
     active_connections,
     fresh_settings,
     print_table,
-    stop,
     timed,
     wait_until_synced,
 )
@@ -38,6 +37,7 @@ from worker.local import (
     emulator_stats,
     enqueue_all,
     start_workers,
+    stop_workers,
     worker_environment,
 )
 from worker.settings import Settings
@@ -147,7 +147,7 @@ async def run(scenario: Scenario, settings: Settings, beneficiaries: int, replic
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sampling
-        await stop(workers)
+        await stop_workers(workers)
     active = await active_connections(settings)
     return Outcome(scenario, stats, active, beneficiaries, wall, sampler.samples)
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.integration.support import reset_stores
-from worker.local import start_workers
+from worker.local import start_workers, stop_workers
 from worker.settings import Settings, load_settings
 
 LOG_DIR = Path(".bench")
@@ -52,15 +52,6 @@ def timed(label: str) -> Iterator[None]:
     print(f"{label}: {time.monotonic() - began:.0f} s (load average {load()})", flush=True)
 
 
-async def stop(workers: Sequence[asyncio.subprocess.Process]) -> None:
-    """SIGTERM every worker process still running and wait for each to exit."""
-    for worker in workers:
-        if worker.returncode is None:
-            worker.terminate()
-    for worker in workers:
-        await worker.wait()
-
-
 @asynccontextmanager
 async def replicas(
     env: dict[str, str], count: int, log_dir: Path, *, metrics_port: int = 0
@@ -70,7 +61,7 @@ async def replicas(
     try:
         yield workers
     finally:
-        await stop(workers)
+        await stop_workers(workers)
 
 
 async def _count(settings: Settings, query: str) -> int:

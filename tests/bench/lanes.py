@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.bench.common import LOG_DIR as BENCH_LOGS
-from tests.bench.common import fresh_settings, stop
+from tests.bench.common import fresh_settings
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.emulator.state import EmulatorState
@@ -34,6 +34,7 @@ from worker.local import (
     emulator_stats,
     enqueue_all,
     start_workers,
+    stop_workers,
     worker_environment,
 )
 from worker.settings import Settings
@@ -161,7 +162,7 @@ async def main(bulk: int, connects: int) -> None:
         workers = await start_workers(env, 3, LOG_DIR / "idle", burst=False)
         await asyncio.sleep(WARM_UP)  # time connects, not the workers' start-up
         idle = await time_connects(settings, idle_jobs)
-        await stop(workers)
+        await stop_workers(workers)
         console.print(f"{connects} connects while {bulk} resyncs saturate the budget…")
         ids = [f"bulk-BBUser{i:05d}" for i in range(bulk)]
         await enqueue_all(settings.redis_url, [ResyncJob(connection_id=c) for c in ids])
@@ -171,7 +172,7 @@ async def main(bulk: int, connects: int) -> None:
         await asyncio.sleep(10)  # let the resyncs fill the budget first
         busy = await time_connects(settings, busy_jobs)
         stats = await emulator_stats(limited.base_url)
-        await stop(workers)
+        await stop_workers(workers)
         await drop_queued_jobs(settings)  # the resyncs left over would count in what follows
         sample = ids[:20]
         incremental = await resync_cost(settings, limited.base_url, sample, full=False)

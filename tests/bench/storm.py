@@ -40,7 +40,7 @@ from rich.table import Table
 
 from tests.bench.charts import BENCH_DIR, distribution_chart
 from tests.bench.common import LOG_DIR as BENCH_LOGS
-from tests.bench.common import fresh_settings, stop
+from tests.bench.common import fresh_settings
 from worker.emulator.config import EmulatorConfig
 from worker.emulator.server import RunningEmulator, running_emulator
 from worker.emulator.state import EmulatorState
@@ -52,6 +52,7 @@ from worker.local import (
     emulator_stats,
     enqueue_all,
     start_workers,
+    stop_workers,
     wait_for_replicas,
     worker_environment,
 )
@@ -254,7 +255,7 @@ async def storm(
     await enqueue_all(settings.redis_url, [ResyncJob(connection_id=c) for c in bulk_ids])
     async with AsyncExitStack() as stack:
         workers = await start_workers(env, size.replicas, log_dir, burst=False)
-        stack.push_async_callback(stop, workers)
+        stack.push_async_callback(stop_workers, workers)
         base_url = await stack.enter_async_context(intake_process(env, log_dir / "intake.log"))
         await wait_for_replicas(settings.redis_url, size.replicas)
         if bulk_ids:

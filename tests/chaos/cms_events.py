@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 from arq import Retry
 
+from tests.chaos.measure import markdown_table
 from tests.chaos.run import Size, Target, target_settings
 from tests.integration.support import (
     authorized_job,
@@ -374,14 +375,21 @@ async def run_event(scenario: EventScenario, target: Target, size: Size) -> Even
 
 def event_table(results: Sequence[EventFigures]) -> str:
     """The CMS-events table in Markdown."""
-    lines = [
-        "| CMS event | connections | lost | wrongly deleted | wrongly ended | leaked |"
-        " re-consent (CMS's doing) | passed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.scenario} | {r.connections} | {r.lost} | {r.wrongly_deleted} |"
-            f" {r.wrongly_ended} | {r.leaked} | {r.reconsent} | {'yes' if r.passed else 'NO'} |"
+    header = (
+        "CMS event", "connections", "lost", "wrongly deleted", "wrongly ended", "leaked",
+        "re-consent (CMS's doing)", "passed",
+    )  # fmt: skip
+    rows = [
+        (
+            r.scenario,
+            r.connections,
+            r.lost,
+            r.wrongly_deleted,
+            r.wrongly_ended,
+            r.leaked,
+            r.reconsent,
+            "yes" if r.passed else "NO",
         )
-    return "\n".join(lines)
+        for r in results
+    ]
+    return markdown_table(header, rows, passed=True)

@@ -175,21 +175,32 @@ HEADER = (
 
 def table(rows: Iterable[Figures]) -> str:
     """The figures as a Markdown table (the README quotes it)."""
+    return markdown_table(HEADER, [_cells(row) for row in rows])
+
+
+def _cells(row: Figures) -> tuple[object, ...]:
+    return (
+        row.scenario,
+        row.jobs_run,
+        f"{row.retries} / {row.request_retries}",
+        f"{row.rows_expected:,}",
+        f"{row.rows_stored:,}",
+        row.recorded_errors,
+        row.duplicates,
+        row.lost,
+        row.leaks,
+    )
+
+
+def markdown_table(
+    header: Sequence[str], rows: Iterable[Sequence[object]], *, passed: bool = False
+) -> str:
+    """Rows as a Markdown table: the first column left-aligned, the figures right-aligned,
+    and with ``passed`` a last (yes/NO) column left-aligned too."""
+    right = len(header) - 2 if passed else len(header) - 1
     lines = [
-        "| " + " | ".join(HEADER) + " |",
-        "| --- |" + " ---: |" * (len(HEADER) - 1),
+        "| " + " | ".join(header) + " |",
+        "| --- |" + " ---: |" * right + (" --- |" if passed else ""),
     ]
-    for row in rows:
-        cells = (
-            row.scenario,
-            row.jobs_run,
-            f"{row.retries} / {row.request_retries}",
-            f"{row.rows_expected:,}",
-            f"{row.rows_stored:,}",
-            row.recorded_errors,
-            row.duplicates,
-            row.lost,
-            row.leaks,
-        )
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from tests.chaos.run import REPLICAS, Size, Target, stop_processes, target_settings
+from tests.chaos.measure import markdown_table
+from tests.chaos.run import REPLICAS, Size, Target, target_settings
 from tests.integration.support import reset_stores
 from worker.crypto import cipher_for
 from worker.emulator.config import EmulatorConfig
@@ -31,6 +32,7 @@ from worker.local import (
     authorize_beneficiaries,
     enqueue_all,
     start_workers,
+    stop_workers,
     wait_for_replicas,
     worker_environment,
 )
@@ -88,7 +90,7 @@ async def run_receiver_outage(target: Target, size: Size, workdir: Path) -> Webh
             settings, emulator.base_url, WORKER_CONCURRENCY=str(size.concurrency), **RETRIES
         )
         processes = await start_workers(env, REPLICAS, workdir / "logs", burst=False)
-        stack.push_async_callback(stop_processes, processes)
+        stack.push_async_callback(stop_workers, processes)
         await wait_for_replicas(target.redis_url, REPLICAS)
         await enqueue_all(target.redis_url, jobs)
         outage = await _outage(target, size.beneficiaries, server, url, receiver)
@@ -173,15 +175,22 @@ async def _expected(database_url: str) -> dict[str | None, list[str]]:
 
 def webhook_table(results: list[WebhookFigures]) -> str:
     """The webhook rows in Markdown."""
-    lines = [
-        "| webhooks | events | retried | delivered | duplicated | lost | out of order"
-        " | receiver away | passed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for r in results:
-        t, passed = r.tally, "yes" if r.passed else "NO"
-        lines.append(
-            f"| {r.scenario} | {r.events} | {r.retried} | {t.delivered} | {t.duplicated} |"
-            f" {t.lost} | {t.out_of_order} | {r.outage_seconds:.0f} s | {passed} |"
+    header = (
+        "webhooks", "events", "retried", "delivered", "duplicated", "lost", "out of order",
+        "receiver away", "passed",
+    )  # fmt: skip
+    rows = [
+        (
+            r.scenario,
+            r.events,
+            r.retried,
+            r.tally.delivered,
+            r.tally.duplicated,
+            r.tally.lost,
+            r.tally.out_of_order,
+            f"{r.outage_seconds:.0f} s",
+            "yes" if r.passed else "NO",
         )
-    return "\n".join(lines)
+        for r in results
+    ]
+    return markdown_table(header, rows, passed=True)

@@ -36,6 +36,7 @@ from worker.local import (
     authorize_beneficiaries,
     enqueue_all,
     start_workers,
+    stop_workers,
     wait_for_replicas,
     worker_environment,
 )
@@ -239,16 +240,7 @@ async def _reached(live: Live, query: str, target: int) -> bool:
 
 
 async def _stop_all(live: Live) -> None:
-    await stop_processes(live.processes)
-
-
-async def stop_processes(processes: list[asyncio.subprocess.Process]) -> None:
-    """Terminate the worker processes still running, and wait for every one."""
-    for process in processes:
-        if process.returncode is None:
-            process.terminate()
-    for process in processes:
-        await process.wait()
+    await stop_workers(live.processes)
 
 
 async def _wait(live: Live) -> list[str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from worker.apps import DEFAULT_APP, App
@@ -24,6 +25,7 @@ from worker.emulator.data import Dataset
 from worker.jobs.payloads import ConnectJob
 from worker.local import CLIENT_ID, REDIRECT_URI, authorize_beneficiary
 from worker.runtime.services import Services
+from worker.store import unlinks
 from worker.store.migrate import migrate
 
 Key = tuple[str, str]
@@ -187,3 +189,23 @@ async def run_cli(*argv: str) -> int:
     from worker.cli import main
 
     return await asyncio.to_thread(main, list(argv))
+
+
+async def unlink_rolled_back(pool: asyncpg.Pool, connection_id: str) -> None:
+    """Unlink a connection inside a caller's transaction that then fails, and check the
+    connection is still active: what the unlink wrote must roll back with the caller's."""
+
+    async def unlink_then_fail(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            assert await unlinks.unlink(conn, connection_id) is not None
+            raise RuntimeError("the caller's transaction fails after the unlink")
+
+    async with pool.acquire() as conn:
+        with pytest.raises(RuntimeError, match="after the unlink"):
+            await unlink_then_fail(conn)
+    assert (
+        await pool.fetchval(
+            "SELECT status FROM connections WHERE connection_id = $1", connection_id
+        )
+        == "active"
+    )

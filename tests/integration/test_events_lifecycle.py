@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from tests.integration.conftest import Start, connected, ctx
 from tests.integration.event_checks import emitted
-from tests.integration.support import authorized_job, emulator_post, patient_id
+from tests.integration.support import authorized_job, emulator_post, patient_id, unlink_rolled_back
 from tests.integration.test_events_sync import assert_no_personal_data
 from tests.integration.test_resync import expire_access_token
 from worker import pauses
@@ -30,7 +30,6 @@ from worker.jobs.queue import open_queue
 from worker.jobs.resync import resync
 from worker.jobs.unlink import unlink
 from worker.local import CLIENT_ID
-from worker.store import unlinks
 
 CONFIG = EmulatorConfig(beneficiaries=2, claims_per_beneficiary=5)
 
@@ -146,16 +145,7 @@ async def test_a_rolled_back_unlink_tells_nothing(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
     await connected(start, CONFIG)
-
-    async def unlink_then_fail(conn: asyncpg.Connection) -> None:
-        async with conn.transaction():
-            assert await unlinks.unlink(conn, "conn-1") is not None
-            raise RuntimeError("the caller's transaction fails after the unlink")
-
-    async with pool.acquire() as conn:
-        with pytest.raises(RuntimeError, match="after the unlink"):
-            await unlink_then_fail(conn)
-    assert await pool.fetchval("SELECT status FROM connections") == "active"
+    await unlink_rolled_back(pool, "conn-1")
     assert await types_of(pool) == ["connection.active"]
 
 

@@ -18,6 +18,7 @@ from tests.integration.support import (
     patient_id,
     served_resources,
     stored_resources,
+    unlink_rolled_back,
 )
 from tests.integration.test_resync import expire_access_token
 from worker.constants import JOB_MAX_TRIES, QUEUE_BULK
@@ -182,16 +183,7 @@ async def test_an_unlink_and_its_audit_row_commit_or_roll_back_together(
     pool: asyncpg.Pool, redis: Redis, start: Start
 ) -> None:
     _, _, services = await connected(start, CONFIG)
-
-    async def unlink_then_fail(conn: asyncpg.Connection) -> None:
-        async with conn.transaction():
-            assert await unlinks.unlink(conn, "conn-1") is not None
-            raise RuntimeError("the caller's transaction fails after the unlink")
-
-    async with pool.acquire() as conn:
-        with pytest.raises(RuntimeError, match="after the unlink"):
-            await unlink_then_fail(conn)
-    assert await pool.fetchval("SELECT status FROM connections") == "active"
+    await unlink_rolled_back(pool, "conn-1")
     assert await unlinked_rows(pool) == 0
     # The audit row cannot be written: the unlink is not done either, and its job fails
     # (to be tried again) rather than leave an unlink no relink check would see.
