@@ -79,6 +79,7 @@ async def test_a_retried_revoke_is_a_500(harness: Harness) -> None:
     assert first.status_code == 200
     assert retry.status_code == 500
     assert retry.json() == {"error": "Server Error (500)"}  # DRF's handler500
+    assert retry.headers["content-type"] == "application/json"  # its JsonResponse
 
 
 async def test_revoke_with_a_refresh_token_and_no_hint_is_a_500(harness: Harness) -> None:

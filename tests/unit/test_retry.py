@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from worker import errors
-from worker.bluebutton.answer_errors import fhir_error, token_error
+from worker.bluebutton.answer_errors import fhir_error, revoke_error, token_error
 from worker.bluebutton.retry import (
     MAX_RETRY_AFTER,
     RetryPolicy,
@@ -152,3 +152,21 @@ def test_an_inactive_apps_token_refusal_pauses_it_for_any_grant() -> None:
 
 def test_an_html_403_on_refresh_is_an_edge_refusal() -> None:
     assert type(token_error(403, b"<html>no</html>", "refresh_token")) is errors.EdgeRefused
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        # BB2's handler500: rest_framework.exceptions.server_error's JsonResponse.
+        (b'{"error": "Server Error (500)"}', errors.ServerError),
+        (b"<h1>Server Error (500)</h1>", errors.EdgeError),
+        # A gateway's own JSON is not CMS saying it found no such access token.
+        (b'{"message": "Internal server error"}', errors.EdgeError),
+    ],
+)
+def test_revoke_500_is_bb2s_only_with_handler500s_json(
+    body: bytes, kind: type[errors.BlueButtonError]
+) -> None:
+    error = revoke_error(500, body)
+    assert type(error) is kind
+    assert error.status == 500

@@ -29,6 +29,16 @@ fifteen seconds (3.1 of 5 requests/s used); and creeping back up by 0.2% of the 
 second found the edge again, with a pause, every 25 s. Cutting harder when a cut was not
 enough halves the descent; creeping at 0.1% for the 30 s probe, after a cut of 0.9, spaces
 the steady state's 429s about 30 s apart.
+
+What backs this: FACTS.md (Errors and limits) says the limit that bites is the edge's, its
+accounting and its ``Retry-After`` not public, and to slow the whole app down on bare 429s.
+BB2's own throttle (DRF's SimpleRateThrottle on FHIR views: apps/dot_ext/throttling.py:7,
+apps/fhir/bluebutton/views/generic.py:49; TOKEN_THROTTLE_RATE, default 100000/s,
+hhs_oauth_server/settings/base_ec2.py:233) sends ``Retry-After`` as whole seconds, rounded
+down (DRF 3.16.1 rest_framework/views.py:91-92), so it is honoured as given. Not knowable:
+the edge's window, whether it rounds its wait up, how its 429s bunch. The factors, windows
+and steps here are tuned against the emulator's edge (:mod:`worker.emulator.edge`), a
+model of it, not CMS's numbers.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ APP_INACTIVE_TEXT: Final = "is temporarily inactive"
 # The backend's words for a startIndex past the end (FACTS.md, Errors).
 START_INDEX_TEXT: Final = "must be less than"
 MAX_DETAIL_CHARS: Final = 200
+# What BB2's handler500 (hhs_oauth_server/urls.py:147, rest_framework.exceptions.server_error;
+# djangorestframework 3.16.1, rest_framework/exceptions.py:247-254) answers for an uncaught
+# exception: a JsonResponse (application/json) of exactly {"error": "Server Error (500)"}.
+HANDLER500_ERROR: Final = "Server Error (500)"
 
 TokenGrant = Literal["authorization_code", "refresh_token"]
 
@@ -129,8 +133,11 @@ def revoke_error(status: int, body: bytes) -> errors.BlueButtonError:
     """The error a failed revocation stands for. An inactive app answers 403 ("Application
     is not active or does not exist.", RevokeTokenView; "temporarily inactive", RevokeView):
     the revocation waits for the app. ``/v2/o/revoke/`` answers 500 for a token it cannot
-    find as an access token (FACTS.md, Revocation): a ServerError with status 500."""
+    find as an access token (FACTS.md, Revocation): a ServerError with status 500, only
+    when its body is handler500's own JSON; any other 500 is an edge's (EdgeError)."""
     text = _json_field(body, "description", "error_description", "detail").lower()
     if status == 403 and ("not active" in text or _is_app_inactive(text)):
         return errors.AppPaused(f"revocation answered 403: {text}", status=status)
+    if status == 500 and _json_field(body, "error") != HANDLER500_ERROR:
+        return errors.EdgeError("revocation answered 500 without BB2's JSON", status=status)
     return token_error(status, body, "refresh_token")

@@ -213,7 +213,8 @@ async def end_grant(client: BlueButtonClient, creds: ClientCredentials, access_t
     access token: ``/v2/o/revoke/`` looks the token up as an access token (RevokeView).
 
     A token CMS cannot find as an access token (rotated away, already revoked, this very
-    call's earlier try included) gets a 500: a ServerError whose status is 500.
+    call's earlier try included) gets handler500's JSON 500: a ServerError whose status is
+    500; a 500 without that JSON is an edge's, an EdgeError (``revoke_error``).
     """
     await _revoke(client, creds, endpoints.REVOKE_GRANT_PATH, {"token": access_token}, once=True)
 

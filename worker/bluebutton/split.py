@@ -40,7 +40,9 @@ class DateRange:
     end: date | None
 
     def params(self) -> list[tuple[str, str]]:
-        """The ``service-date`` query parameters of this range."""
+        """The ``service-date`` query parameters of this range. BB2 passes ``service-date``
+        on repeated (``getlist``) with any of ``lt|le|gt|ge`` (a bad operator: 400):
+        apps/fhir/bluebutton/views/search.py:152-159, 181-184."""
         bounds = []
         if self.start is not None:
             bounds.append(("service-date", f"ge{self.start.isoformat()}"))
@@ -87,7 +89,8 @@ def plan_ranges(total: int, first: date, last: date, page_size: int) -> list[Dat
 
 def service_span(eobs: Iterable[Mapping[str, Any]]) -> tuple[date, date] | None:
     """The earliest and latest service end date of these EOBs (``billablePeriod.end``, the
-    date ``service-date`` searches match), or None when none has one."""
+    date ``service-date`` searches match: BFD's "service completion date", its RFC
+    0007-service-date-filter; BB2 only passes the parameter on), or None when none has one."""
     days = [
         date.fromisoformat(str(end)[:10])
         for eob in eobs

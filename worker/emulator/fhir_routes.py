@@ -200,6 +200,9 @@ class _EobFilter:
     served: tuple[DateBound, ...]
 
     def admits(self, claim: Claim) -> bool:
+        # BB2 passes type and repeated service-date on to BFD (apps/fhir/bluebutton/views/
+        # search.py:128-159, 181-184); BFD matches service-date on a claim's service
+        # completion date (its RFC 0007-service-date-filter), billablePeriod.end here.
         if self.types is not None and claim.claim_type not in self.types:
             return False
         return admits_all(self.updated, claim.last_updated) and admits_all(

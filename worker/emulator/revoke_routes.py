@@ -1,6 +1,13 @@
 """/v2/o/revoke/ (CMS's RevokeView) and /v2/o/revoke_token/ (RevokeTokenView, RFC 7009),
 each in the order of BB2's code (apps/dot_ext/views/authorization.py, apps/dot_ext/utils.py;
 FACTS "Revocation").
+
+Line numbers at bluebutton-web-server ba0c685: RevokeTokenView authorization.py:1420-1455,
+RevokeView :1459-1485; in utils.py get_application_from_meta :136-168,
+get_application_from_data :171-291, get_application_from_request :294-305,
+validate_app_is_active :308-379, json_response_from_oauth2_error :382-393. Not modelled:
+validate_client_id's 400 "Invalid client_id format" (utils.py:50-64, off in local envs),
+as CMS-issued client ids always pass it.
 """
 
 from dataclasses import dataclass
@@ -52,8 +59,9 @@ def _revoke(tokens: TokenStore, value: str, hint: str) -> None:
 
 
 def server_error() -> Response:
-    """An unhandled exception: BB2's handler500 (hhs_oauth_server/urls.py) is
-    rest_framework.exceptions.server_error."""
+    """An unhandled exception: BB2's handler500 (hhs_oauth_server/urls.py:147) is
+    rest_framework.exceptions.server_error, a JsonResponse (application/json) of exactly
+    this body (djangorestframework 3.16.1, rest_framework/exceptions.py:247-254)."""
     return json_response({"error": "Server Error (500)"}, 500)
 
 

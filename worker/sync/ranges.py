@@ -33,7 +33,9 @@ from worker.sync.model import Params
 
 # Split a search only from this many matching claims on.
 SPLIT_FROM: Final = 1000
-# BB2's EOB types (FACTS.md, FHIR searches); an EOB id is its type, a dash, its claim id.
+# BB2's EOB types (FACTS.md, FHIR searches; the ``type`` values BB2 accepts, else 400:
+# apps/fhir/bluebutton/views/search.py:128-158); an EOB id is its type, a dash, its claim
+# id (FACTS.md). The first page's ``total`` is the searchset Bundle's (FACTS.md).
 CLAIM_TYPES: Final = ("carrier", "dme", "hha", "hospice", "inpatient", "outpatient", "pde", "snf")
 
 Plan = tuple[tuple[Params, ...], float]
