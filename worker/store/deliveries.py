@@ -64,13 +64,12 @@ FOR UPDATE OF d SKIP LOCKED"""
 
 @dataclass(frozen=True)
 class Claimed:
-    """A leased delivery: the event to send, where, and what signs it."""
+    """A leased delivery: the event to send, and where and what signs it (``secrets``)."""
 
     delivery_id: int
     endpoint_id: int
     attempts: int
     pending_since: datetime
-    url: str
     secrets: SealedSecrets
     event: Event
 
@@ -81,7 +80,6 @@ def _claimed(row: Any) -> Claimed:
         endpoint_id=row["endpoint_id"],
         attempts=row["attempts"],
         pending_since=row["pending_since"],
-        url=row["url"],
         secrets=SealedSecrets(
             app=row["endpoint_app"],
             url=row["url"],
