@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
-from worker.cliargs import positive
+from worker.cliargs import positive, print_json
 from worker.jobs.payloads import UnlinkJob
 from worker.settings import Settings
 from worker.store.db import connection
@@ -79,8 +78,7 @@ async def _failures(settings: Settings, args: argparse.Namespace) -> int:
     async with connection(settings.database_url) as conn:
         found = await latest(conn, args.limit)
     if args.json:
-        rows = [{**vars(f), "at": f.at.isoformat()} for f in found]
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        print_json(found)
         return 0
     for failure in found:
         print(

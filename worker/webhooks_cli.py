@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 
 from worker.apps import DEFAULT_APP, check_app_name
-from worker.cliargs import duration, fail, positive, read_secret
+from worker.cliargs import duration, fail, positive, print_json, read_secret
 from worker.crypto import cipher_for
 from worker.settings import Settings
 from worker.store import apps, delivery_admin, webhooks
@@ -103,8 +102,7 @@ async def _list(settings: Settings, args: argparse.Namespace) -> int:
     async with connection(settings.database_url) as conn:
         found = await webhooks.list_all(conn, args.app)
     if args.json:
-        rows = [_jsonable(vars(info)) for info in found]
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        print_json(found)
         return 0
     for info in found:
         rotating = (
@@ -116,16 +114,11 @@ async def _list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
-
-
 async def _failures(settings: Settings, args: argparse.Namespace) -> int:
     async with connection(settings.database_url) as conn:
         found = await delivery_admin.dead_letters(conn, args.app, args.limit)
     if args.json:
-        rows = [_jsonable(vars(dead)) for dead in found]
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        print_json(found)
         return 0
     for dead in found:
         print(
