@@ -57,6 +57,12 @@ def duration(text: str) -> timedelta:
     return int(number) * _UNITS[unit]
 
 
+def print_json(rows: object) -> None:
+    """Print ``rows`` as indented JSON: orjson writes dataclasses as objects and times as
+    ISO 8601 text (what ``isoformat()`` gives), so records need no conversion first."""
+    print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+
+
 def read_secret(path: str) -> str:
     """The text of ``path`` (``-``: stdin) without its surrounding whitespace; exit 2 when
     it cannot be read."""

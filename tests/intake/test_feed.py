@@ -78,6 +78,9 @@ async def test_a_caller_pulls_its_apps_events_only_in_order_page_by_page(
         ({"limit": 0}, "limit: a whole number"),
         ({"limit": 1001}, "limit: a whole number"),
         ({"limit": "ten"}, "limit: a whole number"),
+        # Digits to str.isdigit(), not to int(): a 400 all the same, never a 500.
+        ({"after": "\u00b2"}, "after: not a position"),
+        ({"limit": "\u00b2"}, "limit: a whole number"),
     ],
 )
 async def test_a_bad_position_or_limit_is_a_clear_400(

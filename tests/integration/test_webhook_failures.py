@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import pytest
+from prometheus_client import REGISTRY
 
 from tests.integration.webhook_support import (
     Dispatch,
@@ -18,6 +20,7 @@ from tests.integration.webhook_support import (
 )
 from worker.retention import purge_webhook_deliveries
 from worker.store import delivery_admin
+from worker.webhooks import dispatcher
 from worker.webhooks.receiver import Receiver
 
 
@@ -115,3 +118,24 @@ async def test_an_event_that_waited_behind_a_dead_one_gets_retries_of_its_own(
     # The second's clock began at its first attempt, after the first one was given up.
     assert second["attempts"] >= 2
     assert second["pending_since"] >= first["dead_at"]
+
+
+def _gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value(name, {"app": "default"})
+
+
+async def test_the_backlog_gauges_count_what_waits_and_fall_to_zero_once_delivered(
+    pool: asyncpg.Pool, dispatch: Dispatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatcher, "BACKLOG_EVERY_SECONDS", 0.05)
+    receiver = Receiver(["s1"], available=False)
+    async with receiving(receiver) as url:
+        _, cipher = await dispatch()
+        await register(pool, cipher, url)
+        await write_events(pool, ["a"], 2)
+        await until(lambda: _gauge("bbingest_webhook_backlog") == 2, 10)
+        await until(lambda: (_gauge("bbingest_webhook_oldest_undelivered_seconds") or 0) > 0, 10)
+        receiver.available = True
+        await until(lambda: len(receiver.received) == 2, 10)
+        await until(lambda: _gauge("bbingest_webhook_backlog") == 0, 10)
+    assert _gauge("bbingest_webhook_oldest_undelivered_seconds") == 0

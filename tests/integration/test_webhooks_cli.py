@@ -134,6 +134,10 @@ async def test_failures_and_replay(
     assert expected["a"][0] in out
     assert "HTTP 500" in out
     assert "40 attempts" in out
+    assert await cli("webhooks", "failures", "--json") == 0
+    [dead] = orjson.loads(capsys.readouterr().out)
+    assert (dead["event_id"], dead["attempts"], dead["last_status"]) == (expected["a"][0], 40, 500)
+    assert datetime.fromisoformat(dead["dead_at"]) >= start
     assert await cli("webhooks", "replay", "default", "--since", start.isoformat()) == 0
     assert "queued 3 deliveries" in capsys.readouterr().out
     rows = await pool.fetch(

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
@@ -30,9 +30,3 @@ def envelope_bytes(event: Event) -> bytes:
     """The exact body that is signed and sent: compact JSON with sorted keys, so that the
     same event always serialises to the same bytes."""
     return orjson.dumps(envelope_of(event), option=orjson.OPT_SORT_KEYS)
-
-
-# The headers of a webhook delivery (the dispatcher of worker/webhooks sets them; the
-# intake's OpenAPI `webhooks` section documents them).
-EVENT_ID_HEADER: Final = "BBIngest-Event-Id"
-SIGNATURE_HEADER: Final = "BBIngest-Signature"

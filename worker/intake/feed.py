@@ -51,7 +51,8 @@ def page_of(query: Mapping[str, str]) -> tuple[str, int]:
             400, "after: not a position this feed handed out (use 0 for the start)"
         ) from None
     limit_text = query.get("limit", str(DEFAULT_LIMIT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    whole = limit_text.isascii() and limit_text.isdigit()  # "²" is a digit int() refuses
+    if not whole or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise ApiError.plain(400, f"limit: a whole number from 1 to {MAX_LIMIT}")
     return after, int(limit_text)
 

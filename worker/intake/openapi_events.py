@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 from worker.events.catalog import TYPES
-from worker.events.envelope import EVENT_ID_HEADER, SIGNATURE_HEADER
 from worker.events.schemas import envelope_schema, event_schema
+from worker.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER
 
 ENVELOPE_COMPONENT: Final = "EventEnvelope"
 _DELIVERY: Final = (

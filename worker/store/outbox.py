@@ -41,7 +41,8 @@ class BadPosition(ValueError):
 def parse_position(position: str) -> tuple[int, int]:
     """``"<xid>.<seq>"`` as numbers; ``"0"`` (or ``"0.0"``) is the start of the feed."""
     head, _, tail = position.partition(".")
-    if not (head.isdigit() and (tail.isdigit() or tail == "")):
+    # ASCII only: "²" passes isdigit() but makes int() raise.
+    if not (position.isascii() and head.isdigit() and (tail.isdigit() or tail == "")):
         raise BadPosition(f"not a feed position: {position[:40]!r}")
     return int(head), int(tail or 0)
 

@@ -29,6 +29,7 @@ from worker.settings import Settings
 from worker.store import deliveries
 from worker.store.db import create_pool
 from worker.store.deliveries import Claimed
+from worker.store.delivery_admin import backlog
 from worker.store.outbox import NOTIFY_CHANNEL
 from worker.webhooks.schedule import Schedule
 from worker.webhooks.sender import TIMEOUT_SECONDS, Outcome, client, deliver
@@ -192,8 +193,6 @@ class Dispatcher:
 
     async def _watch_backlog(self) -> None:
         """Refresh the backlog gauges now and then (the query scans the pending rows)."""
-        from worker.store.delivery_admin import backlog
-
         while True:
             try:
                 async with self._pool.acquire() as conn:

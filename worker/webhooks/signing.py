@@ -53,7 +53,8 @@ def verify(
     secret or a delivery replayed outside the window fails."""
     fields = [part.strip().partition("=") for part in header.split(",")]
     stamps = [value for key, _, value in fields if key == "t"]
-    if len(stamps) != 1 or not stamps[0].isdigit():
+    # ASCII digits only: "²" passes isdigit() but makes int() raise on a hostile header.
+    if len(stamps) != 1 or not (stamps[0].isascii() and stamps[0].isdigit()):
         return False
     timestamp = int(stamps[0])
     if abs(now - timestamp) > tolerance:
