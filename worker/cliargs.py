@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -57,12 +57,6 @@ def duration(text: str) -> timedelta:
     return int(number) * _UNITS[unit]
 
 
-def print_json(rows: object) -> None:
-    """Print ``rows`` as indented JSON: orjson writes dataclasses as objects and times as
-    ISO 8601 text (what ``isoformat()`` gives), so records need no conversion first."""
-    print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-
-
 def read_secret(path: str) -> str:
     """The text of ``path`` (``-``: stdin) without its surrounding whitespace; exit 2 when
     it cannot be read."""
@@ -111,14 +105,11 @@ def connect_secrets(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def print_listing(found: Sequence[T], as_json: bool, line: Callable[[T], str], empty: str) -> None:
-    """Print ``found``: with ``as_json`` a JSON array of each one's fields (datetimes in ISO
-    8601), else a ``line`` each, or ``empty`` when there is none."""
+    """Print ``found`` (dataclasses): with ``as_json`` a JSON array of their fields (orjson
+    writes times as ISO 8601 text, as ``isoformat()`` does), else a ``line`` each, or
+    ``empty`` when there is none."""
     if as_json:
-        rows = [
-            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(item).items()}
-            for item in found
-        ]
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps(list(found), option=orjson.OPT_INDENT_2).decode())
         return
     for item in found:
         print(line(item))
